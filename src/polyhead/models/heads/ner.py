@@ -1,0 +1,114 @@
+"""Named entities as per-word BIO/BILUO tags, decoded with a constrained Viterbi into valid spans."""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric
+
+from polyhead.data.schema import Example
+from polyhead.data.spans import allowed_ends, allowed_starts, allowed_transitions, scheme_labels, spans_to_tags
+from polyhead.data.spans import tags_to_spans as spans_from_tags
+from polyhead.models.heads.tagger import TokenTaggingHead
+
+NEG = -1e4  # score of a forbidden transition: finite so that sums stay finite
+
+
+class EntityRecognitionHead(TokenTaggingHead):
+    """`labels` are entity types; the per-word tag set is derived from them and the scheme."""
+
+    def __init__(self, hidden_size: int, labels: list[str], scheme: str = "bio", dropout: float = 0.1):
+        self.types, self.scheme = sorted(labels), scheme
+        super().__init__(hidden_size, scheme_labels(self.types, scheme), dropout)
+        self.register_buffer("transitions", _penalty(allowed_transitions(self.labels, scheme)), persistent=False)
+        self.register_buffer("starts", _penalty(allowed_starts(self.labels, scheme)), persistent=False)
+        self.register_buffer("ends", _penalty(allowed_ends(self.labels, scheme)), persistent=False)
+
+    def word_labels(self, example: Example) -> list[str] | None:
+        return None if example.ents is None else spans_to_tags(example.ents, len(example.words), self.scheme)
+
+    def decode_tags(self, logits: torch.Tensor, word_mask: torch.Tensor) -> list[list[int]]:
+        emissions = torch.log_softmax(logits.float(), -1)
+        return viterbi(emissions, word_mask.sum(-1), self.transitions, self.starts, self.ends)
+
+    def decode(self, logits: torch.Tensor, word_mask: torch.Tensor) -> list[list[tuple[int, int, str]]]:
+        return [
+            spans_from_tags([self.labels[j] for j in path], self.scheme)
+            for path in self.decode_tags(logits, word_mask)
+        ]
+
+    def metric(self) -> SpanF1:
+        return SpanF1(self.types)
+
+    def update_metric(self, metric, logits, targets, word_mask, examples) -> None:
+        gold = [ex.ents for ex in examples]
+        if all(g is None for g in gold):
+            return
+        pred = self.decode(logits, word_mask)
+        metric.update([p for p, g in zip(pred, gold) if g is not None], [g for g in gold if g is not None])
+
+
+def _penalty(allowed: torch.Tensor) -> torch.Tensor:
+    return torch.where(allowed, 0.0, NEG)
+
+
+def viterbi(
+    emissions: torch.Tensor, lengths: torch.Tensor, transitions: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor
+) -> list[list[int]]:
+    """Best tag path per text under additive transition penalties.  # (B, W, L), (B,) -> B x [len]"""
+    batch, width, n_labels = emissions.shape
+    score = emissions[:, 0] + starts  # (B, L)
+    back = []
+    for t in range(1, width):
+        total = score.unsqueeze(2) + transitions.unsqueeze(0)  # (B, L_prev, L_next)
+        best, arg = total.max(1)
+        active = (t < lengths).unsqueeze(1)
+        score = torch.where(active, best + emissions[:, t], score)
+        back.append(arg)
+    paths = []
+    for b in range(batch):
+        n = int(lengths[b])
+        if n == 0:
+            paths.append([])
+            continue
+        # score[b] holds the score at position n - 1 because inactive steps left it unchanged.
+        tag = int((score[b] + ends).argmax())
+        path = [tag]
+        for t in range(n - 1, 0, -1):
+            tag = int(back[t - 1][b, tag])
+            path.append(tag)
+        paths.append(path[::-1])
+    return paths
+
+
+class SpanF1(Metric):
+    """Exact-match entity spans, micro precision / recall / F1 plus F1 per type (summed across processes)."""
+
+    full_state_update = False
+
+    def __init__(self, types: list[str]):
+        super().__init__()
+        self.types = list(types)
+        for name in ("tp", "fp", "fn"):
+            self.add_state(name, default=torch.zeros(len(self.types)), dist_reduce_fx="sum")
+
+    def update(self, pred: list[list[tuple[int, int, str]]], gold: list[list[tuple[int, int, str]]]) -> None:
+        index = {t: i for i, t in enumerate(self.types)}
+        for p, g in zip(pred, gold):
+            p, g = {tuple(s) for s in p}, {tuple(s) for s in g}
+            for s in p & g:
+                self.tp[index[s[2]]] += 1
+            for s in p - g:
+                self.fp[index[s[2]]] += 1
+            for s in g - p:
+                self.fn[index[s[2]]] += 1
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        tp, fp, fn = self.tp.sum(), self.fp.sum(), self.fn.sum()
+        out = {
+            "precision": tp / (tp + fp).clamp(min=1),
+            "recall": tp / (tp + fn).clamp(min=1),
+            "f1": 2 * tp / (2 * tp + fp + fn).clamp(min=1),
+        }
+        per_type = 2 * self.tp / (2 * self.tp + self.fp + self.fn).clamp(min=1)
+        out.update({f"f1_{t}": per_type[i] for i, t in enumerate(self.types)})
+        return out

@@ -1,0 +1,56 @@
+"""Per-word classification (UPOS, XPOS, ...): a linear layer over word vectors."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from polyhead.data.schema import Example
+from polyhead.models.encoder import EncoderOutput
+
+IGNORE = -100
+
+
+class TokenTaggingHead(nn.Module):
+    """One label per word; words of texts without tags carry IGNORE and add no loss."""
+
+    def __init__(self, hidden_size: int, labels: list[str], dropout: float = 0.1):
+        super().__init__()
+        self.labels = list(labels)
+        self.index = {label: i for i, label in enumerate(self.labels)}
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(hidden_size, len(self.labels))
+
+    def forward(self, enc: EncoderOutput) -> torch.Tensor:  # (B, W, H) -> (B, W, L)
+        return self.proj(self.dropout(enc.words))
+
+    def word_labels(self, example: Example) -> list[str] | None:
+        return example.tags
+
+    def targets(self, examples: list[Example], width: int) -> torch.Tensor:
+        """Gold label ids, IGNORE where a text is unannotated or padded.  # -> (B, W)"""
+        out = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+        for i, ex in enumerate(examples):
+            labels = self.word_labels(ex)
+            if labels is not None:
+                out[i, : len(labels)] = torch.tensor([self.index[t] for t in labels], dtype=torch.long)
+        return out
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
+
+    def decode(self, logits: torch.Tensor, word_mask: torch.Tensor) -> list[list[str]]:
+        ids = logits.argmax(-1).tolist()
+        return [[self.labels[j] for j in row[: int(n)]] for row, n in zip(ids, word_mask.sum(-1))]
+
+    def metric(self) -> MetricCollection:
+        return MetricCollection(
+            {"acc": MulticlassAccuracy(len(self.labels), average="micro", ignore_index=IGNORE)}
+        )
+
+    def update_metric(self, metric, logits, targets, word_mask, examples) -> None:
+        keep = targets != IGNORE
+        if keep.any():
+            metric.update(logits.argmax(-1)[keep], targets[keep])

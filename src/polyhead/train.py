@@ -1,0 +1,91 @@
+"""run(cfg): seed, read data, build model, fit, test; returns the sweep objective."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
+from polyhead.data.collate import Collator
+from polyhead.data.datamodule import MultitaskDataModule
+from polyhead.lit_module import MultitaskModule
+from polyhead.models.encoder import load_tokenizer
+from polyhead.models.multitask import MultitaskModel
+from polyhead.tracking import checkpoint_from_run, default_run_name, git_commit, log_run_metadata, mlflow_loggers
+
+log = logging.getLogger(__name__)
+
+
+def build_model(cfg: DictConfig, labels: dict[str, list[str]]) -> MultitaskModel:
+    """Encoder plus one head per configured task; a head whose task has no training labels is an error."""
+    missing = [task for task in cfg.model.heads if task not in labels]
+    if missing:
+        raise ValueError(
+            f"model.heads has {missing} but no training corpus provides labels for it; "
+            f"add a corpus for it or drop the head (e.g. '~model.heads.{missing[0]}')"
+        )
+    encoder = instantiate(cfg.encoder)
+    heads = {task: instantiate(spec)(hidden_size=encoder.hidden_size, labels=labels[task]) for task, spec in cfg.model.heads.items()}
+    return MultitaskModel(encoder, heads, cfg.model.get("loss_weights"))
+
+
+def resolve_resume(cfg: DictConfig) -> tuple[str | None, str | None]:
+    """`resume` may be a checkpoint path or an MLflow run id: returns (checkpoint path, run id to continue)."""
+    if not cfg.get("resume"):
+        return None, None
+    resume = str(cfg.resume)
+    if Path(resume).is_file():
+        ckpt = torch.load(resume, map_location="cpu", weights_only=False)
+        return resume, ckpt.get("mlflow_run_id")
+    return checkpoint_from_run(cfg.logger.tracking_uri, resume), resume
+
+
+def run(cfg: DictConfig) -> float | None:
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule: MultitaskDataModule = instantiate(cfg.data)
+    datamodule.load()  # bad corpora fail here, before any run is tracked
+    tokenizer = load_tokenizer(cfg.encoder.name)
+    datamodule.collate = Collator(tokenizer, cfg.encoder.window, cfg.encoder.stride, cfg.encoder.pooling)
+    model = build_model(cfg, datamodule.labels)
+    module = MultitaskModule(model, cfg.optim, dict(cfg.objective))
+    ckpt_path, run_id = resolve_resume(cfg)
+
+    loggers = instantiate_loggers(cfg, run_id)
+    callbacks = [instantiate(spec) for spec in cfg.callbacks.values() if spec is not None]
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
+    tags = {"git_commit": git_commit(cfg.paths.root_dir), "encoder": cfg.encoder.name, **datamodule.fingerprints()}
+    tags["checkpoint_dir"] = str(Path(cfg.paths.output_dir) / "checkpoints")
+    log_run_metadata(loggers, cfg, tags, datamodule.labels)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+    report(trainer, loggers, best)
+    score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    return float(score) if score is not None else None
+
+
+def instantiate_loggers(cfg: DictConfig, run_id: str | None) -> list:
+    if not cfg.get("logger"):
+        return []
+    extra = {"run_id": run_id} if run_id else {}
+    if cfg.logger.get("run_name", "absent") is None:
+        extra["run_name"] = default_run_name(cfg)
+    return [instantiate(cfg.logger, **extra)]
+
+
+def report(trainer: pl.Trainer, loggers: list, best: str) -> None:
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    lines = [f"  {k:<28} {v:.4f}" for k, v in sorted(metrics.items())]
+    for lg in mlflow_loggers(loggers):
+        lines.append(f"MLflow run {lg.run_id} in {lg._tracking_uri}")
+        lines.append(f"  browse: mlflow ui --backend-store-uri {lg._tracking_uri}")
+    lines.append(f"best checkpoint: {best or '(none)'}")
+    print("\n".join(["test metrics:", *lines]))

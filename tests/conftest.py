@@ -1,0 +1,39 @@
+"""Shared fixtures: no network, a tiny random BERT with a tokenizer over a checked-in toy vocabulary."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # a stray hub download fails loudly instead of hanging
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_tiny_bert(directory: Path, max_positions: int = 64) -> Path:
+    """A 2-layer, 32-wide random BERT saved like any pretrained encoder (safetensors + tokenizer files)."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    torch.manual_seed(0)
+    tokenizer = BertTokenizerFast(vocab_file=str(FIXTURES / "vocab.txt"), do_lower_case=True)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=max_positions,
+    )
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
