@@ -1,0 +1,100 @@
+"""`python train.py`-equivalent runs on a tiny random BERT: Hydra compose -> run() -> MLflow run read back."""
+
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from mlflow.tracking import MlflowClient
+from omegaconf import open_dict
+
+from conftest import PROJECT_ROOT
+
+import polyhead.config  # noqa: F401
+from polyhead.train import run
+
+
+def compose_train(tmp_path, tiny_bert, *overrides):
+    """Compose conf/train.yaml like `python train.py` does, with tiny settings and a private MLflow store."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"encoder.name={tiny_bert}",
+                "encoder.window=30",
+                "encoder.stride=20",
+                f"paths.root_dir={tmp_path}",
+                "trainer.max_epochs=2",
+                "trainer.limit_train_batches=3",
+                "trainer.precision=32-true",
+                "trainer.enable_progress_bar=false",
+                *overrides,
+            ],
+            return_hydra_config=True,
+        )
+    (tmp_path / "mlruns").mkdir(exist_ok=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "out")
+        del cfg["hydra"]
+    return cfg
+
+
+def only_run(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return client, runs
+
+
+def test_train_run_logs_finished_mlflow_run_with_all_task_metrics(tmp_path, tiny_bert):
+    cfg = compose_train(tmp_path, tiny_bert, "seed=3")
+    score = run(cfg)
+    client, runs = only_run(tmp_path)
+    assert len(runs) == 1
+    r = runs[0]
+    assert r.info.status == "FINISHED"
+    metrics = r.data.metrics
+    for key in ("test/tagger_acc", "test/ner_f1", "test/ner_precision", "test/ner_recall", "test/textcat_acc",
+                "test/textcat_macro_f1", "val/objective", "train/loss", "train/words_per_sec"):
+        assert key in metrics, key
+    assert any(k.startswith("test/ner_f1_") for k in metrics)
+    assert 0.0 <= metrics["test/tagger_acc"] <= 1.0
+    assert score == pytest.approx(max(m.value for m in client.get_metric_history(r.info.run_id, "val/objective")))
+    assert r.data.params["seed"] == "3"
+    assert r.data.params["encoder/pooling"] == "first"
+    assert r.data.tags["git_commit"]
+    assert any(t.startswith("corpus/demo_train.jsonl") for t in r.data.tags)
+    lr_keys = [k for k in metrics if k.startswith("lr")]
+    assert len(lr_keys) >= 3, lr_keys  # one learning rate per parameter group
+    artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert {"config.yaml", "labels.json"} <= artifacts
+    labels = json.loads(open(client.download_artifacts(r.info.run_id, "labels.json", str(tmp_path))).read())
+    assert labels["ner"] == ["LOC", "ORG", "PER"]
+    assert sorted(labels["textcat"]) == ["business", "science", "sports", "travel"]
+
+
+def test_train_bad_corpus_stops_before_any_mlflow_run(tmp_path, tiny_bert):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"tokens": ["a", "b"], "tags": ["X"]}\n')
+    cfg = compose_train(tmp_path, tiny_bert, f"data.train.0.path={bad}")
+    with pytest.raises(ValueError, match=r"bad\.jsonl:1"):
+        run(cfg)
+    _, runs = only_run(tmp_path)
+    assert runs == []
+
+
+def test_train_resume_continues_same_mlflow_run(tmp_path, tiny_bert):
+    cfg = compose_train(tmp_path, tiny_bert, "trainer.max_epochs=1")
+    run(cfg)
+    _, runs = only_run(tmp_path)
+    run_id = runs[0].info.run_id
+    cfg2 = compose_train(tmp_path, tiny_bert, "trainer.max_epochs=2", f"resume={run_id}")
+    with open_dict(cfg2):
+        cfg2.paths.output_dir = str(tmp_path / "out2")
+    run(cfg2)
+    client, runs = only_run(tmp_path)
+    assert [r.info.run_id for r in runs] == [run_id]
+    epochs = [m.value for m in client.get_metric_history(run_id, "epoch")]
+    assert max(epochs) == 1
