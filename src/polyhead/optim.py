@@ -60,7 +60,7 @@ def schedule_lambda(kind: str, total_steps: int, warmup: float, ratio: float = 3
 
 def build_optimizer(model: nn.Module, total_steps: int, cfg) -> tuple[torch.optim.Optimizer, dict]:
     groups = param_groups(model, cfg.lr, cfg.head_lr, cfg.layer_decay, cfg.weight_decay)
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, fused=cfg.get("fused"))
     fn = schedule_lambda(cfg.schedule, total_steps, cfg.warmup, cfg.get("ratio", 32.0))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
     return optimizer, {"scheduler": scheduler, "interval": "step", "name": "lr"}

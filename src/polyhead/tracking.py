@@ -24,19 +24,25 @@ def mlflow_loggers(loggers: list[Logger]) -> list[MLFlowLogger]:
     return [lg for lg in loggers if isinstance(lg, MLFlowLogger)]
 
 
-def log_run_metadata(loggers: list[Logger], cfg: DictConfig, tags: dict[str, str], labels: dict) -> None:
-    """Flattened resolved config as params; commit and fingerprints as tags; config and labels as artifacts."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    for logger in loggers:
-        logger.log_hyperparams(resolved)
+def log_run_metadata(
+    loggers: list[Logger], cfg: DictConfig, tags: dict[str, str], labels: dict, resumed: bool = False
+) -> None:
+    """Flattened resolved config as params; commit and fingerprints as tags; config and labels as artifacts.
+
+    A resumed run keeps its params (MLflow params are immutable) and adds `config_resumed.yaml`."""
+    if not resumed:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        for logger in loggers:
+            logger.log_hyperparams(resolved)
     for logger in mlflow_loggers(loggers):
         client, run_id = logger.experiment, logger.run_id
         for key, value in tags.items():
             client.set_tag(run_id, key, value)
         with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            config = Path(tmp) / ("config_resumed.yaml" if resumed else "config.yaml")
+            config.write_text(OmegaConf.to_yaml(cfg, resolve=True))
             (Path(tmp) / "labels.json").write_text(json.dumps(labels, indent=2))
-            client.log_artifact(run_id, str(Path(tmp) / "config.yaml"))
+            client.log_artifact(run_id, str(config))
             client.log_artifact(run_id, str(Path(tmp) / "labels.json"))
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
 from polyhead.data.collate import Collator
@@ -16,7 +16,13 @@ from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.lit_module import MultitaskModule
 from polyhead.models.encoder import load_tokenizer
 from polyhead.models.multitask import MultitaskModel
-from polyhead.tracking import checkpoint_from_run, default_run_name, git_commit, log_run_metadata, mlflow_loggers
+from polyhead.tracking import (
+    checkpoint_from_run,
+    default_run_name,
+    git_commit,
+    log_run_metadata,
+    mlflow_loggers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +68,7 @@ def run(cfg: DictConfig) -> float | None:
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     tags = {"git_commit": git_commit(cfg.paths.root_dir), "encoder": cfg.encoder.name, **datamodule.fingerprints()}
     tags["checkpoint_dir"] = str(Path(cfg.paths.output_dir) / "checkpoints")
-    log_run_metadata(loggers, cfg, tags, datamodule.labels)
+    log_run_metadata(loggers, cfg, tags, datamodule.labels, resumed=run_id is not None)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

@@ -13,7 +13,7 @@ class RngState(pl.Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         checkpoint["rng_states"] = {
             "python": random.getstate(),
-            "numpy": np.random.get_state(),
+            "numpy": _numpy_state_to_plain(np.random.get_state()),
             "torch": torch.get_rng_state(),
         }
 
@@ -21,5 +21,12 @@ class RngState(pl.Callback):
         states = checkpoint.get("rng_states")
         if states:
             random.setstate(states["python"])
-            np.random.set_state(states["numpy"])
+            kind, keys, pos, has_gauss, cached = states["numpy"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
             torch.set_rng_state(states["torch"])
+
+
+def _numpy_state_to_plain(state) -> tuple:
+    """Tensors and Python scalars only, so checkpoints load with torch.load(weights_only=True)."""
+    kind, keys, pos, has_gauss, cached = state
+    return kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from polyhead.data.readers import fingerprint, read_corpus
 from polyhead.data.schema import TASKS, CorpusError, Example
 
 SPLITS = ("train", "dev", "test")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,6 +29,7 @@ class CorpusSpec:
     options: dict = field(default_factory=dict)
     sample: dict | None = None  # {fraction, seed, part: head|tail}: a seeded split of the file
     join: bool = False  # merge annotation into the split's earlier examples with the same id
+    on_mismatch: str = "error"  # join: same id, different words -> "error" or "skip" (leave unannotated)
 
     def read(self) -> list[Example]:
         unknown = set(self.tasks) - set(TASKS)
@@ -47,18 +50,24 @@ def seeded_part(examples: list[Example], fraction: float, seed: int, part: str) 
     return [examples[i] for i in chosen]
 
 
-def join_by_id(base: list[Example], extra: list[Example], path: str) -> None:
+def join_by_id(base: list[Example], extra: list[Example], path: str, on_mismatch: str = "error") -> None:
     """Copy the annotation of `extra` onto the examples of `base` with the same id and the same words."""
     by_id = {ex.id: ex for ex in base}
+    skipped = []
     for ex in extra:
         target = by_id.get(ex.id)
         if target is None:
             raise CorpusError(path, None, f"{ex.source}: id {ex.id!r} has no match to join with")
         if target.words != ex.words:
+            if on_mismatch == "skip":
+                skipped.append(ex.source)
+                continue
             raise CorpusError(path, None, f"{ex.source}: words differ from {target.source} with the same id")
         for attr in ("tags", "ents", "cats"):
             if getattr(ex, attr) is not None:
                 setattr(target, attr, getattr(ex, attr))
+    if skipped:
+        log.warning("%s: %d example(s) tokenised differently were not joined: %s", path, len(skipped), skipped)
 
 
 def collect_labels(examples: list[Example]) -> dict[str, list[str]]:
@@ -115,7 +124,7 @@ class MultitaskDataModule(pl.LightningDataModule):
             for spec in specs:
                 part = spec.read()
                 if spec.join:
-                    join_by_id(examples, part, spec.path)
+                    join_by_id(examples, part, spec.path, spec.on_mismatch)
                 else:
                     examples += part
             self.examples[split] = examples

@@ -93,18 +93,21 @@ class Encoder(nn.Module):
         window: int = 256,
         stride: int = 192,
         scalar_mix: bool = False,
+        attn_implementation: str | None = "eager",
         from_config: bool = False,
     ):
         super().__init__()
         path = resolve_encoder(name)
         self.name, self.pooling, self.window, self.stride = name, pooling, window, stride
         if from_config:  # random weights from a config (export reloads weights from safetensors)
-            self.model = AutoModel.from_config(AutoConfig.from_pretrained(path))
+            config = AutoConfig.from_pretrained(path)
+            self.model = AutoModel.from_config(config, attn_implementation=attn_implementation)
         else:
-            self.model = AutoModel.from_pretrained(path)
+            self.model = AutoModel.from_pretrained(path, attn_implementation=attn_implementation)
         limit = self.model.config.max_position_embeddings - 2
         if window > limit:
             raise ValueError(f"encoder.window={window} exceeds what {name} supports ({limit} wordpieces)")
+        self.model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as found
         self.mix = ScalarMix(self.model.config.num_hidden_layers + 1) if scalar_mix else None
 
     @property

@@ -6,7 +6,13 @@ import torch
 from torchmetrics import Metric
 
 from polyhead.data.schema import Example
-from polyhead.data.spans import allowed_ends, allowed_starts, allowed_transitions, scheme_labels, spans_to_tags
+from polyhead.data.spans import (
+    allowed_ends,
+    allowed_starts,
+    allowed_transitions,
+    scheme_labels,
+    spans_to_tags,
+)
 from polyhead.data.spans import tags_to_spans as spans_from_tags
 from polyhead.models.heads.tagger import TokenTaggingHead
 
