@@ -36,18 +36,34 @@ def measure(corpora: str, steps: int, overrides: list[str]) -> dict:
     from polyhead.train import build_model
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=ewt", f"paths.corpora={corpora}", "paths.output_dir=/tmp/bench", *overrides])
+        cfg = compose(
+            "train",
+            overrides=[
+                "experiment=ewt",
+                f"paths.corpora={corpora}",
+                "paths.output_dir=/tmp/bench",
+                *overrides,
+            ],
+        )
     pl.seed_everything(cfg.seed)
     from hydra.utils import instantiate
 
     dm = instantiate(cfg.data)
     dm.load()
-    dm.collate = Collator(load_tokenizer(cfg.encoder.name), cfg.encoder.window, cfg.encoder.stride, cfg.encoder.pooling)
+    dm.collate = Collator(
+        load_tokenizer(cfg.encoder.name), cfg.encoder.window, cfg.encoder.stride, cfg.encoder.pooling
+    )
     module = MultitaskModule(build_model(cfg, dm.labels), cfg.optim, dict(cfg.objective))
     speed = WordThroughput()
     trainer = pl.Trainer(
-        max_steps=steps, precision=cfg.trainer.precision, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, limit_val_batches=0, callbacks=[speed], gradient_clip_val=1.0,
+        max_steps=steps,
+        precision=cfg.trainer.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        callbacks=[speed],
+        gradient_clip_val=1.0,
     )
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm)
@@ -74,7 +90,16 @@ def main() -> None:
         return
     results = {}
     for name in CONFIGS:
-        cmd = [sys.executable, __file__, "--corpora", args.corpora, "--steps", str(args.steps), "--only", name]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--corpora",
+            args.corpora,
+            "--steps",
+            str(args.steps),
+            "--only",
+            name,
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         results[name] = json.loads(out.strip().splitlines()[-1])
     print(f"{'configuration':<24} {'words/s':>9} {'peak RSS GB':>12} {'steps':>6}")

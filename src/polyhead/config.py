@@ -19,7 +19,10 @@ def project_root() -> Path:
 
 
 def register_resolvers() -> None:
-    for name, fn in (("project_root", lambda: str(project_root())), ("package_dir", lambda: str(PACKAGE_DIR))):
+    for name, fn in (
+        ("project_root", lambda: str(project_root())),
+        ("package_dir", lambda: str(PACKAGE_DIR)),
+    ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

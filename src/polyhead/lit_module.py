@@ -18,7 +18,10 @@ class MultitaskModule(pl.LightningModule):
         super().__init__()
         self.model, self.optim_cfg, self.objective = model, optim, objective
         self.metrics = nn.ModuleDict(
-            {split: nn.ModuleDict({t: h.metric() for t, h in model.heads.items()}) for split in ("val", "test")}
+            {
+                split: nn.ModuleDict({t: h.metric() for t, h in model.heads.items()})
+                for split in ("val", "test")
+            }
         )
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
@@ -49,7 +52,9 @@ class MultitaskModule(pl.LightningModule):
         if losses:
             self.log(f"{split}/loss", self.model.total_loss(losses), batch_size=size)
         for task, head in self.model.heads.items():
-            head.update_metric(self.metrics[split][task], logits[task], targets[task], enc.word_mask, batch["examples"])
+            head.update_metric(
+                self.metrics[split][task], logits[task], targets[task], enc.word_mask, batch["examples"]
+            )
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val")
@@ -86,6 +91,18 @@ class MultitaskModule(pl.LightningModule):
     def on_test_epoch_end(self):
         self._log_metrics("test")
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Clip here rather than in Lightning's AMP plugin, which refuses fused AdamW; safe because bf16 and
+        fp32 use no gradient scaler (fp16 "16-mixed" needs optim.fused=false)."""
+        if not gradient_clip_val:
+            return
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(self.parameters(), gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+
     def configure_optimizers(self):
-        optimizer, scheduler = build_optimizer(self.model, self.trainer.estimated_stepping_batches, self.optim_cfg)
+        optimizer, scheduler = build_optimizer(
+            self.model, self.trainer.estimated_stepping_batches, self.optim_cfg
+        )
         return {"optimizer": optimizer, "lr_scheduler": scheduler}

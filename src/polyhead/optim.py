@@ -34,7 +34,9 @@ def param_groups(
             key, group_lr = "heads", head_lr
         decay = not NO_DECAY.search(name) and param.ndim > 1
         key += "" if decay else "_no_decay"
-        group = groups.setdefault(key, {"name": key, "params": [], "lr": group_lr, "weight_decay": weight_decay if decay else 0.0})
+        group = groups.setdefault(
+            key, {"name": key, "params": [], "lr": group_lr, "weight_decay": weight_decay if decay else 0.0}
+        )
         group["params"].append(param)
     return [groups[k] for k in sorted(groups)]
 
@@ -46,7 +48,9 @@ def schedule_lambda(kind: str, total_steps: int, warmup: float, ratio: float = 3
     if kind == "constant":
         return lambda step: min(1.0, (step + 1) / warm) if warm else 1.0
     if kind == "linear":  # linear warmup to the peak, then linear decay to zero
-        return lambda step: (step + 1) / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
+        return lambda step: (
+            (step + 1) / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
+        )
     if kind == "slanted_triangular":  # Howard & Ruder 2018: short steep rise, long decay to 1/ratio
         cut = max(1, warm)
 
@@ -60,7 +64,9 @@ def schedule_lambda(kind: str, total_steps: int, warmup: float, ratio: float = 3
 
 def build_optimizer(model: nn.Module, total_steps: int, cfg) -> tuple[torch.optim.Optimizer, dict]:
     groups = param_groups(model, cfg.lr, cfg.head_lr, cfg.layer_decay, cfg.weight_decay)
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, fused=cfg.get("fused"))
+    optimizer = torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, fused=cfg.get("fused")
+    )
     fn = schedule_lambda(cfg.schedule, total_steps, cfg.warmup, cfg.get("ratio", 32.0))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
     return optimizer, {"scheduler": scheduler, "interval": "step", "name": "lr"}

@@ -36,12 +36,15 @@ def build_model(cfg: DictConfig, labels: dict[str, list[str]]) -> MultitaskModel
             f"add a corpus for it or drop the head (e.g. '~model.heads.{missing[0]}')"
         )
     encoder = instantiate(cfg.encoder)
-    heads = {task: instantiate(spec)(hidden_size=encoder.hidden_size, labels=labels[task]) for task, spec in cfg.model.heads.items()}
+    heads = {
+        task: instantiate(spec)(hidden_size=encoder.hidden_size, labels=labels[task])
+        for task, spec in cfg.model.heads.items()
+    }
     return MultitaskModel(encoder, heads, cfg.model.get("loss_weights"))
 
 
 def resolve_resume(cfg: DictConfig) -> tuple[str | None, str | None]:
-    """`resume` may be a checkpoint path or an MLflow run id: returns (checkpoint path, run id to continue)."""
+    """`resume` is a checkpoint path or an MLflow run id: returns (checkpoint, run id to continue)."""
     if not cfg.get("resume"):
         return None, None
     resume = str(cfg.resume)
@@ -66,7 +69,11 @@ def run(cfg: DictConfig) -> float | None:
     loggers = instantiate_loggers(cfg, run_id)
     callbacks = [instantiate(spec) for spec in cfg.callbacks.values() if spec is not None]
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
-    tags = {"git_commit": git_commit(cfg.paths.root_dir), "encoder": cfg.encoder.name, **datamodule.fingerprints()}
+    tags = {
+        "git_commit": git_commit(cfg.paths.root_dir),
+        "encoder": cfg.encoder.name,
+        **datamodule.fingerprints(),
+    }
     tags["checkpoint_dir"] = str(Path(cfg.paths.output_dir) / "checkpoints")
     log_run_metadata(loggers, cfg, tags, datamodule.labels, resumed=run_id is not None)
 

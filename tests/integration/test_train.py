@@ -56,12 +56,23 @@ def test_train_run_logs_finished_mlflow_run_with_all_task_metrics(tmp_path, tiny
     r = runs[0]
     assert r.info.status == "FINISHED"
     metrics = r.data.metrics
-    for key in ("test/tagger_acc", "test/ner_f1", "test/ner_precision", "test/ner_recall", "test/textcat_acc",
-                "test/textcat_macro_f1", "val/objective", "train/loss", "train/words_per_sec"):
+    for key in (
+        "test/tagger_acc",
+        "test/ner_f1",
+        "test/ner_precision",
+        "test/ner_recall",
+        "test/textcat_acc",
+        "test/textcat_macro_f1",
+        "val/objective",
+        "train/loss",
+        "train/words_per_sec",
+    ):
         assert key in metrics, key
     assert any(k.startswith("test/ner_f1_") for k in metrics)
     assert 0.0 <= metrics["test/tagger_acc"] <= 1.0
-    assert score == pytest.approx(max(m.value for m in client.get_metric_history(r.info.run_id, "val/objective")))
+    assert score == pytest.approx(
+        max(m.value for m in client.get_metric_history(r.info.run_id, "val/objective"))
+    )
     assert r.data.params["seed"] == "3"
     assert r.data.params["encoder/pooling"] == "first"
     assert r.data.tags["git_commit"]

@@ -12,7 +12,9 @@ from polyhead.models.heads.textcat import TextClassificationHead
 def encoded(batch=2, width=4, hidden=8):
     torch.manual_seed(0)
     mask = torch.tensor([[True] * width, [True] * (width - 2) + [False] * 2])[:batch]
-    return EncoderOutput(words=torch.randn(batch, width, hidden), word_mask=mask, cls=torch.randn(batch, hidden))
+    return EncoderOutput(
+        words=torch.randn(batch, width, hidden), word_mask=mask, cls=torch.randn(batch, hidden)
+    )
 
 
 def test_heads_tagger_masks_unlabelled_texts():

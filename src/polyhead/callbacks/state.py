@@ -1,4 +1,4 @@
-"""Checkpoint extras Lightning does not save: RNG states, so a resumed run continues the same random stream."""
+"""RNG states in checkpoints (Lightning saves none), so a resumed run continues the same random stream."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Gradual unfreezing (ULMFiT): train the heads and the top encoder layer first, then one more layer at a time."""
+"""Gradual unfreezing (ULMFiT): heads and the top encoder layer train first, then one more layer at a time."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from polyhead.optim import encoder_depth
 
 
 class GradualUnfreezing(pl.Callback):
-    """Every `every_n_epochs` epochs (or `every_n_steps` steps) one more encoder layer, top-down, starts training.
+    """Every `every_n_epochs` epochs (or `every_n_steps` steps) one more encoder layer, top-down, trains.
 
     Every parameter sits in the optimizer from the start with its layer-wise learning rate (see
     optim.param_groups); a frozen layer simply has requires_grad=False, so AdamW skips it and the
@@ -17,10 +17,18 @@ class GradualUnfreezing(pl.Callback):
     """
 
     def __init__(self, every_n_epochs: int = 1, every_n_steps: int | None = None, start_layers: int = 1):
-        self.every_n_epochs, self.every_n_steps, self.start_layers = every_n_epochs, every_n_steps, start_layers
+        self.every_n_epochs, self.every_n_steps, self.start_layers = (
+            every_n_epochs,
+            every_n_steps,
+            start_layers,
+        )
 
     def trainable_layers(self, trainer: pl.Trainer) -> int:
-        stage = trainer.global_step // self.every_n_steps if self.every_n_steps else trainer.current_epoch // self.every_n_epochs
+        stage = (
+            trainer.global_step // self.every_n_steps
+            if self.every_n_steps
+            else trainer.current_epoch // self.every_n_epochs
+        )
         return self.start_layers + stage
 
     def apply(self, pl_module: pl.LightningModule, n_trainable: int) -> None:

@@ -36,8 +36,16 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     keeping batches random from epoch to epoch (Lightning calls set_epoch; the epoch is mixed into the seed).
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int = 0, shuffle: bool = True, pool: int = 50):
-        self.lengths, self.batch_size, self.seed, self.shuffle, self.pool = lengths, batch_size, seed, shuffle, pool
+    def __init__(
+        self, lengths: list[int], batch_size: int, seed: int = 0, shuffle: bool = True, pool: int = 50
+    ):
+        self.lengths, self.batch_size, self.seed, self.shuffle, self.pool = (
+            lengths,
+            batch_size,
+            seed,
+            shuffle,
+            pool,
+        )
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -54,7 +62,11 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         if self.pool:  # evaluation (no shuffle) sorts the whole split
             size = self.batch_size * self.pool if self.shuffle else len(order)
             key = self.lengths.__getitem__
-            order = [i for s in range(0, len(order), size) for i in sorted(order[s : s + size], key=key, reverse=True)]
+            order = [
+                i
+                for s in range(0, len(order), size)
+                for i in sorted(order[s : s + size], key=key, reverse=True)
+            ]
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.shuffle:
             rng.shuffle(batches)

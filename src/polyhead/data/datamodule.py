@@ -67,7 +67,9 @@ def join_by_id(base: list[Example], extra: list[Example], path: str, on_mismatch
             if getattr(ex, attr) is not None:
                 setattr(target, attr, getattr(ex, attr))
     if skipped:
-        log.warning("%s: %d example(s) tokenised differently were not joined: %s", path, len(skipped), skipped)
+        log.warning(
+            "%s: %d example(s) tokenised differently were not joined: %s", path, len(skipped), skipped
+        )
 
 
 def collect_labels(examples: list[Example]) -> dict[str, list[str]]:
@@ -93,7 +95,11 @@ def check_labels(examples: list[Example], labels: dict[str, list[str]], split: s
         for task, label in pairs:
             if task not in known or label not in known[task]:
                 path, _, line = ex.source.rpartition(":")
-                raise CorpusError(path, int(line) if line.isdigit() else None, f"{split} {task} label {label!r} never occurs in training data")
+                raise CorpusError(
+                    path,
+                    int(line) if line.isdigit() else None,
+                    f"{split} {task} label {label!r} never occurs in training data",
+                )
 
 
 class MultitaskDataModule(pl.LightningDataModule):
@@ -110,9 +116,17 @@ class MultitaskDataModule(pl.LightningDataModule):
         num_workers: int = 0,
     ):
         super().__init__()
-        self.specs = {split: [CorpusSpec(**dict(c)) for c in corpora] for split, corpora in zip(SPLITS, (train, dev, test))}
+        self.specs = {
+            split: [CorpusSpec(**dict(c)) for c in corpora]
+            for split, corpora in zip(SPLITS, (train, dev, test))
+        }
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.group_by_length, self.train_limit, self.seed, self.num_workers = group_by_length, train_limit, seed, num_workers
+        self.group_by_length, self.train_limit, self.seed, self.num_workers = (
+            group_by_length,
+            train_limit,
+            seed,
+            num_workers,
+        )
         self.examples: dict[str, list[Example]] = {}
         self.labels: dict[str, list[str]] = {}
         self.collate: Callable | None = None
@@ -135,17 +149,28 @@ class MultitaskDataModule(pl.LightningDataModule):
             check_labels(self.examples[split], self.labels, split)
 
     def fingerprints(self) -> dict[str, str]:
-        return {f"corpus/{Path(s.path).name}": fingerprint(s.path) for specs in self.specs.values() for s in specs}
+        return {
+            f"corpus/{Path(s.path).name}": fingerprint(s.path) for specs in self.specs.values() for s in specs
+        }
 
     def train_dataloader(self) -> DataLoader:
         lengths = [len(ex.words) for ex in self.examples["train"]]
-        sampler = LengthGroupedBatchSampler(lengths, self.batch_size, self.seed, shuffle=True, pool=50 if self.group_by_length else 0)
-        return DataLoader(self.examples["train"], batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers)
+        sampler = LengthGroupedBatchSampler(
+            lengths, self.batch_size, self.seed, shuffle=True, pool=50 if self.group_by_length else 0
+        )
+        return DataLoader(
+            self.examples["train"],
+            batch_sampler=sampler,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+        )
 
     def _eval_loader(self, split: str) -> DataLoader:
         lengths = [len(ex.words) for ex in self.examples[split]]
         sampler = LengthGroupedBatchSampler(lengths, self.eval_batch_size, shuffle=False)
-        return DataLoader(self.examples[split], batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers)
+        return DataLoader(
+            self.examples[split], batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("dev")

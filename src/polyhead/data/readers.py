@@ -24,7 +24,9 @@ def read_text(path) -> list[str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise CorpusError(path, line, f"not valid UTF-8 (byte {data[err.start]:#04x}); re-encode the file as UTF-8") from None
+        raise CorpusError(
+            path, line, f"not valid UTF-8 (byte {data[err.start]:#04x}); re-encode the file as UTF-8"
+        ) from None
     text = text.removeprefix("\ufeff")
     if not text.strip():
         raise CorpusError(path, None, "empty file")
@@ -50,8 +52,13 @@ def nonempty(examples: list[Example], path) -> list[Example]:
     return examples
 
 
-def read_conllu(path, tag_column: str = "upos", cat_from: str | None = None, cat_key: str = "genre",
-                cat_prefix_separator: str = "-") -> list[Example]:
+def read_conllu(
+    path,
+    tag_column: str = "upos",
+    cat_from: str | None = None,
+    cat_key: str = "genre",
+    cat_prefix_separator: str = "-",
+) -> list[Example]:
     col = CONLLU_COLUMNS.index(tag_column)
     examples = []
     for block in blocks(read_text(path)):
@@ -82,12 +89,15 @@ def read_conllu(path, tag_column: str = "upos", cat_from: str | None = None, cat
             if cat_key not in meta:
                 raise CorpusError(path, block[0][0], f"sentence has no '# {cat_key} = ...' comment")
             cats = (meta[cat_key],)
-        examples.append(Example(words, spaces, tags, None, cats, meta.get("sent_id"), f"{path}:{block[0][0]}"))
+        examples.append(
+            Example(words, spaces, tags, None, cats, meta.get("sent_id"), f"{path}:{block[0][0]}")
+        )
     return nonempty(examples, path)
 
 
-def read_columns(path, scheme: str = "iob2", word_column: int = 0, tag_column: int = -1,
-                 separator: str | None = None) -> list[Example]:
+def read_columns(
+    path, scheme: str = "iob2", word_column: int = 0, tag_column: int = -1, separator: str | None = None
+) -> list[Example]:
     examples = []
     lines = [("" if line.startswith("-DOCSTART-") else line) for line in read_text(path)]
     for block in blocks(lines):
@@ -99,7 +109,9 @@ def read_columns(path, scheme: str = "iob2", word_column: int = 0, tag_column: i
                 continue
             cols = line.split(separator)
             if rows and len(cols) != len(rows[0][1]):
-                raise CorpusError(path, n, f"expected {len(rows[0][1])} columns like line {rows[0][0]}, found {len(cols)}")
+                raise CorpusError(
+                    path, n, f"expected {len(rows[0][1])} columns like line {rows[0][0]}, found {len(cols)}"
+                )
             if len(cols) < 2:
                 raise CorpusError(path, n, f"expected a token and a tag column, found {len(cols)} column(s)")
             rows.append((n, cols))
@@ -112,8 +124,9 @@ def read_columns(path, scheme: str = "iob2", word_column: int = 0, tag_column: i
     return nonempty(examples, path)
 
 
-def read_csv(path, text_column: str = "text", label_column: str = "label", delimiter: str = ",",
-             lang: str = "en") -> list[Example]:
+def read_csv(
+    path, text_column: str = "text", label_column: str = "label", delimiter: str = ",", lang: str = "en"
+) -> list[Example]:
     import spacy
 
     reader = csv.DictReader(io.StringIO("\n".join(read_text(path))), delimiter=delimiter)
@@ -126,7 +139,14 @@ def read_csv(path, text_column: str = "text", label_column: str = "label", delim
     for (n, row), doc in zip(rows, tokenizer.pipe(row[text_column] or "" for _, row in rows)):
         if not row[label_column]:
             raise CorpusError(path, n, f"empty {label_column!r}")
-        examples.append(Example([t.text for t in doc], [bool(t.whitespace_) for t in doc], cats=(row[label_column],), source=f"{path}:{n}"))
+        examples.append(
+            Example(
+                [t.text for t in doc],
+                [bool(t.whitespace_) for t in doc],
+                cats=(row[label_column],),
+                source=f"{path}:{n}",
+            )
+        )
     return nonempty(examples, path)
 
 
@@ -164,7 +184,17 @@ def read_jsonl(path, lang: str = "en") -> list[Example]:
         else:
             raise CorpusError(path, n, "needs a 'text' or a 'tokens' field")
         try:
-            examples.append(Example(words, spaces, obj.get("tags"), ents, cats_from_json(obj.get("cats")), obj.get("id"), f"{path}:{n}"))
+            examples.append(
+                Example(
+                    words,
+                    spaces,
+                    obj.get("tags"),
+                    ents,
+                    cats_from_json(obj.get("cats")),
+                    obj.get("id"),
+                    f"{path}:{n}",
+                )
+            )
         except ValueError as err:
             raise CorpusError(path, n, str(err).split(": ", 1)[-1]) from None
     return nonempty(examples, path)
@@ -176,7 +206,9 @@ def char_span(doc, ent, path, n) -> tuple[int, int, str]:
         raise CorpusError(path, n, f"entity {list(ent)} outside the text ({len(doc.text)} characters)")
     span = doc.char_span(start, end, label=label, alignment_mode="strict")
     if span is None:
-        raise CorpusError(path, n, f"entity {list(ent)} {doc.text[start:end]!r} does not align with token boundaries")
+        raise CorpusError(
+            path, n, f"entity {list(ent)} {doc.text[start:end]!r} does not align with token boundaries"
+        )
     return span.start, span.end, label
 
 
@@ -193,17 +225,26 @@ def read_docbin(path, tag_attr: str = "pos", lang: str = "en") -> list[Example]:
     examples = []
     for i, doc in enumerate(docs):
         tags = [getattr(t, f"{tag_attr}_") for t in doc]
-        examples.append(Example(
-            [t.text for t in doc], [bool(t.whitespace_) for t in doc],
-            tags if any(tags) else None,
-            [(e.start, e.end, e.label_) for e in doc.ents] if doc.has_annotation("ENT_IOB") else None,
-            cats_from_json(doc.cats) if doc.cats else None,
-            source=f"{path}:doc {i + 1}",
-        ))
+        examples.append(
+            Example(
+                [t.text for t in doc],
+                [bool(t.whitespace_) for t in doc],
+                tags if any(tags) else None,
+                [(e.start, e.end, e.label_) for e in doc.ents] if doc.has_annotation("ENT_IOB") else None,
+                cats_from_json(doc.cats) if doc.cats else None,
+                source=f"{path}:doc {i + 1}",
+            )
+        )
     return nonempty(examples, path)
 
 
-READERS = {"conllu": read_conllu, "columns": read_columns, "csv": read_csv, "jsonl": read_jsonl, "docbin": read_docbin}
+READERS = {
+    "conllu": read_conllu,
+    "columns": read_columns,
+    "csv": read_csv,
+    "jsonl": read_jsonl,
+    "docbin": read_docbin,
+}
 
 
 def read_corpus(path, format: str, **options) -> list[Example]:

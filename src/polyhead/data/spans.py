@@ -6,7 +6,14 @@ import torch
 
 from polyhead.data.schema import CorpusError
 
-ALIASES = {"bio": "iob2", "iob2": "iob2", "iob1": "iob1", "biluo": "biluo", "bilou": "biluo", "bioes": "bioes"}
+ALIASES = {
+    "bio": "iob2",
+    "iob2": "iob2",
+    "iob1": "iob1",
+    "biluo": "biluo",
+    "bilou": "biluo",
+    "bioes": "bioes",
+}
 PREFIXES = {"iob2": "BI", "iob1": "BI", "biluo": "BILU", "bioes": "BIES"}
 
 
@@ -82,7 +89,10 @@ def spans_to_tags(spans, n_words: int, scheme: str) -> list[str]:
             else:
                 tags[start:end] = [f"B-{label}"] + [f"I-{label}"] * (end - start - 2) + [f"{last}-{label}"]
     if scheme == "iob1":  # IOB1 uses B- only between adjacent entities of the same type
-        tags = [t if not (t.startswith("B-") and (i == 0 or tags[i - 1][2:] != t[2:])) else "I-" + t[2:] for i, t in enumerate(tags)]
+        tags = [
+            t if not (t.startswith("B-") and (i == 0 or tags[i - 1][2:] != t[2:])) else "I-" + t[2:]
+            for i, t in enumerate(tags)
+        ]
     return tags
 
 

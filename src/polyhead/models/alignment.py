@@ -40,7 +40,7 @@ class Alignment:
 
 
 def window_starts(n_pieces: int, window: int, stride: int) -> list[int]:
-    """Start offsets of windows of `window` pieces every `stride` pieces; the last one ends at the text end."""
+    """Starts of `window`-piece windows every `stride` pieces; the last one ends at the text end."""
     if n_pieces <= window:
         return [0]
     starts = list(range(0, n_pieces - window, stride))
@@ -106,7 +106,9 @@ def pool_words(hidden: torch.Tensor, alignment: Alignment) -> torch.Tensor:
     flat = hidden.reshape(-1, hidden.shape[-1])
     out = flat.new_zeros(batch * width, flat.shape[-1])
     out.index_add_(0, alignment.word_index, flat[alignment.piece_index])
-    count = flat.new_zeros(batch * width).index_add_(0, alignment.word_index, flat.new_ones(len(alignment.word_index)))
+    count = flat.new_zeros(batch * width).index_add_(
+        0, alignment.word_index, flat.new_ones(len(alignment.word_index))
+    )
     return (out / count.clamp(min=1).unsqueeze(-1)).view(batch, width, -1)
 
 

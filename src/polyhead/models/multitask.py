@@ -11,7 +11,9 @@ from polyhead.models.encoder import Encoder, EncoderOutput
 
 
 class MultitaskModel(nn.Module):
-    def __init__(self, encoder: Encoder, heads: dict[str, nn.Module], loss_weights: dict[str, float] | None = None):
+    def __init__(
+        self, encoder: Encoder, heads: dict[str, nn.Module], loss_weights: dict[str, float] | None = None
+    ):
         super().__init__()
         self.encoder = encoder
         self.heads = nn.ModuleDict(heads)
@@ -24,7 +26,9 @@ class MultitaskModel(nn.Module):
     def targets(self, examples: list[Example], width: int, device: torch.device) -> dict[str, torch.Tensor]:
         return {task: head.targets(examples, width).to(device) for task, head in self.heads.items()}
 
-    def losses(self, logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def losses(
+        self, logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         """Loss of every task that has at least one labelled item in the batch (others add nothing)."""
         out = {}
         for task, head in self.heads.items():

@@ -25,7 +25,9 @@ class EntityRecognitionHead(TokenTaggingHead):
     def __init__(self, hidden_size: int, labels: list[str], scheme: str = "bio", dropout: float = 0.1):
         self.types, self.scheme = sorted(labels), scheme
         super().__init__(hidden_size, scheme_labels(self.types, scheme), dropout)
-        self.register_buffer("transitions", _penalty(allowed_transitions(self.labels, scheme)), persistent=False)
+        self.register_buffer(
+            "transitions", _penalty(allowed_transitions(self.labels, scheme)), persistent=False
+        )
         self.register_buffer("starts", _penalty(allowed_starts(self.labels, scheme)), persistent=False)
         self.register_buffer("ends", _penalty(allowed_ends(self.labels, scheme)), persistent=False)
 
@@ -58,7 +60,11 @@ def _penalty(allowed: torch.Tensor) -> torch.Tensor:
 
 
 def viterbi(
-    emissions: torch.Tensor, lengths: torch.Tensor, transitions: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor
+    emissions: torch.Tensor,
+    lengths: torch.Tensor,
+    transitions: torch.Tensor,
+    starts: torch.Tensor,
+    ends: torch.Tensor,
 ) -> list[list[int]]:
     """Best tag path per text under additive transition penalties.  # (B, W, L), (B,) -> B x [len]"""
     batch, width, n_labels = emissions.shape

@@ -39,7 +39,9 @@ class TokenTaggingHead(nn.Module):
         return out
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
+        return nn.functional.cross_entropy(
+            logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE
+        )
 
     def decode(self, logits: torch.Tensor, word_mask: torch.Tensor) -> list[list[str]]:
         ids = logits.argmax(-1).tolist()

@@ -46,10 +46,11 @@ class TextClassificationHead(nn.Module):
         return self.proj(self.dropout(self.pool(enc)))
 
     def targets(self, examples: list[Example], width: int) -> torch.Tensor:
-        """Exclusive: class id or IGNORE, (B,). Multilabel: 0/1 per label, a row of IGNORE if unlabelled, (B, L)."""
+        """Exclusive: class id or IGNORE, (B,). Multilabel: 0/1 per label or a row of IGNORE, (B, L)."""
         if self.exclusive:
             return torch.tensor(
-                [self.index[ex.cats[0]] if ex.cats is not None else IGNORE for ex in examples], dtype=torch.long
+                [self.index[ex.cats[0]] if ex.cats is not None else IGNORE for ex in examples],
+                dtype=torch.long,
             )
         out = torch.full((len(examples), len(self.labels)), float(IGNORE))
         for i, ex in enumerate(examples):
