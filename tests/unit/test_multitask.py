@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from polyhead.callbacks.unfreeze import GradualUnfreezing
+from polyhead.data.collate import Collator
+from polyhead.data.schema import Example
+from polyhead.models.encoder import Encoder, load_tokenizer, wordpieces
+from polyhead.models.heads.ner import EntityRecognitionHead
+from polyhead.models.heads.tagger import TokenTaggingHead
+from polyhead.models.heads.textcat import TextClassificationHead
+from polyhead.models.multitask import MultitaskModel
+
+
+@pytest.fixture
+def model(tiny_bert):
+    torch.manual_seed(0)
+    encoder = Encoder(str(tiny_bert), window=30, stride=20, scalar_mix=True)
+    heads = {
+        "tagger": TokenTaggingHead(32, ["NOUN", "VERB"]),
+        "ner": EntityRecognitionHead(32, ["PER"]),
+        "textcat": TextClassificationHead(32, ["a", "b"]),
+    }
+    return MultitaskModel(encoder, heads).eval()
+
+
+@pytest.fixture
+def collate(tiny_bert):
+    return Collator(load_tokenizer(str(tiny_bert)), window=30, stride=20, pooling="first")
+
+
+def test_multitask_encoder_runs_once_per_batch_for_all_heads(model, collate):
+    calls = []
+    model.encoder.model.register_forward_hook(lambda *args: calls.append(1))
+    batch = collate([Example(words="the team won".split()), Example(words="a b".split())])
+    preds = model.predict(batch["alignment"])
+    assert len(calls) == 1
+    assert [len(t) for t in preds["tagger"]] == [3, 2]
+    assert set(preds) == {"tagger", "ner", "textcat"}
+
+
+def test_multitask_every_word_of_a_2000_word_text_is_predicted(model, collate):
+    words = ("the quick team won the match in rome and then flew home " * 200).split()[:2000]
+    batch = collate([Example(words=words), Example(words=["short"])])
+    assert batch["alignment"].input_ids.shape[1] <= 32  # windows, never one 2000-piece row
+    preds = model.predict(batch["alignment"])
+    assert len(preds["tagger"][0]) == 2000 and len(preds["tagger"][1]) == 1
+    assert all(0 <= s < e <= 2000 for s, e, _ in preds["ner"][0])
+
+
+def test_multitask_windowed_words_match_a_single_window_when_text_fits(model, collate, tiny_bert):
+    words = "the team won the match".split()
+    long_window = Collator(collate.tokenizer, window=60, stride=60, pooling="first")
+    a = model.encoder(collate.align([words])).words
+    b = model.encoder(long_window.align([words])).words
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_multitask_unknown_and_dropped_characters_become_unk(collate):
+    pieces = wordpieces(collate.tokenizer, [["the", "\u200b", "zzzq"]])
+    assert pieces[0][1] == [collate.tokenizer.unk_token_id]
+    assert all(p for p in pieces[0])
+
+
+def test_multitask_gradual_unfreezing_top_down(model):
+    class Stub:
+        pass
+
+    module = Stub()
+    module.model = model
+    callback = GradualUnfreezing(every_n_epochs=1, start_layers=1)
+
+    def trainable():
+        params = model.encoder.model.named_parameters()
+        return {
+            n.split(".")[2] if n.startswith("encoder.") else n.split(".")[0]
+            for n, p in params
+            if p.requires_grad
+        }
+
+    callback.apply(module, 1)
+    assert trainable() == {"1", "pooler"}  # top layer (and the pooler above it)
+    callback.apply(module, 2)
+    assert trainable() == {"0", "1", "pooler"}
+    callback.apply(module, 3)
+    assert "embeddings" in trainable()
