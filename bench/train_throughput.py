@@ -21,6 +21,7 @@ CONFIGS = {  # name -> overrides
     "fp32, corpus order": ["trainer.precision=32-true", "data.group_by_length=false"],
     "fp32, length-grouped": ["trainer.precision=32-true"],
     "bf16, length-grouped": ["trainer.precision=bf16-mixed"],
+    "bf16, grouped, batch 64": ["trainer.precision=bf16-mixed", "data.batch_size=64"],
 }
 
 

@@ -79,8 +79,9 @@ def run(cfg: DictConfig) -> float | None:
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
-    report(trainer, loggers, best)
+    trainer.test(module, datamodule=datamodule, ckpt_path=best or None)  # leaves the best weights loaded
+    pipeline = export_run(cfg, module.model, datamodule.collate, loggers) if cfg.export.enabled else None
+    report(trainer, loggers, best, pipeline)
     score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     return float(score) if score is not None else None
 
@@ -94,11 +95,31 @@ def instantiate_loggers(cfg: DictConfig, run_id: str | None) -> list:
     return [instantiate(cfg.logger, **extra)]
 
 
-def report(trainer: pl.Trainer, loggers: list, best: str) -> None:
+def export_run(cfg: DictConfig, model, collate: Collator, loggers: list) -> Path:
+    """The tested model as a spaCy pipeline directory, also logged as the MLflow artifact spacy_pipeline/."""
+    from polyhead.export.pipeline import export_pipeline
+
+    meta = {"name": cfg.export.name, "version": cfg.export.version, "description": cfg.export.description}
+    path = export_pipeline(
+        model,
+        collate,
+        Path(cfg.paths.output_dir) / "spacy_pipeline",
+        meta,
+        lang=cfg.export.lang,
+        tag_attr=cfg.export.tag_attr,
+    )
+    for lg in mlflow_loggers(loggers):
+        lg.experiment.log_artifacts(lg.run_id, str(path), "spacy_pipeline")
+    return path
+
+
+def report(trainer: pl.Trainer, loggers: list, best: str, pipeline: Path | None) -> None:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     lines = [f"  {k:<28} {v:.4f}" for k, v in sorted(metrics.items())]
     for lg in mlflow_loggers(loggers):
         lines.append(f"MLflow run {lg.run_id} in {lg._tracking_uri}")
         lines.append(f"  browse: mlflow ui --backend-store-uri {lg._tracking_uri}")
     lines.append(f"best checkpoint: {best or '(none)'}")
+    if pipeline:
+        lines.append(f"spaCy pipeline: {pipeline}  (spacy.load this directory)")
     print("\n".join(["test metrics:", *lines]))

@@ -25,6 +25,7 @@ class EntityRecognitionHead(TokenTaggingHead):
     def __init__(self, hidden_size: int, labels: list[str], scheme: str = "bio", dropout: float = 0.1):
         self.types, self.scheme = sorted(labels), scheme
         super().__init__(hidden_size, scheme_labels(self.types, scheme), dropout)
+        self.config = {"hidden_size": hidden_size, "labels": self.types, "scheme": scheme, "dropout": dropout}
         self.register_buffer(
             "transitions", _penalty(allowed_transitions(self.labels, scheme)), persistent=False
         )

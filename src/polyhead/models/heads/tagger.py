@@ -18,6 +18,7 @@ class TokenTaggingHead(nn.Module):
 
     def __init__(self, hidden_size: int, labels: list[str], dropout: float = 0.1):
         super().__init__()
+        self.config = {"hidden_size": hidden_size, "labels": list(labels), "dropout": dropout}  # for export
         self.labels = list(labels)
         self.index = {label: i for i, label in enumerate(self.labels)}
         self.dropout = nn.Dropout(dropout)

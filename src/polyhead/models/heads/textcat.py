@@ -32,6 +32,13 @@ class TextClassificationHead(nn.Module):
         if pooling not in ("cls", "mean"):
             raise ValueError(f"textcat pooling must be 'cls' or 'mean', got {pooling!r}")
         self.labels, self.exclusive, self.pooling = list(labels), exclusive, pooling
+        self.config = {
+            "hidden_size": hidden_size,
+            "labels": self.labels,
+            "exclusive": exclusive,
+            "pooling": pooling,
+            "dropout": dropout,
+        }
         self.index = {label: i for i, label in enumerate(self.labels)}
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(hidden_size, len(self.labels))

@@ -1,0 +1,180 @@
+"""spaCy components that replay training's data path: one encoder pass per batch of Docs, then the heads.
+
+`polyhead_encoder` turns each Doc's non-whitespace tokens into word vectors with the same Collator,
+Encoder and pooling code as training and stores them in `doc._.polyhead`; `polyhead_tagger`,
+`polyhead_ner` and `polyhead_textcat` read those vectors, run their head and set spaCy annotations.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+from spacy.util import minibatch
+
+from polyhead.data.collate import Collator
+from polyhead.models.encoder import Encoder, EncoderOutput, load_tokenizer
+
+if not Doc.has_extension("polyhead"):
+    Doc.set_extension("polyhead", default=None)  # {"words": (n_words, H), "index": token ids, "cls": (H,)}
+
+
+def _check_dir(path: Path, files: list[str]) -> None:
+    missing = [f for f in files if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path}: pipeline is incomplete, missing {missing}; export it again")
+
+
+class PolyheadEncoder:
+    """Runs the shared transformer once per batch of Docs, in length-sorted sub-batches to limit padding."""
+
+    def __init__(self, nlp: Language, name: str, batch_size: int = 64):
+        self.name, self.batch_size = name, batch_size
+        self.encoder: Encoder | None = None
+        self.collate: Collator | None = None
+
+    def set_model(self, encoder: Encoder, collate: Collator) -> None:
+        self.encoder, self.collate = encoder.eval(), collate
+
+    def __call__(self, doc: Doc) -> Doc:
+        self.annotate([doc])
+        return doc
+
+    def pipe(self, docs, batch_size: int | None = None):
+        for batch in minibatch(docs, size=batch_size or self.batch_size):
+            self.annotate(batch)
+            yield from batch
+
+    @torch.inference_mode()
+    def annotate(self, docs: list[Doc]) -> None:
+        index = [[t.i for t in doc if not t.is_space] for doc in docs]  # whitespace tokens get no vector
+        order = sorted(range(len(docs)), key=lambda i: len(index[i]))
+        for chunk in minibatch(order, size=self.batch_size):
+            texts = [[docs[i][j].text for j in index[i]] for i in chunk]
+            out = self.encoder(self.collate.align(texts))
+            for row, i in enumerate(chunk):
+                n = len(index[i])
+                docs[i]._.polyhead = {
+                    "words": out.words[row, :n].float(),
+                    "index": index[i],
+                    "cls": out.cls[row].float(),
+                }
+
+    def to_disk(self, path, exclude=()) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.encoder.model.save_pretrained(path / "model")  # safetensors
+        self.collate.tokenizer.save_pretrained(path / "model")
+        settings = {k: getattr(self.encoder, k) for k in ("pooling", "window", "stride")}
+        (path / "encoder.json").write_text(json.dumps(settings, indent=2))
+
+    def from_disk(self, path, exclude=()) -> PolyheadEncoder:
+        path = Path(path)
+        _check_dir(path, ["encoder.json", "model/config.json", "model/model.safetensors"])
+        settings = json.loads((path / "encoder.json").read_text())
+        try:
+            encoder = Encoder(str(path / "model"), **settings)
+        except Exception as err:
+            raise OSError(f"{path / 'model'}: could not load the encoder weights ({err})") from err
+        self.set_model(encoder, Collator(load_tokenizer(str(path / "model")), **settings))
+        return self
+
+
+def batch_vectors(docs: list[Doc]) -> EncoderOutput:
+    """Re-pad the vectors the encoder component stored into the (B, W, H) batch the heads expect."""
+    states = [doc._.polyhead for doc in docs]
+    if any(s is None for s in states):
+        raise ValueError("polyhead heads need the 'encoder' component to run first")
+    width = max(1, max(len(s["index"]) for s in states))
+    hidden = states[0]["cls"].shape[-1]
+    words = torch.zeros(len(docs), width, hidden)
+    mask = torch.zeros(len(docs), width, dtype=torch.bool)
+    for i, s in enumerate(states):
+        n = len(s["index"])
+        words[i, :n], mask[i, :n] = s["words"], True
+    return EncoderOutput(words=words, word_mask=mask, cls=torch.stack([s["cls"] for s in states]))
+
+
+class PolyheadHead:
+    """One trained head; `attr` picks what the tagger sets: token.pos_ ("pos") or token.tag_ ("tag")."""
+
+    def __init__(self, nlp: Language, name: str, task: str, attr: str = "pos"):
+        self.name, self.task, self.attr = name, task, attr
+        self.head: torch.nn.Module | None = None
+
+    def set_model(self, head: torch.nn.Module) -> None:
+        self.head = head.eval()
+
+    def __call__(self, doc: Doc) -> Doc:
+        self.annotate([doc])
+        return doc
+
+    def pipe(self, docs, batch_size: int = 128):
+        for batch in minibatch(docs, size=batch_size):
+            self.annotate(batch)
+            yield from batch
+
+    @torch.inference_mode()
+    def annotate(self, docs: list[Doc]) -> None:
+        enc = batch_vectors(docs)
+        predictions = self.head.decode(self.head(enc), enc.word_mask)
+        for doc, pred in zip(docs, predictions):
+            index = doc._.polyhead["index"]
+            if self.task == "tagger":
+                for i, label in zip(index, pred):
+                    setattr(doc[i], f"{self.attr}_", label)
+            elif self.task == "ner":
+                doc.ents = [Span(doc, index[s], index[e - 1] + 1, label=label) for s, e, label in pred]
+            else:
+                doc.cats = pred
+
+    def to_disk(self, path, exclude=()) -> None:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        kind = f"{type(self.head).__module__}.{type(self.head).__qualname__}"
+        (path / "head.json").write_text(json.dumps({"class": kind, "config": self.head.config}, indent=2))
+        save_file(
+            {k: v.contiguous() for k, v in self.head.state_dict().items()}, str(path / "head.safetensors")
+        )
+
+    def from_disk(self, path, exclude=()) -> PolyheadHead:
+        import importlib
+
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        _check_dir(path, ["head.json", "head.safetensors"])
+        spec = json.loads((path / "head.json").read_text())
+        module, _, cls = spec["class"].rpartition(".")
+        head = getattr(importlib.import_module(module), cls)(**spec["config"])
+        try:
+            head.load_state_dict(load_file(str(path / "head.safetensors")))
+        except Exception as err:
+            raise OSError(f"{path / 'head.safetensors'}: could not load the head weights ({err})") from err
+        self.set_model(head)
+        return self
+
+
+@Language.factory("polyhead_encoder", default_config={"batch_size": 64})
+def make_encoder(nlp: Language, name: str, batch_size: int) -> PolyheadEncoder:
+    return PolyheadEncoder(nlp, name, batch_size)
+
+
+@Language.factory("polyhead_tagger", default_config={"attr": "pos"})
+def make_tagger(nlp: Language, name: str, attr: str) -> PolyheadHead:
+    return PolyheadHead(nlp, name, "tagger", attr)
+
+
+@Language.factory("polyhead_ner")
+def make_ner(nlp: Language, name: str) -> PolyheadHead:
+    return PolyheadHead(nlp, name, "ner")
+
+
+@Language.factory("polyhead_textcat")
+def make_textcat(nlp: Language, name: str) -> PolyheadHead:
+    return PolyheadHead(nlp, name, "textcat")

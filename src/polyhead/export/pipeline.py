@@ -1,0 +1,33 @@
+"""Trained MultitaskModel -> spaCy pipeline directory: one `encoder` component, then one per head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import spacy
+from spacy.language import Language
+
+import polyhead.export.components  # noqa: F401  (registers the polyhead_* factories)
+from polyhead.data.collate import Collator
+from polyhead.models.multitask import MultitaskModel
+
+
+def build_pipeline(
+    model: MultitaskModel, collate: Collator, lang: str = "en", tag_attr: str = "pos"
+) -> Language:
+    """A blank `lang` pipeline whose components hold the trained encoder and heads (shared, not copied)."""
+    nlp = spacy.blank(lang)
+    nlp.add_pipe("polyhead_encoder", name="encoder").set_model(model.encoder, collate)
+    for task, head in model.heads.items():
+        config = {"attr": tag_attr} if task == "tagger" else {}
+        nlp.add_pipe(f"polyhead_{task}", name=task, config=config).set_model(head)
+    return nlp
+
+
+def export_pipeline(
+    model: MultitaskModel, collate: Collator, path: str | Path, meta: dict | None = None, **options
+) -> Path:
+    nlp = build_pipeline(model, collate, **options)
+    nlp.meta.update(meta or {})
+    nlp.to_disk(path)
+    return Path(path)

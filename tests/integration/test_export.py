@@ -1,0 +1,95 @@
+"""Train a tiny model, export it as a spaCy pipeline, load it back, and compare with the Lightning model."""
+
+import shutil
+
+import pytest
+import spacy
+import torch
+from mlflow.tracking import MlflowClient
+from test_train import compose_train
+
+from polyhead.data.collate import Collator
+from polyhead.export.pipeline import export_pipeline
+from polyhead.models.encoder import load_tokenizer
+from polyhead.train import build_model, run
+
+TEXTS = [
+    "Maria Lopez flew to New York on Monday.",
+    "The Northwind Trading Company  reported record profits!",
+    "",
+    "   ",
+    "Emoji 🎉 and control \u0007 chars \u200b here",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_bert):
+    tmp = tmp_path_factory.mktemp("export")
+    cfg = compose_train(tmp, tiny_bert, "trainer.max_epochs=1")
+    run(cfg)
+    client = MlflowClient(f"sqlite:///{tmp}/mlruns/mlflow.db")
+    (r,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return tmp, cfg, client, r
+
+
+def test_export_run_logs_pipeline_artifact_and_loads(trained):
+    tmp, cfg, client, r = trained
+    assert "spacy_pipeline" in {a.path for a in client.list_artifacts(r.info.run_id)}
+    nlp = spacy.load(tmp / "out" / "spacy_pipeline")
+    assert nlp.pipe_names == ["encoder", "tagger", "ner", "textcat"]
+    doc = nlp("Maria Lopez flew to New York.")
+    assert all(t.pos_ for t in doc)
+    assert sum(doc.cats.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_export_predictions_equal_the_lightning_model(trained, tiny_bert):
+    tmp, cfg, _, _ = trained
+    from hydra.utils import instantiate
+
+    dm = instantiate(cfg.data)
+    dm.load()
+    model = build_model(cfg, dm.labels)
+    ckpt = next((tmp / "out" / "checkpoints").glob("best*.ckpt"))
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    model.eval()
+    collate = Collator(
+        load_tokenizer(str(tiny_bert)), cfg.encoder.window, cfg.encoder.stride, cfg.encoder.pooling
+    )
+    path = export_pipeline(model, collate, tmp / "reexport")
+    nlp = spacy.load(path)
+    docs = list(nlp.pipe(TEXTS, batch_size=2))
+    words = [[t.text for t in d if not t.is_space] for d in nlp.tokenizer.pipe(TEXTS)]
+    with torch.inference_mode():
+        expected = model.predict(collate.align(words))
+    for i, doc in enumerate(docs):
+        kept = [t for t in doc if not t.is_space]
+        assert [t.pos_ for t in kept] == expected["tagger"][i]
+        got = [(kept.index(e[0]), kept.index(e[-1]) + 1, e.label_) for e in doc.ents]
+        assert got == [tuple(s) for s in expected["ner"][i]]
+        assert doc.cats == pytest.approx(expected["textcat"][i], abs=1e-5)
+        assert all(not t.is_space for e in doc.ents for t in (e[0], e[-1]))
+
+
+def test_export_long_text_fully_annotated_and_disable_head(trained):
+    tmp, *_ = trained
+    nlp = spacy.load(tmp / "out" / "spacy_pipeline", disable=["ner"])
+    assert "ner" not in nlp.pipe_names and "encoder" in nlp.pipe_names
+    doc = nlp(" ".join(["the team won the match in rome ."] * 700))  # ~5,600 tokens
+    assert len(doc) > 5000 and all(t.pos_ for t in doc)
+
+
+def test_export_round_trip_and_missing_weights(trained, tmp_path):
+    tmp, *_ = trained
+    nlp = spacy.load(tmp / "out" / "spacy_pipeline")
+    nlp.to_disk(tmp_path / "copy")
+    again = spacy.load(tmp_path / "copy")
+    text = "Maria Lopez flew to New York."
+    assert [t.pos_ for t in again(text)] == [t.pos_ for t in nlp(text)]
+    (tmp_path / "copy" / "encoder" / "model" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        spacy.load(tmp_path / "copy")
+    shutil.copytree(tmp / "out" / "spacy_pipeline", tmp_path / "bad")
+    (tmp_path / "bad" / "tagger" / "head.safetensors").write_bytes(b"garbage")
+    with pytest.raises(OSError, match="head.safetensors"):
+        spacy.load(tmp_path / "bad")
