@@ -16,6 +16,7 @@ from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.lit_module import MultitaskModule
 from polyhead.models.encoder import load_tokenizer
 from polyhead.models.multitask import MultitaskModel
+from polyhead.optim import schedule_lambda
 from polyhead.tracking import (
     checkpoint_from_run,
     default_run_name,
@@ -63,6 +64,7 @@ def run(cfg: DictConfig) -> float | None:
     tokenizer = load_tokenizer(cfg.encoder.name)
     datamodule.collate = Collator(tokenizer, cfg.encoder.window, cfg.encoder.stride, cfg.encoder.pooling)
     model = build_model(cfg, datamodule.labels)
+    schedule_lambda(cfg.optim.schedule, 1, cfg.optim.warmup)  # a bad schedule fails here, before tracking
     module = MultitaskModule(model, cfg.optim, dict(cfg.objective))
     ckpt_path, run_id = resolve_resume(cfg)
 

@@ -86,11 +86,19 @@ def test_train_run_logs_finished_mlflow_run_with_all_task_metrics(tmp_path, tiny
     assert sorted(labels["textcat"]) == ["business", "science", "sports", "travel"]
 
 
-def test_train_bad_corpus_stops_before_any_mlflow_run(tmp_path, tiny_bert):
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        ("data.train.0.path={bad}", r"bad\.jsonl:1: 1 tags for 2 words"),
+        ("optim.schedule=cosine_typo", "optim.schedule must be"),
+        ("encoder.window=100", "exceeds what"),
+    ],
+)
+def test_train_bad_input_stops_before_any_mlflow_run(tmp_path, tiny_bert, override, error):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"tokens": ["a", "b"], "tags": ["X"]}\n')
-    cfg = compose_train(tmp_path, tiny_bert, f"data.train.0.path={bad}")
-    with pytest.raises(ValueError, match=r"bad\.jsonl:1"):
+    cfg = compose_train(tmp_path, tiny_bert, override.format(bad=bad))
+    with pytest.raises(Exception, match=error):  # hydra wraps errors raised while instantiating
         run(cfg)
     _, runs = only_run(tmp_path)
     assert runs == []

@@ -18,8 +18,14 @@ def test_spans_iob1_marks_only_adjacent_same_type_with_b():
 
 @pytest.mark.parametrize(
     ("tags", "scheme", "token"),
-    [(["O", "I-PER"], "iob2", 2), (["B-LOC", "I-PER"], "iob2", 2), (["B-PER", "O"], "biluo", 2),
-     (["U-PER", "L-PER"], "biluo", 2), (["X-PER"], "iob2", 1), (["O", "B-PER"], "iob1", 2)],
+    [
+        (["O", "I-PER"], "iob2", 2),
+        (["B-LOC", "I-PER"], "iob2", 2),
+        (["B-PER", "O"], "biluo", 2),
+        (["U-PER", "L-PER"], "biluo", 2),
+        (["X-PER"], "iob2", 1),
+        (["O", "B-PER"], "iob1", 2),
+    ],
 )
 def test_spans_invalid_sequence_names_line(tags, scheme, token):
     with pytest.raises(CorpusError, match=rf"f\.txt:{10 + token - 1}: .*token {token}"):
