@@ -50,7 +50,7 @@ def resolve_resume(cfg: DictConfig) -> tuple[str | None, str | None]:
         return None, None
     resume = str(cfg.resume)
     if Path(resume).is_file():
-        ckpt = torch.load(resume, map_location="cpu", weights_only=False)
+        ckpt = torch.load(resume, map_location="cpu", weights_only=True)
         return resume, ckpt.get("mlflow_run_id")
     return checkpoint_from_run(cfg.logger.tracking_uri, resume), resume
 
