@@ -49,7 +49,7 @@ def only_run(tmp_path):
 
 
 def test_train_run_logs_finished_mlflow_run_with_all_task_metrics(tmp_path, tiny_bert):
-    cfg = compose_train(tmp_path, tiny_bert, "seed=3")
+    cfg = compose_train(tmp_path, tiny_bert, "seed=3", "encoder.scalar_mix=true", "callbacks=unfreeze")
     score = run(cfg)
     client, runs = only_run(tmp_path)
     assert len(runs) == 1
@@ -77,6 +77,7 @@ def test_train_run_logs_finished_mlflow_run_with_all_task_metrics(tmp_path, tiny
     assert r.data.params["encoder/pooling"] == "first"
     assert r.data.tags["git_commit"]
     assert any(t.startswith("corpus/demo_train.jsonl") for t in r.data.tags)
+    assert "scalar_mix/layer_00" in metrics and "unfreeze/trainable_layers" in metrics
     lr_keys = [k for k in metrics if k.startswith("lr")]
     assert len(lr_keys) >= 3, lr_keys  # one learning rate per parameter group
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
