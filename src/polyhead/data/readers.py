@@ -8,10 +8,8 @@ import io
 import json
 from pathlib import Path
 
+from polyhead.data.conll import parse_columns, parse_conllu
 from polyhead.data.schema import CorpusError, Example
-from polyhead.data.spans import tags_to_spans
-
-CONLLU_COLUMNS = ["id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc"]
 
 
 def read_text(path) -> list[str]:
@@ -30,103 +28,20 @@ def read_text(path) -> list[str]:
     text = text.removeprefix("\ufeff")
     if not text.strip():
         raise CorpusError(path, None, "empty file")
-    return text.splitlines()
-
-
-def blocks(lines: list[str]):
-    """Blank-line separated blocks as lists of (line number, line)."""
-    block: list[tuple[int, str]] = []
-    for n, line in enumerate(lines, 1):
-        if line.strip():
-            block.append((n, line))
-        elif block:
-            yield block
-            block = []
-    if block:
-        yield block
+    return [line.removesuffix("\r") for line in text.split("\n")]  # not splitlines(): it splits on U+2028
 
 
 def nonempty(examples: list[Example], path) -> list[Example]:
+    """The examples, or a CorpusError when there are none."""
     if not examples:
         raise CorpusError(path, None, "no examples found")
     return examples
 
 
-def read_conllu(
-    path,
-    tag_column: str = "upos",
-    cat_from: str | None = None,
-    cat_key: str = "genre",
-    cat_prefix_separator: str = "-",
-) -> list[Example]:
-    col = CONLLU_COLUMNS.index(tag_column)
-    examples = []
-    for block in blocks(read_text(path)):
-        meta, words, spaces, tags = {}, [], [], []
-        for n, line in block:
-            if line.startswith("#"):
-                key, _, value = line[1:].partition("=")
-                meta[key.strip()] = value.strip()
-                continue
-            cols = line.split("\t")
-            if len(cols) != 10:
-                raise CorpusError(path, n, f"expected 10 tab-separated columns, found {len(cols)}")
-            if "-" in cols[0] or "." in cols[0]:
-                continue  # multiword token or empty node: the syntactic words carry the annotation
-            if not cols[0].isdigit():
-                raise CorpusError(path, n, f"token id {cols[0]!r} is not an integer")
-            if cols[col] in ("", "_") and tag_column == "upos":
-                raise CorpusError(path, n, f"empty {tag_column} tag")
-            words.append(cols[1])
-            spaces.append("SpaceAfter=No" not in cols[9])
-            tags.append(cols[col])
-        if not words:
-            continue
-        cats = None
-        if cat_from == "sent_id_prefix":
-            cats = (meta.get("sent_id", "").split(cat_prefix_separator)[0],)
-        elif cat_from == "comment":
-            if cat_key not in meta:
-                raise CorpusError(path, block[0][0], f"sentence has no '# {cat_key} = ...' comment")
-            cats = (meta[cat_key],)
-        examples.append(
-            Example(words, spaces, tags, None, cats, meta.get("sent_id"), f"{path}:{block[0][0]}")
-        )
-    return nonempty(examples, path)
-
-
-def read_columns(
-    path, scheme: str = "iob2", word_column: int = 0, tag_column: int = -1, separator: str | None = None
-) -> list[Example]:
-    examples = []
-    lines = [("" if line.startswith("-DOCSTART-") else line) for line in read_text(path)]
-    for block in blocks(lines):
-        sent_id, rows = None, []
-        for n, line in block:
-            if line.startswith("#"):
-                key, _, value = line[1:].partition("=")
-                sent_id = value.strip() if key.strip() == "sent_id" else sent_id
-                continue
-            cols = line.split(separator)
-            if rows and len(cols) != len(rows[0][1]):
-                raise CorpusError(
-                    path, n, f"expected {len(rows[0][1])} columns like line {rows[0][0]}, found {len(cols)}"
-                )
-            if len(cols) < 2:
-                raise CorpusError(path, n, f"expected a token and a tag column, found {len(cols)} column(s)")
-            rows.append((n, cols))
-        if not rows:
-            continue
-        words = [cols[word_column] for _, cols in rows]
-        tags = [cols[tag_column] for _, cols in rows]
-        ents = tags_to_spans(tags, scheme, path=str(path), lines=[n for n, _ in rows])
-        examples.append(Example(words, None, None, ents, None, sent_id, f"{path}:{rows[0][0]}"))
-    return nonempty(examples, path)
-
-
 def read_csv(
     path, text_column: str = "text", label_column: str = "label", delimiter: str = ",", lang: str = "en"
 ) -> list[Example]:
+    """One text and one label per row (header required), tokenised by spaCy; TSV is delimiter="\\t"."""
     import spacy
 
     reader = csv.DictReader(io.StringIO("\n".join(read_text(path))), delimiter=delimiter)
@@ -137,8 +52,9 @@ def read_csv(
     tokenizer = spacy.blank(lang).tokenizer
     examples = []
     for (n, row), doc in zip(rows, tokenizer.pipe(row[text_column] or "" for _, row in rows)):
-        if not row[label_column]:
-            raise CorpusError(path, n, f"empty {label_column!r}")
+        for column in (text_column, label_column):
+            if not (row[column] or "").strip():
+                raise CorpusError(path, n, f"empty {column!r}")
         examples.append(
             Example(
                 [t.text for t in doc],
@@ -150,13 +66,35 @@ def read_csv(
     return nonempty(examples, path)
 
 
+def read_conllu(
+    path,
+    tag_column: str = "upos",
+    cat_from: str | None = None,
+    cat_key: str = "genre",
+    cat_prefix_separator: str = "-",
+) -> list[Example]:
+    """Sentences of a CoNLL-U file with one column (upos, xpos, deprel...) as tags."""
+    examples = parse_conllu(read_text(path), path, tag_column, cat_from, cat_key, cat_prefix_separator)
+    return nonempty(examples, path)
+
+
+def read_columns(
+    path, scheme: str = "iob2", word_column: int = 0, tag_column: int = -1, separator: str | None = None
+) -> list[Example]:
+    """One token per line with an entity tag column (CoNLL-2003, WNUT, UNER); tags decoded strictly."""
+    examples = parse_columns(read_text(path), path, scheme, word_column, tag_column, separator)
+    return nonempty(examples, path)
+
+
 def cats_from_json(cats) -> tuple[str, ...] | None:
+    """Positive labels from a {label: score} dict (score >= 0.5) or a list of labels."""
     if cats is None:
         return None
     return tuple(k for k, v in cats.items() if v >= 0.5) if isinstance(cats, dict) else tuple(cats)
 
 
 def read_jsonl(path, lang: str = "en") -> list[Example]:
+    """One JSON object a line: `text` (char-offset ents) or `tokens` (token-offset ents), tags, cats."""
     nlp = None
     examples = []
     for n, line in enumerate(read_text(path), 1):
@@ -166,53 +104,60 @@ def read_jsonl(path, lang: str = "en") -> list[Example]:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
             raise CorpusError(path, n, f"invalid JSON: {err.msg} at column {err.colno}") from None
-        if "tokens" in obj:
-            words, spaces, ents = obj["tokens"], obj.get("spaces"), obj.get("ents")
-            if ents is not None:
-                ents = [tuple(e) for e in ents]
-                bad = [e for e in ents if not 0 <= e[0] < e[1] <= len(words)]
-                if bad:
-                    raise CorpusError(path, n, f"entity {list(bad[0])} outside the {len(words)} tokens")
-        elif "text" in obj:
-            if nlp is None:
-                import spacy
+        if not isinstance(obj, dict) or not ("tokens" in obj or "text" in obj):
+            raise CorpusError(path, n, "expected an object with a 'text' or a 'tokens' field")
+        if "tokens" not in obj and nlp is None:
+            import spacy
 
-                nlp = spacy.blank(lang)
-            doc = nlp.make_doc(obj["text"])
-            words, spaces = [t.text for t in doc], [bool(t.whitespace_) for t in doc]
-            ents = None if obj.get("ents") is None else [char_span(doc, e, path, n) for e in obj["ents"]]
-        else:
-            raise CorpusError(path, n, "needs a 'text' or a 'tokens' field")
+            nlp = spacy.blank(lang)
         try:
-            examples.append(
-                Example(
-                    words,
-                    spaces,
-                    obj.get("tags"),
-                    ents,
-                    cats_from_json(obj.get("cats")),
-                    obj.get("id"),
-                    f"{path}:{n}",
-                )
-            )
-        except ValueError as err:
-            raise CorpusError(path, n, str(err).split(": ", 1)[-1]) from None
+            examples.append(json_example(obj, nlp, f"{path}:{n}"))
+        except (TypeError, ValueError) as err:  # Example's length checks, malformed fields
+            raise CorpusError(path, n, str(err).split(f"{path}:{n}: ", 1)[-1]) from None
     return nonempty(examples, path)
 
 
-def char_span(doc, ent, path, n) -> tuple[int, int, str]:
-    start, end, label = ent
+def json_example(obj: dict, nlp, source: str) -> Example:
+    """An Example from one JSONL object; `nlp` tokenises `text` when there are no `tokens`."""
+    ents = obj.get("ents")
+    if "tokens" in obj:
+        words, spaces = obj["tokens"], obj.get("spaces")
+        if ents is not None:
+            ents = [(start, end, label) for start, end, label in ents]
+    else:
+        doc = nlp.make_doc(obj["text"])
+        words, spaces = [t.text for t in doc], [bool(t.whitespace_) for t in doc]
+        if ents is not None:
+            ents = [char_span(doc, start, end, label) for start, end, label in ents]
+    if ents is not None:
+        check_spans(sorted(ents), len(words))
+    cats = cats_from_json(obj.get("cats"))
+    return Example(words, spaces, obj.get("tags"), ents, cats, obj.get("id"), source)
+
+
+def check_spans(ents: list[tuple[int, int, str]], n_words: int) -> None:
+    """Sorted token spans must lie inside the words and not overlap."""
+    for i, (start, end, label) in enumerate(ents):
+        if not 0 <= start < end <= n_words:
+            raise ValueError(f"entity {[start, end, label]} outside the {n_words} tokens")
+        if i and start < ents[i - 1][1]:
+            raise ValueError(f"entity {[start, end, label]} overlaps {list(ents[i - 1])}")
+
+
+def char_span(doc, start: int, end: int, label: str) -> tuple[int, int, str]:
+    """Character offsets -> token offsets; they must lie inside the text and on token boundaries."""
     if not 0 <= start < end <= len(doc.text):
-        raise CorpusError(path, n, f"entity {list(ent)} outside the text ({len(doc.text)} characters)")
+        raise ValueError(f"entity {[start, end, label]} outside the text ({len(doc.text)} characters)")
     span = doc.char_span(start, end, label=label, alignment_mode="strict")
     if span is None:
-        raise CorpusError(
-            path, n, f"entity {list(ent)} {doc.text[start:end]!r} does not align with token boundaries"
+        raise ValueError(
+            f"entity {[start, end, label]} {doc.text[start:end]!r} does not align with token boundaries"
         )
     return span.start, span.end, label
 
 
 def read_docbin(path, tag_attr: str = "pos", lang: str = "en") -> list[Example]:
+    """Docs of a spaCy DocBin: tags from token.pos_ or token.tag_, ents, cats with score >= 0.5."""
     import spacy
     from spacy.tokens import DocBin
 
@@ -248,10 +193,12 @@ READERS = {
 
 
 def read_corpus(path, format: str, **options) -> list[Example]:
+    """Read a corpus file as Examples with the reader for `format` (conllu, columns, csv, jsonl, docbin)."""
     if format not in READERS:
         raise ValueError(f"{path}: unknown corpus format {format!r}; use one of {sorted(READERS)}")
     return READERS[format](path, **options)
 
 
 def fingerprint(path) -> str:
+    """First 16 hex digits of the file's sha256, to tag a run with the exact data it used."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]

@@ -18,19 +18,28 @@ PREFIXES = {"iob2": "BI", "iob1": "BI", "biluo": "BILU", "bioes": "BIES"}
 
 
 def canonical(scheme: str) -> str:
+    """The scheme's canonical name ("bio" -> "iob2", "bilou" -> "biluo")."""
     if scheme.lower() not in ALIASES:
         raise ValueError(f"unknown tag scheme {scheme!r}; use one of {sorted(ALIASES)}")
     return ALIASES[scheme.lower()]
 
 
 def split_tag(tag: str) -> tuple[str, str]:
+    """("B", "PER") for "B-PER", ("O", "") for "O", ("?", tag) for a tag without a prefix."""
     if tag == "O":
         return "O", ""
     prefix, sep, label = tag.partition("-")
     return (prefix, label) if sep and label else ("?", tag)
 
 
-def tags_to_spans(tags, scheme, *, path=None, first_line=None, lines=None) -> list[tuple[int, int, str]]:
+def tags_to_spans(
+    tags: list[str],
+    scheme: str,
+    *,
+    path: str | None = None,
+    first_line: int | None = None,
+    lines: list[int] | None = None,
+) -> list[tuple[int, int, str]]:
     """Strictly decode a tag sequence into [start, end) spans; an invalid sequence raises CorpusError."""
     scheme = canonical(scheme)
     single, last = ("U", "L") if scheme == "biluo" else ("S", "E")
@@ -38,7 +47,10 @@ def tags_to_spans(tags, scheme, *, path=None, first_line=None, lines=None) -> li
 
     def fail(i: int, why: str):
         line = lines[i] if lines else (first_line + i if first_line is not None else None)
-        raise CorpusError(path or "<tags>", line, f"tag {tags[i]!r} (token {i + 1}): {why} in {scheme} tags")
+        after = f"after {tags[i - 1]!r}" if i else "at the start"
+        raise CorpusError(
+            path or "<tags>", line, f"tag {tags[i]!r} (token {i + 1}, {after}): {why} in {scheme}"
+        )
 
     for i, tag in enumerate(tags):
         prefix, kind = split_tag(tag)
@@ -74,7 +86,8 @@ def tags_to_spans(tags, scheme, *, path=None, first_line=None, lines=None) -> li
     return spans
 
 
-def spans_to_tags(spans, n_words: int, scheme: str) -> list[str]:
+def spans_to_tags(spans: list[tuple[int, int, str]], n_words: int, scheme: str) -> list[str]:
+    """Encode [start, end) spans as one tag per word; overlapping spans raise ValueError."""
     scheme = canonical(scheme)
     tags = ["O"] * n_words
     for start, end, label in sorted(spans):
@@ -102,7 +115,7 @@ def scheme_labels(entity_types: list[str], scheme: str) -> list[str]:
     return ["O"] + [f"{p}-{t}" for t in sorted(entity_types) for p in prefixes]
 
 
-def _parts(labels):
+def _parts(labels: list[str]) -> list[tuple[str, str]]:
     return [split_tag(t) for t in labels]
 
 
@@ -113,8 +126,10 @@ def allowed_transitions(labels: list[str], scheme: str) -> torch.Tensor:
     out = torch.zeros(len(labels), len(labels), dtype=torch.bool)
     for i, (p, a) in enumerate(parts):
         for j, (q, b) in enumerate(parts):
-            if scheme in ("iob2", "iob1"):
-                out[i, j] = q != "I" or (p in "BI" and p != "O" and a == b)
+            if scheme == "iob1":  # I- may open an entity; B- only splits two adjacent same-type entities
+                out[i, j] = q != "B" or (p in ("B", "I") and a == b)
+            elif scheme == "iob2":
+                out[i, j] = q != "I" or (p in ("B", "I") and a == b)
             else:
                 open_ = p in ("B", "I")
                 cont = q in ("I", "L", "E")
@@ -123,9 +138,12 @@ def allowed_transitions(labels: list[str], scheme: str) -> torch.Tensor:
 
 
 def allowed_starts(labels: list[str], scheme: str) -> torch.Tensor:
-    return torch.tensor([p not in ("I", "L", "E") for p, _ in _parts(labels)])
+    """(L,) bool: may a sequence start with this tag."""
+    forbidden = ("B",) if canonical(scheme) == "iob1" else ("I", "L", "E")
+    return torch.tensor([p not in forbidden for p, _ in _parts(labels)])
 
 
 def allowed_ends(labels: list[str], scheme: str) -> torch.Tensor:
+    """(L,) bool: may a sequence end with this tag (BILUO/BIOES entities must be closed)."""
     biluo = canonical(scheme) in ("biluo", "bioes")
     return torch.tensor([not (biluo and p in ("B", "I")) for p, _ in _parts(labels)])
