@@ -22,6 +22,7 @@ CONFIGS = {  # name -> overrides
     "fp32, length-grouped": ["trainer.precision=32-true"],
     "bf16, length-grouped": ["trainer.precision=bf16-mixed"],
     "bf16, grouped, batch 64": ["trainer.precision=bf16-mixed", "data.batch_size=64"],
+    "bf16, grouped, encoder dropout 0": ["trainer.precision=bf16-mixed", "encoder.dropout=0.0"],
 }
 
 

@@ -94,16 +94,16 @@ class Encoder(nn.Module):
         stride: int = 192,
         scalar_mix: bool = False,
         attn_implementation: str | None = "eager",
-        from_config: bool = False,
+        dropout: float | None = None,
     ):
         super().__init__()
         path = resolve_encoder(name)
         self.name, self.pooling, self.window, self.stride = name, pooling, window, stride
-        if from_config:  # random weights from a config (export reloads weights from safetensors)
-            config = AutoConfig.from_pretrained(path)
-            self.model = AutoModel.from_config(config, attn_implementation=attn_implementation)
-        else:
-            self.model = AutoModel.from_pretrained(path, attn_implementation=attn_implementation)
+        config = AutoConfig.from_pretrained(path)
+        if dropout is not None:  # every dropout rate of the transformer (hidden, attention), whatever its name
+            for key in [k for k, v in config.to_dict().items() if "dropout" in k and isinstance(v, float)]:
+                setattr(config, key, dropout)
+        self.model = AutoModel.from_pretrained(path, config=config, attn_implementation=attn_implementation)
         limit = self.model.config.max_position_embeddings - 2
         if window > limit:
             raise ValueError(f"encoder.window={window} exceeds what {name} supports ({limit} wordpieces)")
