@@ -100,7 +100,7 @@ class Encoder(nn.Module):
         path = resolve_encoder(name)
         self.name, self.pooling, self.window, self.stride = name, pooling, window, stride
         config = AutoConfig.from_pretrained(path)
-        if dropout is not None:  # every dropout rate of the transformer (hidden, attention), whatever its name
+        if dropout is not None:  # every dropout rate of the transformer (hidden, attention, ...)
             for key in [k for k, v in config.to_dict().items() if "dropout" in k and isinstance(v, float)]:
                 setattr(config, key, dropout)
         self.model = AutoModel.from_pretrained(path, config=config, attn_implementation=attn_implementation)
