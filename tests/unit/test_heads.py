@@ -3,8 +3,9 @@ import torch
 
 from polyhead.data.schema import Example
 from polyhead.data.spans import tags_to_spans
+from polyhead.metrics import SpanF1
 from polyhead.models.encoder import EncoderOutput
-from polyhead.models.heads.ner import EntityRecognitionHead, SpanF1, viterbi
+from polyhead.models.heads.ner import EntityRecognitionHead, viterbi
 from polyhead.models.heads.tagger import IGNORE, TokenTaggingHead
 from polyhead.models.heads.textcat import TextClassificationHead
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
 
 from polyhead.data.schema import Example
 from polyhead.models.encoder import EncoderOutput
@@ -48,7 +46,10 @@ class TokenTaggingHead(nn.Module):
         ids = logits.argmax(-1).tolist()
         return [[self.labels[j] for j in row[: int(n)]] for row, n in zip(ids, word_mask.sum(-1))]
 
-    def metric(self) -> MetricCollection:
+    def metric(self):
+        from torchmetrics import MetricCollection  # training only, not needed by the exported runtime
+        from torchmetrics.classification import MulticlassAccuracy
+
         return MetricCollection(
             {"acc": MulticlassAccuracy(len(self.labels), average="micro", ignore_index=IGNORE)}
         )

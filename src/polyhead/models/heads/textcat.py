@@ -4,13 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassF1Score,
-    MultilabelAccuracy,
-    MultilabelF1Score,
-)
 
 from polyhead.data.schema import Example
 from polyhead.models.encoder import EncoderOutput
@@ -81,7 +74,15 @@ class TextClassificationHead(nn.Module):
     def decode(self, logits: torch.Tensor, word_mask: torch.Tensor) -> list[dict[str, float]]:
         return [dict(zip(self.labels, row)) for row in self.scores(logits).tolist()]
 
-    def metric(self) -> MetricCollection:
+    def metric(self):
+        from torchmetrics import MetricCollection  # training only, not needed by the exported runtime
+        from torchmetrics.classification import (
+            MulticlassAccuracy,
+            MulticlassF1Score,
+            MultilabelAccuracy,
+            MultilabelF1Score,
+        )
+
         n = len(self.labels)
         if self.exclusive:
             acc, f1 = MulticlassAccuracy(n, average="micro"), MulticlassF1Score(n, average="macro")
