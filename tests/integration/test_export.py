@@ -1,6 +1,9 @@
 """Train a tiny model, export it as a spaCy pipeline, load it back, and compare with the Lightning model."""
 
+import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import spacy
@@ -93,3 +96,32 @@ def test_export_round_trip_and_missing_weights(trained, tmp_path):
     (tmp_path / "bad" / "tagger" / "head.safetensors").write_bytes(b"garbage")
     with pytest.raises(OSError, match="head.safetensors"):
         spacy.load(tmp_path / "bad")
+
+
+def test_export_spacy_evaluate_agrees_with_training_test_metrics(trained):
+    tmp, cfg, client, r = trained
+    from polyhead.export.convert import main as convert
+
+    docbin = tmp / "test.spacy"
+    convert([cfg.data.test[0].path, str(docbin), "--format", "jsonl"])
+    out = tmp / "scores.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "evaluate",
+            str(tmp / "out" / "spacy_pipeline"),
+            str(docbin),
+            "--output",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    scores = json.loads(out.read_text())
+    metrics = r.data.metrics
+    assert scores["pos_acc"] == pytest.approx(metrics["test/tagger_acc"], abs=0.005)
+    assert scores["ents_f"] == pytest.approx(metrics["test/ner_f1"], abs=0.005)
+    assert scores["ents_p"] == pytest.approx(metrics["test/ner_precision"], abs=0.005)
+    assert scores["cats_macro_f"] == pytest.approx(metrics["test/textcat_macro_f1"], abs=0.005)

@@ -131,6 +131,19 @@ class PolyheadHead:
             else:
                 doc.cats = pred
 
+    def score(self, examples, **kwargs) -> dict:
+        """What `spacy evaluate` reports: tag accuracy, entity P/R/F, or category scores."""
+        from spacy.scorer import Scorer, get_ner_prf
+
+        if self.task == "tagger":
+            return Scorer.score_token_attr(examples, self.attr, **kwargs)
+        if self.task == "ner":
+            return get_ner_prf(examples, **kwargs)
+        exclusive = getattr(self.head, "exclusive", True)
+        return Scorer.score_cats(
+            examples, "cats", labels=self.head.labels, multi_label=not exclusive, **kwargs
+        )
+
     def to_disk(self, path, exclude=()) -> None:
         from safetensors.torch import save_file
 
