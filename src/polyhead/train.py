@@ -109,6 +109,7 @@ def export_run(cfg: DictConfig, model, collate: Collator, loggers: list) -> Path
         meta,
         lang=cfg.export.lang,
         tag_attr=cfg.export.tag_attr,
+        precision=cfg.export.precision,
     )
     for lg in mlflow_loggers(loggers):
         lg.experiment.log_artifacts(lg.run_id, str(path), "spacy_pipeline")

@@ -125,3 +125,19 @@ def test_export_spacy_evaluate_agrees_with_training_test_metrics(trained):
     assert scores["ents_f"] == pytest.approx(metrics["test/ner_f1"], abs=0.005)
     assert scores["ents_p"] == pytest.approx(metrics["test/ner_precision"], abs=0.005)
     assert scores["cats_macro_f"] == pytest.approx(metrics["test/textcat_macro_f1"], abs=0.005)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_export_reduced_precision_at_load_time(trained, precision):
+    tmp, *_ = trained
+    path = tmp / "out" / "spacy_pipeline"
+    fp32 = spacy.load(path)
+    low = spacy.load(path, config={"components": {"encoder": {"precision": precision}}})
+    assert low.get_pipe("encoder").precision == precision
+    texts = ["Maria Lopez flew to New York on Monday.", "The team won the match."]
+    for a, b in zip(fp32.pipe(texts), low.pipe(texts)):
+        assert len(a) == len(b) and all(t.pos_ for t in b)
+        assert sum(b.cats.values()) == pytest.approx(1.0, abs=1e-3)
+        same = sum(x.pos_ == y.pos_ for x, y in zip(a, b)) / len(a)
+        assert same >= 0.5  # reduced precision changes scores a little, not the whole output
+    assert low.get_pipe("encoder").encoder.model.encoder.layer[0].output.dense.weight.dtype == torch.float32

@@ -7,6 +7,7 @@ Encoder and pooling code as training and stores them in `doc._.polyhead`; `polyh
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -28,16 +29,37 @@ def _check_dir(path: Path, files: list[str]) -> None:
         raise FileNotFoundError(f"{path}: pipeline is incomplete, missing {missing}; export it again")
 
 
-class PolyheadEncoder:
-    """Runs the shared transformer once per batch of Docs, in length-sorted sub-batches to limit padding."""
+PRECISIONS = ("fp32", "bf16", "int8")
 
-    def __init__(self, nlp: Language, name: str, batch_size: int = 64):
-        self.name, self.batch_size = name, batch_size
+
+class PolyheadEncoder:
+    """Runs the shared transformer once per batch of Docs, in length-sorted sub-batches to limit padding.
+
+    `precision`: fp32; bf16 (autocast: bf16 matrix multiplies, fp32 weights); int8 (dynamic quantization
+    of the transformer's Linear layers, applied at load time)."""
+
+    def __init__(self, nlp: Language, name: str, batch_size: int = 64, precision: str = "fp32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"encoder precision must be one of {PRECISIONS}, got {precision!r}")
+        self.name, self.batch_size, self.precision = name, batch_size, precision
         self.encoder: Encoder | None = None
         self.collate: Collator | None = None
 
     def set_model(self, encoder: Encoder, collate: Collator) -> None:
-        self.encoder, self.collate = encoder.eval(), collate
+        self.encoder, self.collate, self._runtime = encoder.eval(), collate, None
+
+    def runtime(self) -> Encoder:
+        """The encoder that runs: the fp32 one, or an int8 copy (the fp32 weights stay what is saved)."""
+        if self._runtime is None:
+            self._runtime = self.encoder
+            if self.precision == "int8":
+                from torch.ao.quantization import quantize_dynamic
+
+                self._runtime = copy.deepcopy(self.encoder)
+                self._runtime.model = quantize_dynamic(
+                    self._runtime.model, {torch.nn.Linear}, dtype=torch.qint8
+                )
+        return self._runtime
 
     def __call__(self, doc: Doc) -> Doc:
         self.annotate([doc])
@@ -54,7 +76,8 @@ class PolyheadEncoder:
         order = sorted(range(len(docs)), key=lambda i: len(index[i]))
         for chunk in minibatch(order, size=self.batch_size):
             texts = [[docs[i][j].text for j in index[i]] for i in chunk]
-            out = self.encoder(self.collate.align(texts))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                out = self.runtime()(self.collate.align(texts))
             for row, i in enumerate(chunk):
                 n = len(index[i])
                 docs[i]._.polyhead = {
@@ -173,9 +196,9 @@ class PolyheadHead:
         return self
 
 
-@Language.factory("polyhead_encoder", default_config={"batch_size": 64})
-def make_encoder(nlp: Language, name: str, batch_size: int) -> PolyheadEncoder:
-    return PolyheadEncoder(nlp, name, batch_size)
+@Language.factory("polyhead_encoder", default_config={"batch_size": 64, "precision": "fp32"})
+def make_encoder(nlp: Language, name: str, batch_size: int, precision: str) -> PolyheadEncoder:
+    return PolyheadEncoder(nlp, name, batch_size, precision)
 
 
 @Language.factory("polyhead_tagger", default_config={"attr": "pos"})

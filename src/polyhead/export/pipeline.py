@@ -13,11 +13,15 @@ from polyhead.models.multitask import MultitaskModel
 
 
 def build_pipeline(
-    model: MultitaskModel, collate: Collator, lang: str = "en", tag_attr: str = "pos"
+    model: MultitaskModel, collate: Collator, lang: str = "en", tag_attr: str = "pos", precision: str = "fp32"
 ) -> Language:
-    """A blank `lang` pipeline whose components hold the trained encoder and heads (shared, not copied)."""
+    """A blank `lang` pipeline whose components hold the trained encoder and heads (shared, not copied).
+
+    Weights are saved in fp32; `precision` (fp32 | bf16 | int8) is how the pipeline runs, and can be
+    changed at load time: spacy.load(path, config={"components": {"encoder": {"precision": "int8"}}})."""
     nlp = spacy.blank(lang)
-    nlp.add_pipe("polyhead_encoder", name="encoder").set_model(model.encoder, collate)
+    encoder = nlp.add_pipe("polyhead_encoder", name="encoder", config={"precision": precision})
+    encoder.set_model(model.encoder, collate)
     for task, head in model.heads.items():
         config = {"attr": tag_attr} if task == "tagger" else {}
         nlp.add_pipe(f"polyhead_{task}", name=task, config=config).set_model(head)
