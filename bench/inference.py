@@ -14,10 +14,10 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from isolated import run_each
 
 CONFIGS = {  # name -> (precision, components to disable)
     "fp32, all heads": ("fp32", []),
@@ -91,23 +91,15 @@ def main() -> None:
     if args.only:
         print(json.dumps(measure(args.pipeline, args.corpora, args.only, args.repeats, args.batch_size)))
         return
-    results = {}
-    for name in CONFIGS:
-        cmd = [
-            sys.executable,
-            __file__,
-            args.pipeline,
-            "--corpora",
-            args.corpora,
-            "--repeats",
-            str(args.repeats),
-            "--batch-size",
-            str(args.batch_size),
-            "--only",
-            name,
-        ]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        results[name] = json.loads(out.strip().splitlines()[-1])
+    options = [
+        "--corpora",
+        args.corpora,
+        "--repeats",
+        str(args.repeats),
+        "--batch-size",
+        str(args.batch_size),
+    ]
+    results = run_each(__file__, [args.pipeline, *options], CONFIGS)
 
     def pct(v):
         return f"{100 * v:6.2f}" if v is not None else "     -"

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from isolated import run_each
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {  # name -> overrides
@@ -90,23 +90,10 @@ def main() -> None:
     if args.only:
         print(json.dumps(measure(args.corpora, args.steps, CONFIGS[args.only])))
         return
-    results = {}
-    for name in CONFIGS:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--corpora",
-            args.corpora,
-            "--steps",
-            str(args.steps),
-            "--only",
-            name,
-        ]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        results[name] = json.loads(out.strip().splitlines()[-1])
-    print(f"{'configuration':<24} {'words/s':>9} {'peak RSS GB':>12} {'steps':>6}")
+    results = run_each(__file__, ["--corpora", args.corpora, "--steps", str(args.steps)], CONFIGS)
+    print(f"{'configuration':<34} {'words/s':>9} {'peak RSS GB':>12} {'steps':>6}")
     for name, r in results.items():
-        print(f"{name:<24} {r['words_per_sec']:>9.0f} {r['peak_rss_gb']:>12.2f} {r['steps']:>6}")
+        print(f"{name:<34} {r['words_per_sec']:>9.0f} {r['peak_rss_gb']:>12.2f} {r['steps']:>6}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")
