@@ -28,23 +28,20 @@ CONFIGS = {  # name -> (precision, components to disable)
 
 
 def gold_examples(corpora: str):
-    from polyhead.data.datamodule import CorpusSpec, join_by_id
+    """EWT test joined with UNER test, exactly as `experiment=ewt` defines and reads it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    import polyhead.config  # noqa: F401
     from polyhead.export.convert import to_docbin
 
-    ewt = CorpusSpec(
-        f"{corpora}/ud_en_ewt/en_ewt-ud-test.conllu",
-        "conllu",
-        ["tagger", "textcat"],
-        {"tag_column": "upos", "cat_from": "sent_id_prefix"},
-    ).read()
-    uner = CorpusSpec(
-        f"{corpora}/uner_en_ewt/en_ewt-ud-test.iob2",
-        "columns",
-        ["ner"],
-        {"scheme": "iob2", "word_column": 1, "tag_column": 2, "separator": "\t"},
-    ).read()
-    join_by_id(ewt, uner, "uner test", on_mismatch="skip")
-    return ewt, to_docbin(ewt)
+    root = Path(__file__).resolve().parents[1]
+    with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=ewt", f"paths.corpora={corpora}", "paths.output_dir=."])
+    datamodule = instantiate(cfg.data)
+    datamodule.load()
+    examples = datamodule.examples["test"]
+    return examples, to_docbin(examples)
 
 
 def measure(pipeline: str, corpora: str, name: str, repeats: int, batch_size: int) -> dict:

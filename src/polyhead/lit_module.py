@@ -10,8 +10,6 @@ from torchmetrics import Metric
 from polyhead.models.multitask import MultitaskModel
 from polyhead.optim import build_optimizer
 
-SPLIT_NAMES = {"dev": "val", "test": "test"}
-
 
 class MultitaskModule(pl.LightningModule):
     def __init__(self, model: MultitaskModel, optim, objective: dict[str, float]):

@@ -72,28 +72,27 @@ def join_by_id(base: list[Example], extra: list[Example], path: str, on_mismatch
         )
 
 
+def label_pairs(ex: Example) -> list[tuple[str, str]]:
+    """(task, label) for every label an example carries."""
+    pairs = [("tagger", t) for t in ex.tags or []] + [("ner", e[2]) for e in ex.ents or []]
+    return pairs + [("textcat", c) for c in ex.cats or []]
+
+
 def collect_labels(examples: list[Example]) -> dict[str, list[str]]:
     """Sorted label set of each task that has any annotation in `examples`."""
-    found: dict[str, set[str]] = {"tagger": set(), "ner": set(), "textcat": set()}
-    seen = set()
+    found = {task: set() for task in TASKS if any(ex.has(task) for ex in examples)}
     for ex in examples:
-        if ex.tags is not None:
-            found["tagger"].update(ex.tags), seen.add("tagger")
-        if ex.ents is not None:
-            found["ner"].update(label for _, _, label in ex.ents), seen.add("ner")
-        if ex.cats is not None:
-            found["textcat"].update(ex.cats), seen.add("textcat")
-    return {task: sorted(found[task]) for task in TASKS if task in seen}
+        for task, label in label_pairs(ex):
+            found[task].add(label)
+    return {task: sorted(labels) for task, labels in found.items()}
 
 
 def check_labels(examples: list[Example], labels: dict[str, list[str]], split: str) -> None:
     """A dev/test label never seen in training stops the run before it starts, naming where it is."""
     known = {task: set(values) for task, values in labels.items()}
     for ex in examples:
-        pairs = [("tagger", t) for t in ex.tags or []] + [("ner", e[2]) for e in ex.ents or []]
-        pairs += [("textcat", c) for c in ex.cats or []]
-        for task, label in pairs:
-            if task not in known or label not in known[task]:
+        for task, label in label_pairs(ex):
+            if label not in known.get(task, ()):
                 path, _, line = ex.source.rpartition(":")
                 raise CorpusError(
                     path,
@@ -121,12 +120,8 @@ class MultitaskDataModule(pl.LightningDataModule):
             for split, corpora in zip(SPLITS, (train, dev, test))
         }
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.group_by_length, self.train_limit, self.seed, self.num_workers = (
-            group_by_length,
-            train_limit,
-            seed,
-            num_workers,
-        )
+        self.group_by_length, self.train_limit = group_by_length, train_limit
+        self.seed, self.num_workers = seed, num_workers
         self.examples: dict[str, list[Example]] = {}
         self.labels: dict[str, list[str]] = {}
         self.collate: Callable | None = None

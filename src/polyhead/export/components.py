@@ -32,7 +32,25 @@ def _check_dir(path: Path, files: list[str]) -> None:
 PRECISIONS = ("fp32", "bf16", "int8")
 
 
-class PolyheadEncoder:
+class BatchedComponent:
+    """spaCy's call protocol on top of `annotate(docs)`: one Doc, or a stream in batches."""
+
+    batch_size = 128
+
+    def annotate(self, docs: list[Doc]) -> None:
+        raise NotImplementedError
+
+    def __call__(self, doc: Doc) -> Doc:
+        self.annotate([doc])
+        return doc
+
+    def pipe(self, docs, batch_size: int | None = None):
+        for batch in minibatch(docs, size=batch_size or self.batch_size):
+            self.annotate(batch)
+            yield from batch
+
+
+class PolyheadEncoder(BatchedComponent):
     """Runs the shared transformer once per batch of Docs, in length-sorted sub-batches to limit padding.
 
     `precision`: fp32; bf16 (autocast: bf16 matrix multiplies, fp32 weights); int8 (dynamic quantization
@@ -60,15 +78,6 @@ class PolyheadEncoder:
                     self._runtime.model, {torch.nn.Linear}, dtype=torch.qint8
                 )
         return self._runtime
-
-    def __call__(self, doc: Doc) -> Doc:
-        self.annotate([doc])
-        return doc
-
-    def pipe(self, docs, batch_size: int | None = None):
-        for batch in minibatch(docs, size=batch_size or self.batch_size):
-            self.annotate(batch)
-            yield from batch
 
     @torch.inference_mode()
     def annotate(self, docs: list[Doc]) -> None:
@@ -121,7 +130,7 @@ def batch_vectors(docs: list[Doc]) -> EncoderOutput:
     return EncoderOutput(words=words, word_mask=mask, cls=torch.stack([s["cls"] for s in states]))
 
 
-class PolyheadHead:
+class PolyheadHead(BatchedComponent):
     """One trained head; `attr` picks what the tagger sets: token.pos_ ("pos") or token.tag_ ("tag")."""
 
     def __init__(self, nlp: Language, name: str, task: str, attr: str = "pos"):
@@ -130,15 +139,6 @@ class PolyheadHead:
 
     def set_model(self, head: torch.nn.Module) -> None:
         self.head = head.eval()
-
-    def __call__(self, doc: Doc) -> Doc:
-        self.annotate([doc])
-        return doc
-
-    def pipe(self, docs, batch_size: int = 128):
-        for batch in minibatch(docs, size=batch_size):
-            self.annotate(batch)
-            yield from batch
 
     @torch.inference_mode()
     def annotate(self, docs: list[Doc]) -> None:
