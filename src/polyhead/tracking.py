@@ -71,3 +71,40 @@ def default_run_name(cfg: DictConfig) -> str:
     skip = ("paths.", "logger.", "hydra.", "resume")
     overrides = [o for o in hydra_cfg.overrides.task if not o.lstrip("+~").startswith(skip)]
     return " ".join([hydra_cfg.runtime.choices.get("data", cfg.experiment_name), *overrides])[:250]
+
+
+def sweep_tags() -> dict[str, str]:
+    """For a job of a Hydra multirun: `sweep_id` (the sweep folder's name), `sweep_dir` and `job_num`."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return {}
+    hydra_cfg = HydraConfig.get()
+    sweep_dir = Path(hydra_cfg.sweep.dir)
+    job = str(hydra_cfg.job.num)
+    return {"sweep_id": sweep_dir.name, "sweep_dir": str(sweep_dir.resolve()), "job_num": job}
+
+
+def record_failed_job(cfg: DictConfig, tags: dict[str, str], error: BaseException) -> str:
+    """Mark this sweep job's MLflow run FAILED with the error as a tag; create the run if it failed before
+    one existed (e.g. a bad hyper-parameter caught while building the model). Returns the run id."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(cfg.logger.tracking_uri)
+    experiment = client.get_experiment_by_name(cfg.logger.experiment_name)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment(cfg.logger.experiment_name, cfg.logger.get("artifact_location"))
+    )
+    query = f"tags.sweep_id = '{tags['sweep_id']}' and tags.job_num = '{tags['job_num']}'"
+    runs = client.search_runs([experiment_id], query, max_results=1)
+    if runs:
+        run_id = runs[0].info.run_id
+    else:
+        run_id = client.create_run(experiment_id, run_name=default_run_name(cfg), tags=tags).info.run_id
+    client.set_tag(run_id, "error", f"{type(error).__name__}: {error}"[:5000])
+    client.set_terminated(run_id, "FAILED")
+    return run_id
+

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
+from polyhead.callbacks.state import RunSpec
 from polyhead.data.collate import Collator
 from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.lit_module import MultitaskModule
@@ -23,9 +24,12 @@ from polyhead.tracking import (
     git_commit,
     log_run_metadata,
     mlflow_loggers,
+    record_failed_job,
+    sweep_tags,
 )
 
 log = logging.getLogger(__name__)
+PACKAGE_META = ("name", "version", "description", "author", "email", "url", "license")
 
 
 def build_model(cfg: DictConfig, labels: dict[str, list[str]]) -> MultitaskModel:
@@ -55,6 +59,21 @@ def resolve_resume(cfg: DictConfig) -> tuple[str | None, str | None]:
     return checkpoint_from_run(cfg.logger.tracking_uri, resume), resume
 
 
+def run_job(cfg: DictConfig) -> float | None:
+    """`python train.py` calls this. A job of a Hydra multirun that fails (bad hyper-parameters, NaN loss)
+    is recorded as a FAILED MLflow run, with the error as a tag, before the error goes on to Hydra: the
+    basic sweeper runs the remaining jobs and exits non-zero at the end, the Optuna sweeper marks the trial
+    failed and goes on while failures stay under `hydra.sweeper.max_failure_rate`."""
+    tags = sweep_tags()
+    try:
+        return run(cfg)
+    except Exception as err:
+        if tags and cfg.get("logger"):
+            run_id = record_failed_job(cfg, tags, err)
+            log.error("sweep job %s failed; MLflow run %s marked FAILED", tags["job_num"], run_id)
+        raise
+
+
 def run(cfg: DictConfig) -> float | None:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
@@ -70,6 +89,7 @@ def run(cfg: DictConfig) -> float | None:
 
     loggers = instantiate_loggers(cfg, run_id)
     callbacks = [instantiate(spec) for spec in cfg.callbacks.values() if spec is not None]
+    callbacks.append(RunSpec(OmegaConf.to_yaml(cfg, resolve=True), datamodule.labels))
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
     tags = {
         "git_commit": git_commit(cfg.paths.root_dir),
@@ -77,13 +97,17 @@ def run(cfg: DictConfig) -> float | None:
         **datamodule.fingerprints(),
     }
     tags["checkpoint_dir"] = str(Path(cfg.paths.output_dir) / "checkpoints")
+    tags.update(sweep_tags())
     log_run_metadata(loggers, cfg, tags, datamodule.labels, resumed=run_id is not None)
+    for lg in loggers:  # the x axis of learning curves: examples actually trained on, after data.train_limit
+        lg.log_metrics({"data/train_examples": len(datamodule.examples["train"])}, step=0)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None)  # leaves the best weights loaded
-    pipeline = export_run(cfg, module.model, datamodule.collate, loggers) if cfg.export.enabled else None
-    report(trainer, loggers, best, pipeline)
+    if trainer.is_global_zero:  # under DDP, one process exports and reports
+        pipeline = export_run(cfg, module.model, datamodule.collate, loggers) if cfg.export.enabled else None
+        report(trainer, loggers, best, pipeline)
     score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     return float(score) if score is not None else None
 
@@ -101,7 +125,7 @@ def export_run(cfg: DictConfig, model, collate: Collator, loggers: list) -> Path
     """The tested model as a spaCy pipeline directory, also logged as the MLflow artifact spacy_pipeline/."""
     from polyhead.export.pipeline import export_pipeline
 
-    meta = {"name": cfg.export.name, "version": cfg.export.version, "description": cfg.export.description}
+    meta = {key: cfg.export[key] for key in PACKAGE_META if cfg.export.get(key) is not None}
     path = export_pipeline(
         model,
         collate,

@@ -30,3 +30,14 @@ def _numpy_state_to_plain(state) -> tuple:
     """Tensors and Python scalars only, so checkpoints load with torch.load(weights_only=True)."""
     kind, keys, pos, has_gauss, cached = state
     return kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)
+
+
+class RunSpec(pl.Callback):
+    """The resolved config and label sets in every checkpoint, so a checkpoint alone rebuilds the model
+    (`python -m polyhead.export checkpoint=...`). Plain strings and lists: loads with weights_only=True."""
+
+    def __init__(self, config_yaml: str, labels: dict[str, list[str]]):
+        self.config_yaml, self.labels = config_yaml, labels
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        checkpoint["polyhead"] = {"config": self.config_yaml, "labels": self.labels}

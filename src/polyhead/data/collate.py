@@ -34,10 +34,21 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     Corpus order pads short sentences up to long ones; grouping cuts padding to a few percent while
     keeping batches random from epoch to epoch (Lightning calls set_epoch; the epoch is mixed into the seed).
+
+    Under DDP (`num_replicas` > 1) every process draws the same order and keeps every num_replicas-th
+    example from `rank` on. Training pads the order by repeating its start, so all processes take the same
+    number of steps; evaluation does not, so no example is counted twice in the reduced metrics.
     """
 
     def __init__(
-        self, lengths: list[int], batch_size: int, seed: int = 0, shuffle: bool = True, pool: int = 50
+        self,
+        lengths: list[int],
+        batch_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        pool: int = 50,
+        num_replicas: int = 1,
+        rank: int = 0,
     ):
         self.lengths, self.batch_size, self.seed, self.shuffle, self.pool = (
             lengths,
@@ -46,19 +57,29 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             shuffle,
             pool,
         )
+        self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _shard(self, order: list[int]) -> list[int]:
+        if self.num_replicas == 1:
+            return order
+        if self.shuffle:
+            order = order + order[: -len(order) % self.num_replicas]
+        return order[self.rank :: self.num_replicas]
+
     def __len__(self) -> int:
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        n = len(self._shard(list(range(len(self.lengths)))))
+        return (n + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = random.Random(self.seed * 100_003 + self.epoch)
         order = list(range(len(self.lengths)))
         if self.shuffle:
             rng.shuffle(order)
+        order = self._shard(order)
         if self.pool:  # evaluation (no shuffle) sorts the whole split
             size = self.batch_size * self.pool if self.shuffle else len(order)
             key = self.lengths.__getitem__

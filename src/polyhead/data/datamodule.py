@@ -148,10 +148,22 @@ class MultitaskDataModule(pl.LightningDataModule):
             f"corpus/{Path(s.path).name}": fingerprint(s.path) for specs in self.specs.values() for s in specs
         }
 
+    def _replicas(self) -> dict[str, int]:
+        """This process's share of the data under DDP (trainer=ddp sets use_distributed_sampler=false)."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return {}
+        return {"num_replicas": trainer.world_size, "rank": trainer.global_rank}
+
     def train_dataloader(self) -> DataLoader:
         lengths = [len(ex.words) for ex in self.examples["train"]]
         sampler = LengthGroupedBatchSampler(
-            lengths, self.batch_size, self.seed, shuffle=True, pool=50 if self.group_by_length else 0
+            lengths,
+            self.batch_size,
+            self.seed,
+            shuffle=True,
+            pool=50 if self.group_by_length else 0,
+            **self._replicas(),
         )
         return DataLoader(
             self.examples["train"],
@@ -162,7 +174,7 @@ class MultitaskDataModule(pl.LightningDataModule):
 
     def _eval_loader(self, split: str) -> DataLoader:
         lengths = [len(ex.words) for ex in self.examples[split]]
-        sampler = LengthGroupedBatchSampler(lengths, self.eval_batch_size, shuffle=False)
+        sampler = LengthGroupedBatchSampler(lengths, self.eval_batch_size, shuffle=False, **self._replicas())
         return DataLoader(
             self.examples[split], batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers
         )

@@ -33,5 +33,6 @@ def export_pipeline(
 ) -> Path:
     nlp = build_pipeline(model, collate, **options)
     nlp.meta.update(meta or {})
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     nlp.to_disk(path)
     return Path(path)

@@ -1,0 +1,55 @@
+"""`python -m polyhead.export run_id=<id> [package=true]`: an earlier run or checkpoint as a spaCy pipeline,
+and optionally as an installable package (conf/export.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from polyhead.config import project_root
+
+
+def export(cfg: DictConfig) -> Path:
+    """The pipeline directory, or the package directory when package=true."""
+    import torch
+
+    from polyhead.export.checkpoint import best_checkpoint, load_checkpoint
+    from polyhead.export.package import build_package
+    from polyhead.train import PACKAGE_META, export_run
+
+    if bool(cfg.run_id) == bool(cfg.checkpoint):
+        raise ValueError("give exactly one of run_id=<MLflow run id> or checkpoint=<path>")
+    ckpt = Path(cfg.checkpoint) if cfg.checkpoint else best_checkpoint(cfg.tracking_uri, cfg.run_id)
+    model, collate, run_cfg = load_checkpoint(ckpt)
+    with open_dict(run_cfg):
+        overrides = {k: v for k, v in cfg.export.items() if v is not None}
+        run_cfg.export = OmegaConf.merge(run_cfg.export, overrides)
+        run_cfg.paths.output_dir = cfg.paths.output_dir
+    pipeline = export_run(run_cfg, model, collate, loggers=[])
+    print(f"spaCy pipeline: {pipeline}  (from {ckpt})")
+    if not cfg.package:
+        return pipeline
+    meta = {key: run_cfg.export[key] for key in PACKAGE_META if run_cfg.export.get(key) is not None}
+    package = build_package(pipeline, Path(cfg.paths.output_dir) / "packages", meta, cfg.build)
+    dist = sorted((package / "dist").glob("*")) if (package / "dist").is_dir() else []
+    for file in dist:
+        print(f"package: {file}  (pip install it, then spacy.load({package.name.rsplit('-', 1)[0]!r}))")
+    run_id = cfg.run_id or torch.load(ckpt, map_location="cpu", weights_only=True).get("mlflow_run_id")
+    if cfg.log_to_run and run_id and dist:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(cfg.tracking_uri)
+        for file in dist:
+            client.log_artifact(run_id, str(file), "package")
+    return package
+
+
+@hydra.main(version_base="1.3", config_path=str(project_root() / "conf"), config_name="export")
+def main(cfg: DictConfig) -> None:
+    export(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""A training checkpoint, or an MLflow run's best one, back into the model and collator it trained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from polyhead.data.collate import Collator
+from polyhead.models.encoder import load_tokenizer
+from polyhead.models.multitask import MultitaskModel
+
+
+def load_checkpoint(path: str | Path) -> tuple[MultitaskModel, Collator, DictConfig]:
+    """Rebuild from the config and labels every checkpoint carries (callbacks.state.RunSpec)."""
+    from polyhead.train import build_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    spec = ckpt.get("polyhead")
+    if spec is None:
+        raise ValueError(f"{path}: not a polyhead checkpoint (it holds no 'polyhead' config and labels)")
+    cfg = OmegaConf.create(spec["config"])
+    model = build_model(cfg, spec["labels"])
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(state)
+    enc = cfg.encoder
+    collate = Collator(load_tokenizer(enc.name), enc.window, enc.stride, enc.pooling)
+    return model.eval(), collate, cfg
+
+
+def best_checkpoint(tracking_uri: str, run_id: str) -> Path:
+    """The best checkpoint of an MLflow run (from its `checkpoint_dir` tag), else its last one."""
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(tracking_uri).get_run(run_id)
+    ckpt_dir = Path(run.data.tags.get("checkpoint_dir", ""))
+    found = sorted(ckpt_dir.glob("best*.ckpt")) or sorted(ckpt_dir.glob("last.ckpt"))
+    if not run.data.tags.get("checkpoint_dir") or not found:
+        raise FileNotFoundError(f"run {run_id}: no checkpoint in its checkpoint_dir tag ({str(ckpt_dir)!r})")
+    return found[-1]

@@ -1,0 +1,109 @@
+"""An exported pipeline directory -> an installable package built with `spacy package`, needing only
+spaCy, torch and transformers at run time.
+
+`spacy package --code` ships one loader module (polyhead_components.py); the polyhead modules the components
+import are copied beside the weights, into the package's data folder, and the loader imports them when
+polyhead itself is not installed. spaCy lists the distribution behind every factory as a requirement, which
+would make the package require polyhead and its training stack; so the package directory is generated with
+`--build none`, that requirement is replaced by the runtime's own, and the sdist and wheel are then built
+with the same `python -m build` commands `spacy package` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+
+from packaging.version import Version
+
+import polyhead
+
+LOADER = Path(__file__).with_name("polyhead_components.py")
+RUNTIME_REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors")
+TRAINING_ONLY = ("pytorch_lightning", "lightning", "hydra", "omegaconf", "mlflow", "torchmetrics", "dvc")
+_LIST_MODULES = """
+import importlib, json, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print(json.dumps({
+    "polyhead": {n: m.__file__ for n, m in sys.modules.items() if n.split(".")[0] == "polyhead"},
+    "training_only": sorted({n.split(".")[0] for n in sys.modules} & set(%r)),
+}))
+"""
+
+
+def runtime_modules(pipeline_dir: Path) -> dict[str, str]:
+    """The polyhead modules a pipeline's components import, found by importing them in a fresh interpreter."""
+    heads = [json.loads(p.read_text())["class"].rpartition(".")[0] for p in pipeline_dir.glob("*/head.json")]
+    code = _LIST_MODULES % (TRAINING_ONLY,)
+    out = subprocess.run(
+        [sys.executable, "-c", code, "polyhead.export.components", *heads], capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"could not import the pipeline's components:\n{out.stderr}")
+    found = json.loads(out.stdout)
+    if found["training_only"]:
+        raise RuntimeError(f"the runtime modules import training-only packages {found['training_only']}")
+    return found["polyhead"]
+
+
+def requirement(name: str) -> str:
+    """`name>=X.Y.Z,<X.Y+1.0` for the installed version, the range spaCy gives third-party packages."""
+    release = Version(version(name))
+    return f"{name}>={release.base_version},<{release.major}.{release.minor + 1}.0"
+
+
+def stage_pipeline(pipeline_dir: Path, stage: Path, meta: dict) -> None:
+    """A copy of the pipeline with polyhead's runtime modules in `polyhead/` and the package's meta."""
+    shutil.copytree(pipeline_dir, stage)
+    source_root = Path(polyhead.__file__).resolve().parent.parent
+    for file in runtime_modules(pipeline_dir).values():
+        target = stage / Path(file).resolve().relative_to(source_root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(file, target)
+    merged = {**json.loads((pipeline_dir / "meta.json").read_text()), **meta}
+    merged["requirements"] = [requirement(name) for name in RUNTIME_REQUIREMENTS]
+    (stage / "meta.json").write_text(json.dumps(merged, indent=2))
+
+
+def build_package(
+    pipeline_dir: str | Path, output_dir: str | Path, meta: dict, build: Sequence[str] = ("sdist", "wheel")
+) -> Path:
+    """The package directory `<output_dir>/<lang>_<name>-<version>`, with what `build` names ("sdist",
+    "wheel"; none for the folder alone) in its dist/."""
+    pipeline_dir, output_dir = Path(pipeline_dir), Path(output_dir)
+    kinds = [str(kind) for kind in build]
+    if any(k not in ("sdist", "wheel") for k in kinds):
+        raise ValueError(f"build={kinds}: each must be sdist or wheel")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp) / "pipeline"
+        stage_pipeline(pipeline_dir, stage, meta)
+        staged = json.loads((stage / "meta.json").read_text())
+        if not str(staged["name"]).isidentifier():
+            raise ValueError(f"export.name={staged['name']!r}: a package name must be a Python identifier")
+        name, lang, version_ = staged["name"], staged["lang"], staged["version"]
+        command = [sys.executable, "-m", "spacy", "package", str(stage), str(output_dir)]
+        command += ["--code", str(LOADER)]
+        _run([*command, "--name", name, "--version", version_, "--build", "none", "--force"])
+    full_name = name if name.startswith(f"{lang}_") else f"{lang}_{name}"
+    package_dir = output_dir / f"{full_name}-{version_}"
+    package_meta = json.loads((package_dir / "meta.json").read_text())
+    package_meta["requirements"] = [r for r in package_meta["requirements"] if not r.startswith("polyhead")]
+    for meta_path in (package_dir / "meta.json", package_dir / full_name / "meta.json"):  # as setup.py does
+        meta_path.write_text(json.dumps(package_meta, indent=2))
+    for kind in kinds:
+        _run([sys.executable, "-m", "build", ".", f"--{kind}"], cwd=package_dir)
+    return package_dir
+
+
+def _run(command: list[str], cwd: Path | None = None) -> None:
+    out = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"`{' '.join(command)}` failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
