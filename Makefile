@@ -1,4 +1,4 @@
-.PHONY: install test test-all lint format train
+.PHONY: install test test-all lint format train params
 
 install:
 	pip install -e ".[dev]"
@@ -18,3 +18,7 @@ format:
 
 train:
 	python train.py
+
+# params.yaml for `dvc repro`: conf/pipeline.yaml composed the way `dvc exp run` composes it
+params:
+	python -c "from dvc.utils.hydra import compose_and_dump as c; c('params.yaml', '$(CURDIR)/conf', None, 'pipeline', '$(CURDIR)', [])"

@@ -21,6 +21,9 @@ class MultitaskModule(pl.LightningModule):
                 for split in ("val", "test")
             }
         )
+        # Non-scalar metric outputs (confusion matrices, per-type tables) of the last evaluation, per split
+        # and task: callbacks.artifacts.TestArtifacts writes the test ones to MLflow.
+        self.details: dict[str, dict[str, dict[str, torch.Tensor]]] = {"val": {}, "test": {}}
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return {"alignment": batch["alignment"].to(device), "examples": batch["examples"]}
@@ -61,11 +64,14 @@ class MultitaskModule(pl.LightningModule):
         self._eval_step(batch, "test")
 
     def _log_metrics(self, split: str) -> None:
-        values = {}
+        values, self.details[split] = {}, {}
         for task, metric in self.metrics[split].items():
             if not any(m.update_called for m in metric.modules() if isinstance(m, Metric)):
                 continue  # no labelled text for this task in this split
             for name, value in metric.compute().items():
+                if value.ndim:  # a matrix or table: kept for artifacts, not a metric
+                    self.details[split].setdefault(task, {})[name] = value.detach().cpu()
+                    continue
                 values[f"{task}_{name}"] = value
                 self.log(f"{split}/{task}_{name}", value, prog_bar=name in ("acc", "f1", "macro_f1"))
             metric.reset()

@@ -7,7 +7,10 @@ from torchmetrics import Metric
 
 
 class SpanF1(Metric):
-    """Exact-match entity spans, micro precision / recall / F1 plus F1 per type (summed across processes)."""
+    """Exact-match entity spans, micro precision / recall / F1 plus F1 per type (summed across processes).
+
+    `per_type` is a (T, 4) table, one row per type: precision, recall, F1, support (gold spans); being
+    no scalar, it is not logged as a metric but written as a test artifact."""
 
     full_state_update = False
 
@@ -35,6 +38,9 @@ class SpanF1(Metric):
             "recall": tp / (tp + fn).clamp(min=1),
             "f1": 2 * tp / (2 * tp + fp + fn).clamp(min=1),
         }
-        per_type = 2 * self.tp / (2 * self.tp + self.fp + self.fn).clamp(min=1)
-        out.update({f"f1_{t}": per_type[i] for i, t in enumerate(self.types)})
+        f1 = 2 * self.tp / (2 * self.tp + self.fp + self.fn).clamp(min=1)
+        out.update({f"f1_{t}": f1[i] for i, t in enumerate(self.types)})
+        precision = self.tp / (self.tp + self.fp).clamp(min=1)
+        recall = self.tp / (self.tp + self.fn).clamp(min=1)
+        out["per_type"] = torch.stack([precision, recall, f1, self.tp + self.fn], dim=1)  # (T, 4)
         return out

@@ -108,3 +108,23 @@ def record_failed_job(cfg: DictConfig, tags: dict[str, str], error: BaseExceptio
     client.set_terminated(run_id, "FAILED")
     return run_id
 
+
+LINEAGE_FILE = "polyhead_pretraining.json"
+
+
+def encoder_lineage(encoder_name: str) -> dict[str, str]:
+    """Tags naming the pretraining run an encoder directory came from (its polyhead_pretraining.json)."""
+    path = Path(str(encoder_name)) / LINEAGE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    keys = {
+        "run_id": "pretraining_run_id",
+        "experiment_name": "pretraining_experiment",
+        "tracking_uri": "pretraining_tracking_uri",
+        "source_encoder": "pretraining_source_encoder",
+    }
+    return {tag: str(info[key]) for key, tag in keys.items() if info.get(key)}

@@ -21,6 +21,7 @@ from polyhead.optim import schedule_lambda
 from polyhead.tracking import (
     checkpoint_from_run,
     default_run_name,
+    encoder_lineage,
     git_commit,
     log_run_metadata,
     mlflow_loggers,
@@ -94,6 +95,7 @@ def run(cfg: DictConfig) -> float | None:
     tags = {
         "git_commit": git_commit(cfg.paths.root_dir),
         "encoder": cfg.encoder.name,
+        **encoder_lineage(cfg.encoder.name),  # the pretraining run of a domain-adapted encoder
         **datamodule.fingerprints(),
     }
     tags["checkpoint_dir"] = str(Path(cfg.paths.output_dir) / "checkpoints")

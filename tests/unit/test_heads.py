@@ -93,3 +93,16 @@ def test_heads_span_f1_exact_match_per_type():
     assert out["recall"].item() == pytest.approx(0.5)
     assert out["f1_PER"].item() == pytest.approx(1.0)
     assert out["f1_LOC"].item() == pytest.approx(0.0)
+    # per type: precision, recall, F1, support (gold spans); a table, not a scalar metric
+    assert out["per_type"].tolist() == [[0.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
+
+
+def test_heads_metric_confusion_matrix_rows_gold_columns_predicted():
+    head = TokenTaggingHead(8, ["A", "B", "C"])
+    metric = head.metric()
+    logits = torch.tensor([[[5.0, 0, 0], [0, 5.0, 0], [0, 5.0, 0], [0, 0, 5.0]]])  # predicts A B B C
+    targets = torch.tensor([[0, 1, 2, IGNORE]])  # gold A B C, last word unlabelled
+    head.update_metric(metric, logits, targets, torch.ones(1, 4, dtype=torch.bool), [])
+    out = metric.compute()
+    assert out["confusion"].tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 0]]
+    assert out["acc"].item() == pytest.approx(2 / 3)

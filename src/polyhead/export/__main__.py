@@ -15,13 +15,17 @@ def export(cfg: DictConfig) -> Path:
     """The pipeline directory, or the package directory when package=true."""
     import torch
 
-    from polyhead.export.checkpoint import best_checkpoint, load_checkpoint
+    from polyhead.export.checkpoint import best_checkpoint, load_checkpoint, pick_checkpoint
     from polyhead.export.package import build_package
     from polyhead.train import PACKAGE_META, export_run
 
     if bool(cfg.run_id) == bool(cfg.checkpoint):
         raise ValueError("give exactly one of run_id=<MLflow run id> or checkpoint=<path>")
-    ckpt = Path(cfg.checkpoint) if cfg.checkpoint else best_checkpoint(cfg.tracking_uri, cfg.run_id)
+    ckpt = (
+        pick_checkpoint(Path(cfg.checkpoint))
+        if cfg.checkpoint
+        else best_checkpoint(cfg.tracking_uri, cfg.run_id)
+    )
     model, collate, run_cfg = load_checkpoint(ckpt)
     with open_dict(run_cfg):
         overrides = {k: v for k, v in cfg.export.items() if v is not None}

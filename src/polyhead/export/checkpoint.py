@@ -33,12 +33,20 @@ def load_checkpoint(path: str | Path) -> tuple[MultitaskModel, Collator, DictCon
 
 
 def best_checkpoint(tracking_uri: str, run_id: str) -> Path:
-    """The best checkpoint of an MLflow run (from its `checkpoint_dir` tag), else its last one."""
+    """The best checkpoint of an MLflow run, in the folder its `checkpoint_dir` tag names."""
     from mlflow.tracking import MlflowClient
 
-    run = MlflowClient(tracking_uri).get_run(run_id)
-    ckpt_dir = Path(run.data.tags.get("checkpoint_dir", ""))
-    found = sorted(ckpt_dir.glob("best*.ckpt")) or sorted(ckpt_dir.glob("last.ckpt"))
-    if not run.data.tags.get("checkpoint_dir") or not found:
-        raise FileNotFoundError(f"run {run_id}: no checkpoint in its checkpoint_dir tag ({str(ckpt_dir)!r})")
+    ckpt_dir = MlflowClient(tracking_uri).get_run(run_id).data.tags.get("checkpoint_dir")
+    if not ckpt_dir:
+        raise FileNotFoundError(f"run {run_id} has no checkpoint_dir tag: was it trained by train.py?")
+    return pick_checkpoint(Path(ckpt_dir))
+
+
+def pick_checkpoint(path: Path) -> Path:
+    """A checkpoint file as it is; in a checkpoint folder, the best checkpoint, else last.ckpt."""
+    if path.is_file():
+        return path
+    found = sorted(path.glob("best*.ckpt")) or sorted(path.glob("last.ckpt"))
+    if not found:
+        raise FileNotFoundError(f"{path}: no such checkpoint, nor a folder with best*.ckpt or last.ckpt")
     return found[-1]

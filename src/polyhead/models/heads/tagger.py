@@ -48,10 +48,14 @@ class TokenTaggingHead(nn.Module):
 
     def metric(self):
         from torchmetrics import MetricCollection  # training only, not needed by the exported runtime
-        from torchmetrics.classification import MulticlassAccuracy
+        from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-        return MetricCollection(
-            {"acc": MulticlassAccuracy(len(self.labels), average="micro", ignore_index=IGNORE)}
+        n = len(self.labels)
+        return MetricCollection(  # the (L, L) confusion matrix is written as a test artifact, not logged
+            {
+                "acc": MulticlassAccuracy(n, average="micro", ignore_index=IGNORE),
+                "confusion": MulticlassConfusionMatrix(n, ignore_index=IGNORE),
+            }
         )
 
     def update_metric(self, metric, logits, targets, word_mask, examples) -> None:

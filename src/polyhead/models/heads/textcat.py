@@ -78,17 +78,19 @@ class TextClassificationHead(nn.Module):
         from torchmetrics import MetricCollection  # training only, not needed by the exported runtime
         from torchmetrics.classification import (
             MulticlassAccuracy,
+            MulticlassConfusionMatrix,
             MulticlassF1Score,
             MultilabelAccuracy,
             MultilabelF1Score,
         )
 
         n = len(self.labels)
-        if self.exclusive:
-            acc, f1 = MulticlassAccuracy(n, average="micro"), MulticlassF1Score(n, average="macro")
-        else:
+        if not self.exclusive:
             acc, f1 = MultilabelAccuracy(n, average="micro"), MultilabelF1Score(n, average="macro")
-        return MetricCollection({"acc": acc, "macro_f1": f1})
+            return MetricCollection({"acc": acc, "macro_f1": f1})
+        acc, f1 = MulticlassAccuracy(n, average="micro"), MulticlassF1Score(n, average="macro")
+        # the (L, L) confusion matrix is written as a test artifact, not logged
+        return MetricCollection({"acc": acc, "macro_f1": f1, "confusion": MulticlassConfusionMatrix(n)})
 
     def update_metric(self, metric, logits, targets, word_mask, examples) -> None:
         keep = self.labelled(targets)
