@@ -127,9 +127,11 @@ def test_package_loads_without_polyhead_and_predicts_like_the_run(trained, packa
 def test_export_from_checkpoint_and_bad_arguments(trained, tmp_path):
     tmp, *_ = trained
     ckpt = next((tmp / "out" / "checkpoints").glob("best*.ckpt"))
-    pipeline = export(compose_export(tmp_path, f"checkpoint={ckpt}", "export.precision=bf16"))
+    (tmp_path / "params.yaml").write_text("export: {version: 9.9.9, precision: int8}\n")
+    overrides = [f"export_from={tmp_path / 'params.yaml'}", "export.precision=bf16"]  # the command line wins
+    pipeline = export(compose_export(tmp_path, f"checkpoint={ckpt.parent}", *overrides))
     nlp = spacy.load(pipeline)
-    assert nlp.get_pipe("encoder").precision == "bf16"
+    assert nlp.get_pipe("encoder").precision == "bf16" and nlp.meta["version"] == "9.9.9"
     assert [t.pos_ for t in nlp("Maria Lopez flew .")] == [
         t.pos_ for t in spacy.load(tmp / "out" / "spacy_pipeline")("Maria Lopez flew .")
     ]

@@ -28,8 +28,9 @@ def export(cfg: DictConfig) -> Path:
     )
     model, collate, run_cfg = load_checkpoint(ckpt)
     with open_dict(run_cfg):
+        from_file = OmegaConf.load(cfg.export_from).get("export", {}) if cfg.export_from else {}
         overrides = {k: v for k, v in cfg.export.items() if v is not None}
-        run_cfg.export = OmegaConf.merge(run_cfg.export, overrides)
+        run_cfg.export = OmegaConf.merge(run_cfg.export, from_file, overrides)
         run_cfg.paths.output_dir = cfg.paths.output_dir
     pipeline = export_run(run_cfg, model, collate, loggers=[])
     print(f"spaCy pipeline: {pipeline}  (from {ckpt})")
