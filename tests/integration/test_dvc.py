@@ -1,5 +1,6 @@
-"""The DVC pipeline: params.yaml is conf/pipeline.yaml composed; `dvc repro` on a fresh copy of the repo runs
-prepare -> train -> evaluate -> package, then has nothing to do; a changed param re-runs only its stage."""
+"""The DVC pipeline: params.yaml is conf/pipeline.yaml composed; `dvc repro` on a fresh copy of the repo
+runs pretrain, prepare -> train -> evaluate -> package, then has nothing to do; a changed param re-runs
+only its stage."""
 
 import subprocess
 import sys
@@ -44,19 +45,20 @@ def test_dvc_repro_runs_the_pipeline_then_only_what_a_param_change_touches(tmp_p
     subprocess.run([*git, "commit", "-qm", "clone"], cwd=repo, check=True)
 
     first = dvc(repo, "repro")
-    for stage in ("prepare", "train", "evaluate", "package"):
+    for stage in ("pretrain", "prepare", "train", "evaluate", "package"):
         assert f"Running stage '{stage}'" in first
     metrics = yaml.safe_load((repo / "outputs/dvc/eval/metrics.json").read_text())
     assert metrics["tagger_acc"] > 0.5 and 0 <= metrics["ner_f1"] <= 1 and "textcat_macro_f1" in metrics
     assert list((repo / "outputs/dvc/package").rglob("en_polyhead-0.1.0-*.whl"))
     assert (repo / "mlruns/mlflow.db").is_file() and "mlruns" not in (repo / "dvc.lock").read_text()
+    assert (repo / "outputs/dvc/pretrain/encoder/model.safetensors").is_file()
 
     assert "Data and pipelines are up to date" in dvc(repo, "repro")
 
     subprocess.run([*git, "commit", "-qam", "lock"], cwd=repo, check=True)
     changed = dvc(repo, "exp", "run", "-S", "export.version=0.2.0")
     assert "Running stage 'package'" in changed
-    for stage in ("prepare", "train", "evaluate"):
+    for stage in ("pretrain", "prepare", "train", "evaluate"):
         assert f"Stage '{stage}' didn't change, skipping" in changed
     assert list((repo / "outputs/dvc/package").rglob("en_polyhead-0.2.0-*.whl"))
     assert "tagger_acc" in dvc(repo, "metrics", "show")
