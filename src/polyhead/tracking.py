@@ -128,3 +128,21 @@ def encoder_lineage(encoder_name: str) -> dict[str, str]:
         "source_encoder": "pretraining_source_encoder",
     }
     return {tag: str(info[key]) for key, tag in keys.items() if info.get(key)}
+
+
+def prepare_store(tracking_uri: str, experiment_name: str, artifact_location: str | None) -> None:
+    """Create the sqlite store's tables and the experiment under a file lock, so parallel sweep jobs
+    (launcher=joblib) do not race to migrate the same database or create the same experiment."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(tracking_uri)
+        if client.get_experiment_by_name(experiment_name) is None:
+            client.create_experiment(experiment_name, artifact_location)

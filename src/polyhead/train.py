@@ -25,6 +25,7 @@ from polyhead.tracking import (
     git_commit,
     log_run_metadata,
     mlflow_loggers,
+    prepare_store,
     record_failed_job,
     sweep_tags,
 )
@@ -117,6 +118,7 @@ def run(cfg: DictConfig) -> float | None:
 def instantiate_loggers(cfg: DictConfig, run_id: str | None) -> list:
     if not cfg.get("logger"):
         return []
+    prepare_store(cfg.logger.tracking_uri, cfg.logger.experiment_name, cfg.logger.get("artifact_location"))
     extra = {"run_id": run_id} if run_id else {}
     if cfg.logger.get("run_name", "absent") is None:
         extra["run_name"] = default_run_name(cfg)

@@ -76,3 +76,13 @@ def test_sweep_non_finite_loss_stops_the_run():
     guard.on_train_batch_end(Trainer(), None, {"loss": torch.tensor(0.5)}, None, 0)
     with pytest.raises(FloatingPointError, match="nan at step 7"):
         guard.on_train_batch_end(Trainer(), None, {"loss": torch.tensor(float("nan"))}, None, 0)
+
+
+@pytest.mark.slow
+def test_sweep_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path, tiny_bert):
+    out = train(tmp_path, "-m", "launcher=joblib", "seed=1,2", *tiny(tmp_path, tiny_bert))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Joblib.Parallel(n_jobs=2" in out.stdout + out.stderr
+    jobs = runs(tmp_path)
+    assert [r.data.params["seed"] for r in jobs] == ["1", "2"]
+    assert all(r.info.status == "FINISHED" and r.data.tags["sweep_id"] == "study" for r in jobs)
