@@ -62,4 +62,5 @@ def test_dvc_repro_runs_the_pipeline_then_only_what_a_param_change_touches(tmp_p
         assert f"Stage '{stage}' didn't change, skipping" in changed
     assert list((repo / "outputs/dvc/package").rglob("en_polyhead-0.2.0-*.whl"))
     assert "tagger_acc" in dvc(repo, "metrics", "show")
-    assert "export.version" in dvc(repo, "exp", "show", "--no-pager")
+    table = dvc(repo, "exp", "show", "--csv")
+    assert "export.version" in table.splitlines()[0] and ",0.2.0," in table
