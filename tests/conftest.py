@@ -20,7 +20,8 @@ def write_tiny_bert(directory: Path, max_positions: int = 64) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     torch.manual_seed(0)
-    tokenizer = BertTokenizerFast(vocab_file=str(FIXTURES / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=str(FIXTURES / "vocab.txt"), do_lower_case=True)  # transformers 5
+    assert tokenizer.vocab_size > 50, "the toy vocabulary was not loaded"
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
         hidden_size=32,
