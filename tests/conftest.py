@@ -35,6 +35,26 @@ def write_tiny_bert(directory: Path, max_positions: int = 64) -> Path:
     return directory
 
 
+def compose_config(name: str, tmp_path: Path, overrides: list[str], output_dir: Path):
+    """Compose conf/<name>.yaml as its script does (Hydra runtime set), with a private root and store."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(name, overrides=[f"paths.root_dir={tmp_path}", *overrides], return_hydra_config=True)
+    (tmp_path / "mlruns").mkdir(exist_ok=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg["hydra"]
+    return cfg
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))

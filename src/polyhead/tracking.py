@@ -91,13 +91,9 @@ def record_failed_job(cfg: DictConfig, tags: dict[str, str], error: BaseExceptio
     one existed (e.g. a bad hyper-parameter caught while building the model). Returns the run id."""
     from mlflow.tracking import MlflowClient
 
+    prepare_store(cfg.logger.tracking_uri, cfg.logger.experiment_name, cfg.logger.get("artifact_location"))
     client = MlflowClient(cfg.logger.tracking_uri)
-    experiment = client.get_experiment_by_name(cfg.logger.experiment_name)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment
-        else client.create_experiment(cfg.logger.experiment_name, cfg.logger.get("artifact_location"))
-    )
+    experiment_id = client.get_experiment_by_name(cfg.logger.experiment_name).experiment_id
     query = f"tags.sweep_id = '{tags['sweep_id']}' and tags.job_num = '{tags['job_num']}'"
     runs = client.search_runs([experiment_id], query, max_results=1)
     if runs:

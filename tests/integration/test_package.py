@@ -8,12 +8,8 @@ import venv
 
 import pytest
 import spacy
-from conftest import PROJECT_ROOT
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
+from conftest import compose_config
 from mlflow.tracking import MlflowClient
-from omegaconf import open_dict
 from test_train import compose_train
 
 from polyhead.export.__main__ import export
@@ -57,14 +53,7 @@ def predictions(nlp):
 
 
 def compose_export(tmp, *overrides):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("export", overrides=[f"paths.root_dir={tmp}", *overrides], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp / "export")
-        del cfg["hydra"]
-    return cfg
+    return compose_config("export", tmp, list(overrides), tmp / "export")
 
 
 @pytest.fixture(scope="module")

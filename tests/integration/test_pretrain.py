@@ -5,14 +5,11 @@ import math
 
 import pytest
 import torch
-from conftest import FIXTURES, PROJECT_ROOT
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
+from conftest import compose_config
 from omegaconf import open_dict
 from safetensors.torch import load_file
 from test_train import compose_train, only_run
-from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizerFast
+from transformers import AutoModel, AutoTokenizer, BertModel
 
 import polyhead.config  # noqa: F401
 from polyhead.data.schema import CorpusError
@@ -28,53 +25,21 @@ TEXT = [
 ]
 
 
-@pytest.fixture(scope="module")
-def text_bert(tmp_path_factory):
-    """conftest's tiny BERT, but with its toy vocabulary loaded: transformers 5 ignores vocab_file=."""
-    directory = tmp_path_factory.mktemp("text_bert")
-    torch.manual_seed(0)
-    tokenizer = BertTokenizerFast(vocab=str(FIXTURES / "vocab.txt"), do_lower_case=True)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
 def compose_pretrain(tmp_path, encoder, text, *overrides):
     """Compose conf/pretrain.yaml like `python pretrain.py` does, on `text` and a private MLflow store."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            "pretrain",
-            overrides=[
-                f"encoder.name={encoder}",
-                f"text.train=[{{path: {text}, format: txt}}]",
-                "text.dev=[]",
-                "text.val_fraction=0.25",
-                f"paths.root_dir={tmp_path}",
-                "mlm.max_length=16",
-                "mlm.batch_size=8",
-                "trainer.max_epochs=2",
-                "trainer.precision=32-true",
-                "trainer.log_every_n_steps=1",
-                "trainer.enable_progress_bar=false",
-                *overrides,
-            ],
-            return_hydra_config=True,
-        )
-    (tmp_path / "mlruns").mkdir(exist_ok=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "pre")
-        del cfg["hydra"]
-    return cfg
+    tiny = [
+        f"encoder.name={encoder}",
+        f"text.train=[{{path: {text}, format: txt}}]",
+        "text.dev=[]",
+        "text.val_fraction=0.25",
+        "mlm.max_length=16",
+        "mlm.batch_size=8",
+        "trainer.max_epochs=2",
+        "trainer.precision=32-true",
+        "trainer.log_every_n_steps=1",
+        "trainer.enable_progress_bar=false",
+    ]
+    return compose_config("pretrain", tmp_path, [*tiny, *overrides], tmp_path / "pre")
 
 
 def write_text(tmp_path, repeat=10):
@@ -83,8 +48,8 @@ def write_text(tmp_path, repeat=10):
     return path
 
 
-def test_pretrain_saves_encoder_that_automodel_loads_and_train_py_fine_tunes(tmp_path, text_bert):
-    cfg = compose_pretrain(tmp_path, text_bert, write_text(tmp_path), "vocab.words=[zorbix]")
+def test_pretrain_saves_encoder_that_automodel_loads_and_train_py_fine_tunes(tmp_path, tiny_bert):
+    cfg = compose_pretrain(tmp_path, tiny_bert, write_text(tmp_path), "vocab.words=[zorbix]")
     pretrain(cfg)
     client, runs = only_run(tmp_path)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
@@ -106,12 +71,12 @@ def test_pretrain_saves_encoder_that_automodel_loads_and_train_py_fine_tunes(tmp
 
     encoder_dir = tmp_path / "pre" / "encoder"
     lineage = json.loads((encoder_dir / "polyhead_pretraining.json").read_text())
-    assert lineage["run_id"] == pre.info.run_id and lineage["source_encoder"] == str(text_bert)
+    assert lineage["run_id"] == pre.info.run_id and lineage["source_encoder"] == str(tiny_bert)
     model = AutoModel.from_pretrained(encoder_dir)
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
     assert isinstance(model, BertModel) and model.config.vocab_size == len(tokenizer) == 212
     assert tokenizer.tokenize("Zorbix won") == ["zorbix", "won"]
-    source = BertModel.from_pretrained(text_bert)
+    source = BertModel.from_pretrained(tiny_bert)
     assert not torch.equal(
         model.encoder.layer[0].attention.self.query.weight,
         source.encoder.layer[0].attention.self.query.weight,
@@ -127,14 +92,14 @@ def test_pretrain_saves_encoder_that_automodel_loads_and_train_py_fine_tunes(tmp
     fine = next(r for r in runs if r.info.run_id != pre.info.run_id)
     assert fine.info.status == "FINISHED" and "test/ner_f1" in fine.data.metrics
     assert fine.data.tags["pretraining_run_id"] == pre.info.run_id
-    assert fine.data.tags["pretraining_source_encoder"] == str(text_bert)
+    assert fine.data.tags["pretraining_source_encoder"] == str(tiny_bert)
 
 
-def test_pretrain_loss_goes_down_on_repeated_text(tmp_path, text_bert):
+def test_pretrain_loss_goes_down_on_repeated_text(tmp_path, tiny_bert):
     text = write_text(tmp_path, repeat=20)
     cfg = compose_pretrain(
         tmp_path,
-        text_bert,
+        tiny_bert,
         text,
         f"text.dev=[{{path: {text}, format: txt}}]",
         "trainer.max_epochs=5",
@@ -160,24 +125,24 @@ def test_pretrain_loss_goes_down_on_repeated_text(tmp_path, text_bert):
         (b"\xe9\xe9\n\xff", r"text\.txt: no text found \(2 line\(s\) skipped"),
     ],
 )
-def test_pretrain_bad_text_stops_before_any_mlflow_run(tmp_path, text_bert, data, error):
+def test_pretrain_bad_text_stops_before_any_mlflow_run(tmp_path, tiny_bert, data, error):
     path = tmp_path / "text.txt"
     path.write_bytes(data)
-    cfg = compose_pretrain(tmp_path, text_bert, path)
+    cfg = compose_pretrain(tmp_path, tiny_bert, path)
     with pytest.raises(CorpusError, match=error):
         pretrain(cfg)
     _, runs = only_run(tmp_path)
     assert runs == []
 
 
-def test_pretrain_skips_undecodable_lines_with_a_count_and_resumes_same_run(tmp_path, text_bert):
+def test_pretrain_skips_undecodable_lines_with_a_count_and_resumes_same_run(tmp_path, tiny_bert):
     path = tmp_path / "text.txt"
     path.write_bytes("\n".join(TEXT * 10).encode() + b"\nbad \xff line\n")
-    pretrain(compose_pretrain(tmp_path, text_bert, path, "trainer.max_epochs=1"))
+    pretrain(compose_pretrain(tmp_path, tiny_bert, path, "trainer.max_epochs=1"))
     client, runs = only_run(tmp_path)
     run_id = runs[0].info.run_id
     assert runs[0].data.tags["text/skipped_lines"] == "1"
-    cfg = compose_pretrain(tmp_path, text_bert, path, "trainer.max_epochs=2", f"resume={run_id}")
+    cfg = compose_pretrain(tmp_path, tiny_bert, path, "trainer.max_epochs=2", f"resume={run_id}")
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / "pre2")
     pretrain(cfg)

@@ -3,10 +3,7 @@
 import json
 
 import pytest
-from conftest import PROJECT_ROOT
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
+from conftest import compose_config
 from mlflow.tracking import MlflowClient
 from omegaconf import open_dict
 
@@ -16,30 +13,17 @@ from polyhead.train import run
 
 def compose_train(tmp_path, tiny_bert, *overrides):
     """Compose conf/train.yaml like `python train.py` does, with tiny settings and a private MLflow store."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"encoder.name={tiny_bert}",
-                "encoder.window=30",
-                "encoder.stride=20",
-                f"paths.root_dir={tmp_path}",
-                "trainer.max_epochs=2",
-                "trainer.limit_train_batches=3",
-                "trainer.precision=32-true",
-                "trainer.log_every_n_steps=1",
-                "trainer.enable_progress_bar=false",
-                *overrides,
-            ],
-            return_hydra_config=True,
-        )
-    (tmp_path / "mlruns").mkdir(exist_ok=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "out")
-        del cfg["hydra"]
-    return cfg
+    tiny = [
+        f"encoder.name={tiny_bert}",
+        "encoder.window=30",
+        "encoder.stride=20",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=3",
+        "trainer.precision=32-true",
+        "trainer.log_every_n_steps=1",
+        "trainer.enable_progress_bar=false",
+    ]
+    return compose_config("train", tmp_path, [*tiny, *overrides], tmp_path / "out")
 
 
 def only_run(tmp_path):

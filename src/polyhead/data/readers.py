@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from polyhead.data.conll import parse_columns, parse_conllu
@@ -97,13 +98,7 @@ def read_jsonl(path, lang: str = "en") -> list[Example]:
     """One JSON object a line: `text` (char-offset ents) or `tokens` (token-offset ents), tags, cats."""
     nlp = None
     examples = []
-    for n, line in enumerate(read_text(path), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise CorpusError(path, n, f"invalid JSON: {err.msg} at column {err.colno}") from None
+    for n, obj in json_lines(enumerate(read_text(path), 1), path):
         if not isinstance(obj, dict) or not ("tokens" in obj or "text" in obj):
             raise CorpusError(path, n, "expected an object with a 'text' or a 'tokens' field")
         if "tokens" not in obj and nlp is None:
@@ -115,6 +110,17 @@ def read_jsonl(path, lang: str = "en") -> list[Example]:
         except (TypeError, ValueError) as err:  # Example's length checks, malformed fields
             raise CorpusError(path, n, str(err).split(f"{path}:{n}: ", 1)[-1]) from None
     return nonempty(examples, path)
+
+
+def json_lines(numbered_lines, path) -> Iterator[tuple[int, object]]:
+    """(line number, parsed JSON) of every non-blank line; bad JSON is a CorpusError naming the line."""
+    for n, line in numbered_lines:
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise CorpusError(path, n, f"invalid JSON: {err.msg} at column {err.colno}") from None
 
 
 def json_example(obj: dict, nlp, source: str) -> Example:

@@ -5,13 +5,12 @@ instead of failing the run; every other format goes through `read_corpus` and it
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from polyhead.data.readers import READERS, fingerprint, read_corpus
+from polyhead.data.readers import READERS, fingerprint, json_lines, read_corpus
 from polyhead.data.schema import CorpusError
 
 log = logging.getLogger(__name__)
@@ -80,13 +79,7 @@ def read_jsonl_text(path, field: str = "text", invalid_utf8: str = "skip") -> tu
     """The `field` string of every JSON object a line; objects with `tokens` instead are joined by spaces."""
     lines, skipped = decode_lines(path, invalid_utf8)
     docs = []
-    for n, line in lines:
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise CorpusError(path, n, f"invalid JSON: {err.msg} at column {err.colno}") from None
+    for n, obj in json_lines(lines, path):
         text = obj.get(field) if isinstance(obj, dict) else None
         if text is None and isinstance(obj, dict) and isinstance(obj.get("tokens"), list):
             spaces = obj.get("spaces") or [True] * len(obj["tokens"])
