@@ -50,15 +50,22 @@ def log_run_metadata(
             client.log_artifact(run_id, str(Path(tmp) / "labels.json"))
 
 
-def checkpoint_from_run(tracking_uri: str, run_id: str) -> str:
-    """The last checkpoint of an earlier MLflow run (recorded in its `checkpoint_dir` tag)."""
+def checkpoint_dir(tracking_uri: str, run_id: str) -> Path:
+    """Where an earlier MLflow run of train.py kept its checkpoints (its `checkpoint_dir` tag)."""
     from mlflow.tracking import MlflowClient
 
-    run = MlflowClient(tracking_uri).get_run(run_id)
-    ckpt_dir = run.data.tags.get("checkpoint_dir")
-    if not ckpt_dir or not (Path(ckpt_dir) / "last.ckpt").is_file():
-        raise FileNotFoundError(f"run {run_id} has no last.ckpt (checkpoint_dir tag: {ckpt_dir!r})")
-    return str(Path(ckpt_dir) / "last.ckpt")
+    ckpt_dir = MlflowClient(tracking_uri).get_run(run_id).data.tags.get("checkpoint_dir")
+    if not ckpt_dir:
+        raise FileNotFoundError(f"run {run_id} has no checkpoint_dir tag: was it trained by train.py?")
+    return Path(ckpt_dir)
+
+
+def checkpoint_from_run(tracking_uri: str, run_id: str) -> str:
+    """The last checkpoint of an earlier MLflow run, to resume it."""
+    ckpt = checkpoint_dir(tracking_uri, run_id) / "last.ckpt"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"run {run_id} has no last.ckpt (checkpoint_dir tag: {str(ckpt.parent)!r})")
+    return str(ckpt)
 
 
 def default_run_name(cfg: DictConfig) -> str:

@@ -33,13 +33,10 @@ def load_checkpoint(path: str | Path) -> tuple[MultitaskModel, Collator, DictCon
 
 
 def best_checkpoint(tracking_uri: str, run_id: str) -> Path:
-    """The best checkpoint of an MLflow run, in the folder its `checkpoint_dir` tag names."""
-    from mlflow.tracking import MlflowClient
+    """The best checkpoint of an MLflow run of train.py."""
+    from polyhead.tracking import checkpoint_dir
 
-    ckpt_dir = MlflowClient(tracking_uri).get_run(run_id).data.tags.get("checkpoint_dir")
-    if not ckpt_dir:
-        raise FileNotFoundError(f"run {run_id} has no checkpoint_dir tag: was it trained by train.py?")
-    return pick_checkpoint(Path(ckpt_dir))
+    return pick_checkpoint(checkpoint_dir(tracking_uri, run_id))
 
 
 def pick_checkpoint(path: Path) -> Path:
