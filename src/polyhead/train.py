@@ -98,6 +98,7 @@ def run(cfg: DictConfig) -> float | None:
         "encoder": cfg.encoder.name,
         **encoder_lineage(cfg.encoder.name),  # the pretraining run of a domain-adapted encoder
         **datamodule.fingerprints(),
+        **datamodule.corpus_repairs(),  # entity tags read as conlleval reads them (IOB1 B-X after O...)
     }
     tags["checkpoint_dir"] = str(Path(cfg.paths.output_dir) / "checkpoints")
     tags.update(sweep_tags())

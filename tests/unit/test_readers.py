@@ -157,9 +157,9 @@ def test_readers_columns_tweets(tmp_path, text, separator, words, ents):
 @pytest.mark.parametrize(
     ("text", "options", "line", "what"),
     [
-        ("a O\nb I-PER\n", {}, 2, "does not continue"),
+        ("a O\nb I-PER\n", {"strict": True}, 2, "does not continue"),
         ("a O\n\nb B-PER\nc L-PER\nd B-LOC\n", {"scheme": "biluo"}, 5, "not closed"),
-        ("a O\n\nb B-PER\nc I-PER\n", {"scheme": "iob1"}, 3, "must follow I-PER"),
+        ("a O\n\nb B-PER\nc I-PER\n", {"scheme": "iob1", "strict": True}, 3, "must follow I-PER"),
         ("a O\nb B-PER x\n", {}, 2, "expected 2 columns like line 1, found 3"),
         ("a\n", {}, 1, "expected at least 2 columns, found 1"),
         ("1\ta\tO\n", {"word_column": 1, "tag_column": 3, "separator": "\t"}, 1, "at least 4 columns"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass, field
 
 from polyhead.data.schema import CorpusError, Example
 from polyhead.data.spans import tags_to_spans
@@ -23,16 +24,6 @@ def blocks(lines: list[str]):
         yield block
 
 
-def conllu_id(path, n: int, token_id: str) -> int | None:
-    """The word's integer id; None for a multiword-token range ("1-2") or an empty node ("8.1")."""
-    if token_id.isdigit():
-        return int(token_id)
-    first, sep, last = token_id.replace(".", "-").partition("-")
-    if not (sep and first.isdigit() and last.isdigit()):
-        raise CorpusError(path, n, f"token id {token_id!r} is not an integer, a range or a decimal")
-    return None
-
-
 def parse_conllu(
     lines: list[str],
     path,
@@ -44,35 +35,96 @@ def parse_conllu(
     """Sentences of a CoNLL-U file with one column as tags; multiword tokens and empty nodes skipped."""
     if tag_column not in CONLLU_COLUMNS:
         raise ValueError(f"unknown CoNLL-U column {tag_column!r}; use one of {CONLLU_COLUMNS}")
-    col = CONLLU_COLUMNS.index(tag_column)
     examples = []
     for block in blocks(lines):
-        meta, words, spaces, tags = {}, [], [], []
-        mwt_end, mwt_space = 0, True  # words inside a multiword token are not separated by spaces
-        for n, line in block:
-            if line.startswith("#"):
-                key, _, value = line[1:].partition("=")
-                meta[key.strip()] = value.strip()
-                continue
-            cols = line.split("\t")
-            if len(cols) != 10:
-                raise CorpusError(path, n, f"expected 10 tab-separated columns, found {len(cols)}")
-            word_id = conllu_id(path, n, cols[0])
-            space = "SpaceAfter=No" not in cols[9].split("|")
-            if word_id is None:
-                if "-" in cols[0]:
-                    mwt_end, mwt_space = int(cols[0].partition("-")[2]), space
-                continue
-            if cols[col] == "" or (cols[col] == "_" and tag_column == "upos"):
-                raise CorpusError(path, n, f"empty {tag_column} tag")
-            words.append(cols[1])
-            spaces.append(space if word_id > mwt_end else word_id == mwt_end and mwt_space)
-            tags.append(cols[col])
-        if words:
+        meta, sentence = conllu_sentence(block, path, CONLLU_COLUMNS.index(tag_column), tag_column)
+        if sentence.words:
             cats = conllu_cats(meta, cat_from, cat_key, cat_prefix_separator, path, block[0][0])
+            words, spaces, tags = sentence.words, sentence.spaces, sentence.tags
             source = f"{path}:{block[0][0]}"
             examples.append(Example(words, spaces, tags, None, cats, meta.get("sent_id"), source))
     return examples
+
+
+@dataclass
+class Sentence:
+    """What one CoNLL-U sentence has read so far, and the id checks' state."""
+
+    words: list[str] = field(default_factory=list)
+    spaces: list[bool] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    heads: list[tuple[int, str]] = field(default_factory=list)  # (line, HEAD) of every word
+    mwt: tuple[int, int, int, bool] = (0, 0, 0, True)  # line, first and last word, space of the open range
+    empty: tuple[int, int] = (0, 0)  # word an empty node follows, its last decimal part
+
+
+def conllu_sentence(block, path, col: int, tag_column: str) -> tuple[dict, Sentence]:
+    """The `# key = value` comments and the checked words of one sentence block."""
+    meta, sent = {}, Sentence()
+    for n, line in block:
+        if line.startswith("#"):
+            key, _, value = line[1:].partition("=")
+            meta[key.strip()] = value.strip()
+            continue
+        cols = line.split("\t")
+        if len(cols) != 10:
+            raise CorpusError(path, n, f"expected 10 tab-separated columns, found {len(cols)}")
+        if cols[1] == "":
+            raise CorpusError(path, n, f"token {cols[0]} has an empty FORM (column 2)")
+        space = "SpaceAfter=No" not in cols[9].split("|")
+        if conllu_id(path, n, cols[0], sent, space):
+            if cols[col] == "" or (cols[col] == "_" and tag_column == "upos"):
+                raise CorpusError(path, n, f"empty {tag_column} tag")
+            word_id, (_, _, mwt_end, mwt_space) = len(sent.words) + 1, sent.mwt
+            sent.words.append(cols[1])
+            sent.spaces.append(space if word_id > mwt_end else word_id == mwt_end and mwt_space)
+            sent.tags.append(cols[col])
+            sent.heads.append((n, cols[6]))
+    check_sentence_end(sent, path)
+    return meta, sent
+
+
+def conllu_id(path, n: int, token_id: str, sent: Sentence, space: bool) -> bool:
+    """Check the id column against the sentence so far; True for a word, False for a range or empty node."""
+    last = len(sent.words)
+    if token_id.isdigit():
+        if int(token_id) != last + 1:
+            raise CorpusError(path, n, f"token id {token_id} out of order: expected {last + 1}")
+        return True
+    first, sep, end = token_id.replace(".", "-").partition("-")
+    if not (sep and first.isdigit() and end.isdigit()):
+        raise CorpusError(path, n, f"token id {token_id!r} is not an integer, a range or a decimal")
+    first, end = int(first), int(end)
+    if "." in token_id:  # an empty node N.M follows word N (N = 0 before the first word), M = 1, 2, ...
+        expected = sent.empty[1] + 1 if sent.empty[0] == last else 1
+        if first != last or end != expected:
+            raise CorpusError(path, n, f"empty node {token_id} out of order: expected {last}.{expected}")
+        sent.empty = (last, end)
+        return False
+    if first != last + 1 or end <= first:
+        why = "ends before it starts" if end <= first else f"should start at the next word, {last + 1}"
+        raise CorpusError(path, n, f"multiword token range {token_id} {why}")
+    if sent.mwt[2] > last:
+        why = f"opens inside the range on line {sent.mwt[0]}"
+        raise CorpusError(path, n, f"multiword token range {token_id} {why}")
+    sent.mwt = (n, first, end, space)
+    return False
+
+
+def check_sentence_end(sent: Sentence, path) -> None:
+    """Every multiword range is complete, every numeric HEAD names a word of the sentence (or 0)."""
+    line, first, end, _ = sent.mwt
+    if end > len(sent.words):
+        why = f"covers words the sentence lacks (it has {len(sent.words)})"
+        raise CorpusError(path, line, f"multiword token range {first}-{end} {why}")
+    for i, (n, head) in enumerate(sent.heads, 1):
+        if head == "_":
+            continue
+        if not head.isdigit() or int(head) > len(sent.words):
+            why = f"is not 0 or a word id of this sentence (1-{len(sent.words)})"
+            raise CorpusError(path, n, f"HEAD {head!r} of word {i} {why}")
+        if int(head) == i:
+            raise CorpusError(path, n, f"word {i} is its own HEAD")
 
 
 def conllu_cats(meta: dict, cat_from, cat_key: str, separator: str, path, n: int) -> tuple[str, ...] | None:
@@ -94,40 +146,51 @@ def parse_columns(
     word_column: int = 0,
     tag_column: int = -1,
     separator: str | None = None,
+    strict: bool = False,
 ) -> list[Example]:
-    """One token per line with an entity tag column (CoNLL-2003, WNUT, UNER); tags decoded strictly."""
+    """One token per line with an entity tag column (CoNLL-2003, WNUT, UNER).
+
+    IOB tags are read as conlleval reads them unless `strict`; each example lists the lines of the
+    tags read that way in meta["repaired_tags"]."""
     needed = max(2, *(c + 1 if c >= 0 else -c for c in (word_column, tag_column)))
     examples = []
     lines = [("" if line.startswith("-DOCSTART-") else line) for line in lines]
     for block in blocks(lines):
-        sent_id, rows = None, []
-        for n, line in block:
-            cols = line.split(separator)
-            # "# sent_id = x" before the tokens is a comment; "#\tO" or "#tag O" is a token
-            if not rows and line.startswith("#") and (len(cols) < 2 or " = " in line):
-                key, _, value = line[1:].partition("=")
-                sent_id = value.strip() if key.strip() == "sent_id" else sent_id
-                continue
-            if rows and len(cols) != len(rows[0][1]):
-                raise CorpusError(
-                    path, n, f"expected {len(rows[0][1])} columns like line {rows[0][0]}, found {len(cols)}"
-                )
-            if len(cols) < needed:
-                raise CorpusError(path, n, f"expected at least {needed} columns, found {len(cols)}")
-            rows.append((n, cols))
+        sent_id, rows = column_rows(block, path, separator, needed)
         if not rows:
             continue
         words = [cols[word_column].strip() for _, cols in rows]  # BTC has "word \tO"
         tags = [cols[tag_column].strip() for _, cols in rows]
-        ents = tags_to_spans(tags, scheme, path=str(path), lines=[n for n, _ in rows])
-        meta = {}
+        lines_of, repairs = [n for n, _ in rows], []  # repairs: indices of tags read as opening an entity
+        ents = tags_to_spans(tags, scheme, path=str(path), lines=lines_of, strict=strict, repairs=repairs)
+        meta = {"repaired_tags": [lines_of[i] for i in repairs]} if repairs else {}
         if "" in words:
-            words, ents = drop_empty_words(words, ents, [n for n, _ in rows], path)
+            words, ents = drop_empty_words(words, ents, lines_of, path)
             meta["dropped_empty_words"] = len(rows) - len(words)
         if words:
             source = f"{path}:{rows[0][0]}"
             examples.append(Example(words, ents=ents, id=sent_id, source=source, meta=meta))
     return examples
+
+
+def column_rows(block, path, separator: str | None, needed: int) -> tuple[str | None, list]:
+    """The block's `# sent_id = ...` and its (line, columns) rows, all with the same number of columns."""
+    sent_id, rows = None, []
+    for n, line in block:
+        cols = line.split(separator)
+        # "# sent_id = x" before the tokens is a comment; "#\tO" or "#tag O" is a token
+        if not rows and line.startswith("#") and (len(cols) < 2 or " = " in line):
+            key, _, value = line[1:].partition("=")
+            sent_id = value.strip() if key.strip() == "sent_id" else sent_id
+            continue
+        if rows and len(cols) != len(rows[0][1]):
+            raise CorpusError(
+                path, n, f"expected {len(rows[0][1])} columns like line {rows[0][0]}, found {len(cols)}"
+            )
+        if len(cols) < needed:
+            raise CorpusError(path, n, f"expected at least {needed} columns, found {len(cols)}")
+        rows.append((n, cols))
+    return sent_id, rows
 
 
 def drop_empty_words(words: list[str], ents: list, lines: list[int], path) -> tuple[list[str], list]:

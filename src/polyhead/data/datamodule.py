@@ -30,6 +30,7 @@ class CorpusSpec:
     sample: dict | None = None  # {fraction, seed, part: head|tail}: a seeded split of the file
     join: bool = False  # merge annotation into the split's earlier examples with the same id
     on_mismatch: str = "error"  # join: same id, different words -> "error" or "skip" (leave unannotated)
+    repaired: int = field(default=0, init=False)  # entity tags read as conlleval does (see read_columns)
 
     def read(self) -> list[Example]:
         unknown = set(self.tasks) - set(TASKS)
@@ -37,12 +38,21 @@ class CorpusSpec:
             raise ValueError(f"{self.path}: unknown task(s) {sorted(unknown)}; known: {list(TASKS)}")
         if not Path(self.path).is_file():
             raise CorpusError(self.path, None, "file not found (check paths.corpora)")
-        examples = [ex.keep_tasks(self.tasks) for ex in read_corpus(self.path, self.format, **self.options)]
-        return seeded_part(examples, **self.sample) if self.sample else examples
+        examples = read_corpus(self.path, self.format, **self.options)
+        for task in self.tasks:
+            if not any(ex.has(task) for ex in examples):
+                what = {"tagger": "tags", "ner": "entities", "textcat": "categories"}[task]
+                raise CorpusError(self.path, None, f"tasks lists {task!r} but no example has {what}")
+        self.repaired = sum(len(ex.meta.get("repaired_tags", ())) for ex in examples)
+        examples = [ex.keep_tasks(self.tasks) for ex in examples]
+        return seeded_part(examples, **self.sample, path=self.path) if self.sample else examples
 
 
-def seeded_part(examples: list[Example], fraction: float, seed: int, part: str) -> list[Example]:
+def seeded_part(examples: list[Example], fraction: float, seed: int, part: str, path="") -> list[Example]:
     """The `head` fraction or the `tail` rest of a seeded shuffle: disjoint, reproducible partitions."""
+    if part not in ("head", "tail") or not 0 < fraction < 1:
+        why = f"got fraction={fraction!r}, part={part!r}"
+        raise ValueError(f"{path}: sample needs 0 < fraction < 1 and part: head or tail; {why}")
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     cut = round(len(order) * fraction)
@@ -142,6 +152,13 @@ class MultitaskDataModule(pl.LightningDataModule):
         self.labels = collect_labels(self.examples["train"])
         for split in ("dev", "test"):
             check_labels(self.examples[split], self.labels, split)
+
+    def corpus_repairs(self) -> dict[str, str]:
+        """Run tags: entity tags read as conlleval does (IOB1 B-X after O...), in all and per file."""
+        files = {Path(s.path).name: s.repaired for specs in self.specs.values() for s in specs if s.repaired}
+        return {"corpus_repairs": str(sum(files.values()))} | {
+            f"corpus_repairs/{name}": str(count) for name, count in files.items()
+        }
 
     def fingerprints(self) -> dict[str, str]:
         return {

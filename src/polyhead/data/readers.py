@@ -1,30 +1,42 @@
-"""The only code that opens corpus files: CoNLL-U, IOB/BILUO columns, CSV/TSV, JSONL, spaCy DocBin."""
+"""The only code that opens corpus files: CoNLL-U, IOB/BILUO columns, CSV/TSV, JSONL, lines, DocBin."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
-import json
-from collections.abc import Iterator
+import logging
 from pathlib import Path
 
 from polyhead.data.conll import parse_columns, parse_conllu
+from polyhead.data.jsonl import cats_from_json, json_lines, parse_jsonl
+from polyhead.data.lines import parse_lines
 from polyhead.data.schema import CorpusError, Example
 
+__all__ = ["READERS", "fingerprint", "json_lines", "read_corpus", "read_text"]
+log = logging.getLogger(__name__)
 
-def read_text(path) -> list[str]:
-    """Lines of a UTF-8 file (BOM stripped); bad bytes, a missing or an empty file raise CorpusError."""
+
+def read_text(path, encoding: str = "utf-8") -> list[str]:
+    """Lines of a text file (BOM stripped); bad bytes, a missing or an empty file raise CorpusError."""
     path = Path(path)
     if not path.is_file():
         raise CorpusError(path, None, "file not found")
+    try:
+        name = "UTF-8" if codecs.lookup(encoding).name == "utf-8" else encoding
+    except LookupError:
+        raise CorpusError(path, None, f"unknown encoding {encoding!r}") from None
     data = path.read_bytes()
     try:
-        text = data.decode("utf-8")
+        text = data.decode(encoding)
     except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
+        line = data[: err.start].decode(encoding, errors="replace").count("\n") + 1
         raise CorpusError(
-            path, line, f"not valid UTF-8 (byte {data[err.start]:#04x}); re-encode the file as UTF-8"
+            path,
+            line,
+            f"not valid {name} (byte {data[err.start]:#04x}); give the file's encoding "
+            "(options: {encoding: latin-1}, say) or re-encode it",
         ) from None
     text = text.removeprefix("\ufeff")
     if not text.strip():
@@ -40,21 +52,22 @@ def nonempty(examples: list[Example], path) -> list[Example]:
 
 
 def read_csv(
-    path, text_column: str = "text", label_column: str = "label", delimiter: str = ",", lang: str = "en"
+    path,
+    text_column: str = "text",
+    label_column: str = "label",
+    delimiter: str = ",",
+    lang: str = "en",
+    encoding: str = "utf-8",
 ) -> list[Example]:
     """One text and one label per row (header required), tokenised by spaCy; TSV is delimiter="\\t"."""
     import spacy
 
-    reader = csv.DictReader(io.StringIO("\n".join(read_text(path))), delimiter=delimiter)
-    missing = {text_column, label_column} - set(reader.fieldnames or [])
-    if missing:
-        raise CorpusError(path, 1, f"header lacks column(s) {sorted(missing)}; found {reader.fieldnames}")
-    rows = [(reader.line_num, row) for row in reader]
+    rows = csv_rows(read_text(path, encoding), path, delimiter, (text_column, label_column))
     tokenizer = spacy.blank(lang).tokenizer
     examples = []
-    for (n, row), doc in zip(rows, tokenizer.pipe(row[text_column] or "" for _, row in rows)):
+    for (n, row), doc in zip(rows, tokenizer.pipe(row[text_column] for _, row in rows)):
         for column in (text_column, label_column):
-            if not (row[column] or "").strip():
+            if not row[column].strip():
                 raise CorpusError(path, n, f"empty {column!r}")
         examples.append(
             Example(
@@ -67,99 +80,88 @@ def read_csv(
     return nonempty(examples, path)
 
 
+def csv_rows(lines: list[str], path, delimiter: str, needed) -> list[tuple[int, dict]]:
+    """(first line, {column: value}) of every row; a quote left open names the line where it opens."""
+    reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader)
+    except csv.Error as err:
+        raise csv_defect(lines, path, 1, reader.line_num, f"malformed CSV header ({err})") from None
+    missing = set(needed) - set(header)
+    if missing:
+        raise CorpusError(path, 1, f"header lacks column(s) {sorted(missing)}; found {header}")
+    rows = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return rows
+        except csv.Error as err:
+            raise csv_defect(lines, path, start, reader.line_num, f"malformed CSV ({err})") from None
+        if row and len(row) != len(header):
+            why = f"{len(row)} fields where the header has {len(header)}"
+            raise csv_defect(lines, path, start, reader.line_num, why)
+        if row:
+            rows.append((start, dict(zip(header, row))))
+
+
+def csv_defect(lines: list[str], path, start: int, end: int, why: str) -> CorpusError:
+    """A row that runs over several lines means a quote opened and never closed: name where it opens."""
+    inside, opened = False, None
+    for n in range(start, min(end, len(lines)) + 1):
+        was_inside, inside = inside, inside ^ (lines[n - 1].count('"') % 2 == 1)
+        opened = n if inside and not was_inside else opened
+    if opened is None or end <= start:
+        return CorpusError(path, start, why)
+    return CorpusError(path, opened, f"a quote opened on this line is never closed (row runs to line {end})")
+
+
 def read_conllu(
     path,
     tag_column: str = "upos",
     cat_from: str | None = None,
     cat_key: str = "genre",
     cat_prefix_separator: str = "-",
+    encoding: str = "utf-8",
 ) -> list[Example]:
     """Sentences of a CoNLL-U file with one column (upos, xpos, deprel...) as tags."""
-    examples = parse_conllu(read_text(path), path, tag_column, cat_from, cat_key, cat_prefix_separator)
-    return nonempty(examples, path)
+    lines = read_text(path, encoding)
+    return nonempty(parse_conllu(lines, path, tag_column, cat_from, cat_key, cat_prefix_separator), path)
 
 
 def read_columns(
-    path, scheme: str = "iob2", word_column: int = 0, tag_column: int = -1, separator: str | None = None
+    path,
+    scheme: str = "iob2",
+    word_column: int = 0,
+    tag_column: int = -1,
+    separator: str | None = None,
+    strict: bool = False,
+    encoding: str = "utf-8",
 ) -> list[Example]:
-    """One token per line with an entity tag column (CoNLL-2003, WNUT, UNER); tags decoded strictly."""
-    examples = parse_columns(read_text(path), path, scheme, word_column, tag_column, separator)
-    return nonempty(examples, path)
-
-
-def cats_from_json(cats) -> tuple[str, ...] | None:
-    """Positive labels from a {label: score} dict (score >= 0.5) or a list of labels."""
-    if cats is None:
-        return None
-    return tuple(k for k, v in cats.items() if v >= 0.5) if isinstance(cats, dict) else tuple(cats)
-
-
-def read_jsonl(path, lang: str = "en") -> list[Example]:
-    """One JSON object a line: `text` (char-offset ents) or `tokens` (token-offset ents), tags, cats."""
-    nlp = None
-    examples = []
-    for n, obj in json_lines(enumerate(read_text(path), 1), path):
-        if not isinstance(obj, dict) or not ("tokens" in obj or "text" in obj):
-            raise CorpusError(path, n, "expected an object with a 'text' or a 'tokens' field")
-        if "tokens" not in obj and nlp is None:
-            import spacy
-
-            nlp = spacy.blank(lang)
-        try:
-            examples.append(json_example(obj, nlp, f"{path}:{n}"))
-        except (TypeError, ValueError) as err:  # Example's length checks, malformed fields
-            raise CorpusError(path, n, str(err).split(f"{path}:{n}: ", 1)[-1]) from None
-    return nonempty(examples, path)
-
-
-def json_lines(numbered_lines, path) -> Iterator[tuple[int, object]]:
-    """(line number, parsed JSON) of every non-blank line; bad JSON is a CorpusError naming the line."""
-    for n, line in numbered_lines:
-        if not line.strip():
-            continue
-        try:
-            yield n, json.loads(line)
-        except json.JSONDecodeError as err:
-            raise CorpusError(path, n, f"invalid JSON: {err.msg} at column {err.colno}") from None
-
-
-def json_example(obj: dict, nlp, source: str) -> Example:
-    """An Example from one JSONL object; `nlp` tokenises `text` when there are no `tokens`."""
-    ents = obj.get("ents")
-    if "tokens" in obj:
-        words, spaces = obj["tokens"], obj.get("spaces")
-        if ents is not None:
-            ents = [(start, end, label) for start, end, label in ents]
-    else:
-        doc = nlp.make_doc(obj["text"])
-        words, spaces = [t.text for t in doc], [bool(t.whitespace_) for t in doc]
-        if ents is not None:
-            ents = [char_span(doc, start, end, label) for start, end, label in ents]
-    if ents is not None:
-        check_spans(sorted(ents), len(words))
-    cats = cats_from_json(obj.get("cats"))
-    return Example(words, spaces, obj.get("tags"), ents, cats, obj.get("id"), source)
-
-
-def check_spans(ents: list[tuple[int, int, str]], n_words: int) -> None:
-    """Sorted token spans must lie inside the words and not overlap."""
-    for i, (start, end, label) in enumerate(ents):
-        if not 0 <= start < end <= n_words:
-            raise ValueError(f"entity {[start, end, label]} outside the {n_words} tokens")
-        if i and start < ents[i - 1][1]:
-            raise ValueError(f"entity {[start, end, label]} overlaps {list(ents[i - 1])}")
-
-
-def char_span(doc, start: int, end: int, label: str) -> tuple[int, int, str]:
-    """Character offsets -> token offsets; they must lie inside the text and on token boundaries."""
-    if not 0 <= start < end <= len(doc.text):
-        raise ValueError(f"entity {[start, end, label]} outside the text ({len(doc.text)} characters)")
-    span = doc.char_span(start, end, label=label, alignment_mode="strict")
-    if span is None:
-        raise ValueError(
-            f"entity {[start, end, label]} {doc.text[start:end]!r} does not align with token boundaries"
+    """One token per line with an entity tag column (CoNLL-2003, WNUT, UNER); IOB read as conlleval does."""
+    lines = read_text(path, encoding)
+    examples = parse_columns(lines, path, scheme, word_column, tag_column, separator, strict)
+    repaired = [n for ex in examples for n in ex.meta.get("repaired_tags", ())]
+    if repaired:
+        log.warning(
+            "%s: %d tag(s) that do not continue an entity read as opening one (as conlleval does; "
+            "strict: true refuses them), first at %s",
+            path,
+            len(repaired),
+            ", ".join(f"{path}:{n}" for n in repaired[:5]),
         )
-    return span.start, span.end, label
+    return nonempty(examples, path)
+
+
+def read_jsonl(path, lang: str = "en", encoding: str = "utf-8") -> list[Example]:
+    """One JSON object a line: `text` (char-offset ents) or `tokens` (token-offset ents), tags, cats."""
+    return nonempty(parse_jsonl(read_text(path, encoding), path, lang), path)
+
+
+def read_lines(path, encoding: str = "utf-8", **options) -> list[Example]:
+    """One text a line with its label in front: `label text`, fastText `__label__X text`, or a regex."""
+    return nonempty(parse_lines(read_text(path, encoding), path, **options), path)
 
 
 def read_docbin(path, tag_attr: str = "pos", lang: str = "en") -> list[Example]:
@@ -195,11 +197,12 @@ READERS = {
     "csv": read_csv,
     "jsonl": read_jsonl,
     "docbin": read_docbin,
+    "lines": read_lines,
 }
 
 
 def read_corpus(path, format: str, **options) -> list[Example]:
-    """Read a corpus file as Examples with the reader for `format` (conllu, columns, csv, jsonl, docbin)."""
+    """Read a corpus file as Examples with the reader for `format` (a key of READERS)."""
     if format not in READERS:
         raise ValueError(f"{path}: unknown corpus format {format!r}; use one of {sorted(READERS)}")
     return READERS[format](path, **options)

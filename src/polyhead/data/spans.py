@@ -39,8 +39,14 @@ def tags_to_spans(
     path: str | None = None,
     first_line: int | None = None,
     lines: list[int] | None = None,
+    strict: bool = True,
+    repairs: list[int] | None = None,
 ) -> list[tuple[int, int, str]]:
-    """Strictly decode a tag sequence into [start, end) spans; an invalid sequence raises CorpusError."""
+    """Decode a tag sequence into [start, end) spans; an invalid sequence raises CorpusError.
+
+    strict=False reads IOB1 and IOB2 the way conlleval and seqeval do: a tag that cannot continue the
+    entity before it begins a new one (IOB1 B-X after O, IOB2 I-X after O); the index of every such
+    tag is appended to `repairs`. BILUO/BIOES stay strict: an unclosed entity has no standard reading."""
     scheme = canonical(scheme)
     single, last = ("U", "L") if scheme == "biluo" else ("S", "E")
     spans, start, label = [], None, None
@@ -52,6 +58,11 @@ def tags_to_spans(
             path or "<tags>", line, f"tag {tags[i]!r} (token {i + 1}, {after}): {why} in {scheme}"
         )
 
+    def repair(i: int) -> None:
+        if repairs is not None:
+            repairs.append(i)
+
+    lenient = not strict and scheme in ("iob1", "iob2")
     for i, tag in enumerate(tags):
         prefix, kind = split_tag(tag)
         if prefix not in ("O", *PREFIXES[scheme]):
@@ -60,11 +71,16 @@ def tags_to_spans(
         continues = start is not None and kind == label
         if scheme == "iob1":
             if prefix == "B" and not continues:
-                fail(i, f"B-{kind} must follow I-{kind}")
+                if not lenient:
+                    fail(i, f"B-{kind} must follow I-{kind}")
+                repair(i)
             if prefix == "I" and continues:
                 continue
         elif inside and not continues:
-            fail(i, f"{prefix}-{kind} does not continue an entity")
+            if not lenient:
+                fail(i, f"{prefix}-{kind} does not continue an entity")
+            repair(i)
+            inside = False  # read as B-{kind}
         elif start is not None and scheme in ("biluo", "bioes") and not inside:
             fail(i, f"entity {label} opened at token {start + 1} is not closed with {last}-{label}")
         if inside and scheme != "iob1":

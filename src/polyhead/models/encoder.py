@@ -49,10 +49,13 @@ def special_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[
 
 
 def wordpieces(tokenizer: PreTrainedTokenizerBase, texts: list[list[str]]) -> list[list[list[int]]]:
-    """Wordpiece ids of every word; a word the tokenizer drops (e.g. a control character) becomes [UNK]."""
+    """Wordpiece ids of every word; a word the tokenizer drops (e.g. a control character) becomes [UNK].
+
+    Whole documents are tokenised on purpose (windows cut them later), so transformers' "sequence length
+    is longer than the specified maximum" warning is untrue here: verbose=False silences it."""
     if not texts:
         return []
-    enc = tokenizer(texts, is_split_into_words=True, add_special_tokens=False)
+    enc = tokenizer(texts, is_split_into_words=True, add_special_tokens=False, verbose=False)
     out = []
     for i, words in enumerate(texts):
         pieces: list[list[int]] = [[] for _ in words]

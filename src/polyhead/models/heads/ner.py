@@ -39,8 +39,9 @@ class EntityRecognitionHead(TokenTaggingHead):
         return viterbi(emissions, word_mask.sum(-1), self.transitions, self.starts, self.ends)
 
     def decode(self, logits: torch.Tensor, word_mask: torch.Tensor) -> list[list[tuple[int, int, str]]]:
+        """Spans of the constrained best paths, read as the corpus readers read IOB (I-X after O opens X)."""
         return [
-            spans_from_tags([self.labels[j] for j in path], self.scheme)
+            spans_from_tags([self.labels[j] for j in path], self.scheme, strict=False)
             for path in self.decode_tags(logits, word_mask)
         ]
 

@@ -1,0 +1,171 @@
+"""JSON-lines corpora, parsed from decoded lines (readers.py opens the files): fields, aliases, checks."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+from polyhead.data.schema import CorpusError, Example
+
+log = logging.getLogger(__name__)
+
+FIELDS = ("text", "tokens", "spaces", "tags", "ents", "cats", "id")
+ALIASES = {  # other tools' names for the same thing: spaCy / doccano "entities", Prodigy "spans", ...
+    "entities": "ents",
+    "spans": "ents",
+    "label": "cats",
+    "labels": "cats",
+}
+
+
+def json_lines(numbered_lines, path) -> Iterator[tuple[int, object]]:
+    """(line number, parsed JSON) of every non-blank line; bad JSON is a CorpusError naming the line."""
+    for n, line in numbered_lines:
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise CorpusError(path, n, f"invalid JSON: {err.msg} at column {err.colno}") from None
+
+
+def parse_jsonl(lines: list[str], path, lang: str = "en") -> list[Example]:
+    """One JSON object a line: `text` (char-offset ents) or `tokens` (token-offset ents), tags, cats."""
+    nlp, examples, unread = None, [], {}
+    for n, obj in json_lines(enumerate(lines, 1), path):
+        if not isinstance(obj, dict) or not ("tokens" in obj or "text" in obj):
+            raise CorpusError(path, n, "expected an object with a 'text' or a 'tokens' field")
+        for key in obj.keys() - {*FIELDS, *ALIASES}:
+            unread.setdefault(key, n)
+        if "tokens" not in obj and nlp is None:
+            import spacy
+
+            nlp = spacy.blank(lang)
+        try:
+            examples.append(json_example(canonical_fields(obj), nlp, f"{path}:{n}"))
+        except (TypeError, ValueError) as err:  # Example's length checks, malformed fields
+            raise CorpusError(path, n, str(err).split(f"{path}:{n}: ", 1)[-1]) from None
+    if unread:
+        where = ", ".join(f"{key!r} (first on line {n})" for key, n in sorted(unread.items()))
+        log.warning("%s: ignoring field(s) polyhead does not read: %s", path, where)
+    return examples
+
+
+def canonical_fields(obj: dict) -> dict:
+    """The object with aliases renamed (`entities` -> `ents`, `label` -> `cats`); two names for one: error."""
+    out, given = {}, {}
+    for key, value in obj.items():
+        name = ALIASES.get(key, key)
+        if name not in FIELDS:
+            continue
+        if name in out:
+            raise ValueError(f"fields {given[name]!r} and {key!r} both give {name!r}: keep one")
+        out[name], given[name] = ([value] if key == "label" and isinstance(value, str) else value), key
+    return out
+
+
+def json_example(obj: dict, nlp, source: str) -> Example:
+    """An Example from one JSONL object; `nlp` tokenises `text` when there are no `tokens`."""
+    ents = entity_triples(obj.get("ents"))
+    if "tokens" in obj:
+        words = string_list(obj, "tokens")
+        spaces = obj.get("spaces")
+        if isinstance(obj.get("text"), str):  # both: the tokens must spell the text
+            spaces = spaces_from_text(obj["text"], words) if spaces is None else spaces
+        elif "text" in obj:
+            raise ValueError(f"'text' must be a string, not {type(obj['text']).__name__}")
+    else:
+        if not isinstance(obj["text"], str):
+            raise ValueError(f"'text' must be a string, not {type(obj['text']).__name__}")
+        doc = nlp.make_doc(obj["text"])
+        words, spaces = [t.text for t in doc], [bool(t.whitespace_) for t in doc]
+        if ents is not None:
+            ents = [char_span(doc, start, end, label) for start, end, label in ents]
+    if spaces is not None and not (isinstance(spaces, list) and all(isinstance(s, bool) for s in spaces)):
+        raise ValueError("'spaces' must be a list of true/false")
+    if ents is not None:
+        check_spans(sorted(ents), len(words))
+    tags = string_list(obj, "tags") if obj.get("tags") is not None else None
+    id_ = None if obj.get("id") is None else str(obj["id"])
+    return Example(words, spaces, tags, ents, cats_from_json(obj.get("cats")), id_, source)
+
+
+def string_list(obj: dict, key: str) -> list[str]:
+    value = obj[key]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key!r} must be a list of strings, not {json.dumps(value)[:60]}")
+    return value
+
+
+def entity_triples(ents) -> list[tuple[int, int, str]] | None:
+    """[start, end, label] lists or {start, end, label} objects (doccano: start_offset/end_offset)."""
+    if ents is None:
+        return None
+    if not isinstance(ents, list):
+        raise ValueError(f"entities must be a list of [start, end, label], not {json.dumps(ents)[:60]}")
+    out = []
+    for ent in ents:
+        if isinstance(ent, dict):
+            start, end = ent.get("start", ent.get("start_offset")), ent.get("end", ent.get("end_offset"))
+            ent = [start, end, ent.get("label")]
+        if not isinstance(ent, list) or len(ent) != 3:
+            count = "not enough" if isinstance(ent, list) and len(ent) < 3 else "too many"
+            why = f"has {count} values" if isinstance(ent, list) else "is not a list"
+            raise ValueError(f"entity {json.dumps(ent)} {why}: expected [start, end, label]")
+        start, end, label = ent
+        if not (type(start) is int and type(end) is int and isinstance(label, str) and label):
+            raise ValueError(f"entity {json.dumps(ent)} is not [start, end, label] (integers and a label)")
+        out.append((start, end, label))
+    return out
+
+
+def cats_from_json(cats) -> tuple[str, ...] | None:
+    """Positive labels from a {label: score} dict (score >= 0.5) or a list of labels."""
+    if cats is None:
+        return None
+    if isinstance(cats, dict):
+        for label, score in cats.items():
+            if isinstance(score, bool) or not isinstance(score, int | float):
+                raise ValueError(f"cats score of {label!r} is {json.dumps(score)}, not a number")
+        return tuple(k for k, v in cats.items() if v >= 0.5)
+    if not isinstance(cats, list | tuple) or not all(isinstance(c, str) for c in cats):
+        raise ValueError(
+            f'cats is {json.dumps(cats)[:60]}: give a list of labels (["pos"]) or scores ({{"pos": 1.0}})'
+        )
+    return tuple(cats)
+
+
+def spaces_from_text(text: str, words: list[str]) -> list[bool]:
+    """Whether whitespace follows each token in `text`; tokens that do not spell the text are an error."""
+    spaces, pos = [], 0
+    for i, word in enumerate(words):
+        start = len(text) - len(text[pos:].lstrip())
+        if not text.startswith(word, start):
+            raise ValueError(f"token {i + 1} {word!r} does not match the text at character {start}")
+        pos = start + len(word)
+        spaces.append(text[pos : pos + 1].isspace())
+    if text[pos:].strip():
+        raise ValueError(f"the text goes on after the last token: {text[pos:].strip()[:30]!r}")
+    return spaces
+
+
+def check_spans(ents: list[tuple[int, int, str]], n_words: int) -> None:
+    """Sorted token spans must lie inside the words and not overlap."""
+    for i, (start, end, label) in enumerate(ents):
+        if not 0 <= start < end <= n_words:
+            raise ValueError(f"entity {[start, end, label]} outside the {n_words} tokens")
+        if i and start < ents[i - 1][1]:
+            raise ValueError(f"entity {[start, end, label]} overlaps {list(ents[i - 1])}")
+
+
+def char_span(doc, start: int, end: int, label: str) -> tuple[int, int, str]:
+    """Character offsets -> token offsets; they must lie inside the text and on token boundaries."""
+    if not 0 <= start < end <= len(doc.text):
+        raise ValueError(f"entity {[start, end, label]} outside the text ({len(doc.text)} characters)")
+    span = doc.char_span(start, end, label=label, alignment_mode="strict")
+    if span is None:
+        raise ValueError(
+            f"entity {[start, end, label]} {doc.text[start:end]!r} does not align with token boundaries"
+        )
+    return span.start, span.end, label
