@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from polyhead.data.readers import READERS, fingerprint, json_lines, read_corpus
+from polyhead.data.readers import READERS, fingerprint, json_lines, read_corpus, read_text
 from polyhead.data.schema import CorpusError
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,18 @@ class TextStats:
         return sum(self.skipped_lines.values())
 
 
-def decode_lines(path, invalid_utf8: str = "skip") -> tuple[list[tuple[int, str]], int]:
+def decode_lines(
+    path, invalid_utf8: str = "skip", encoding: str = "utf-8"
+) -> tuple[list[tuple[int, str]], int]:
     """(line number, text) of a UTF-8 file and the number of undecodable lines skipped.
 
-    A missing, empty or binary (NUL byte) file is an error; with invalid_utf8="error" so is a bad line."""
+    A missing, empty or binary (NUL byte) file is an error; with invalid_utf8="error" so is a bad line.
+    Another `encoding` is decoded whole and strictly, as the corpus readers do."""
     path = Path(path)
     if not path.is_file():
         raise CorpusError(path, None, "file not found")
+    if encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):  # read_text names a bad encoding
+        return list(enumerate(read_text(path, encoding), 1)), 0
     data = path.read_bytes()
     if not data.strip():
         raise CorpusError(path, None, "empty file")
@@ -58,11 +63,13 @@ def decode_lines(path, invalid_utf8: str = "skip") -> tuple[list[tuple[int, str]
     return lines, skipped
 
 
-def read_plain(path, documents: str = "line", invalid_utf8: str = "skip") -> tuple[list[str], int]:
+def read_plain(
+    path, documents: str = "line", invalid_utf8: str = "skip", encoding: str = "utf-8"
+) -> tuple[list[str], int]:
     """Documents of a text file: one per non-blank line, or ("blank_line") paragraphs between blank lines."""
     if documents not in ("line", "blank_line"):
         raise ValueError(f"{path}: documents must be 'line' or 'blank_line', got {documents!r}")
-    lines, skipped = decode_lines(path, invalid_utf8)
+    lines, skipped = decode_lines(path, invalid_utf8, encoding)
     if documents == "line":
         return [t.strip() for _, t in lines if t.strip()], skipped
     docs, current = [], []
@@ -75,9 +82,11 @@ def read_plain(path, documents: str = "line", invalid_utf8: str = "skip") -> tup
     return docs, skipped
 
 
-def read_jsonl_text(path, field: str = "text", invalid_utf8: str = "skip") -> tuple[list[str], int]:
+def read_jsonl_text(
+    path, field: str = "text", invalid_utf8: str = "skip", encoding: str = "utf-8"
+) -> tuple[list[str], int]:
     """The `field` string of every JSON object a line; objects with `tokens` instead are joined by spaces."""
-    lines, skipped = decode_lines(path, invalid_utf8)
+    lines, skipped = decode_lines(path, invalid_utf8, encoding)
     docs = []
     for n, obj in json_lines(lines, path):
         text = obj.get(field) if isinstance(obj, dict) else None
