@@ -7,7 +7,6 @@ Encoder and pooling code as training and stores them in `doc._.polyhead`; `polyh
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -17,7 +16,11 @@ from spacy.tokens import Doc, Span
 from spacy.util import minibatch
 
 from polyhead.data.collate import Collator
+from polyhead.errors import UserError
+from polyhead.export.runtimes import build_runtime
+from polyhead.hardware import INFERENCE_PRECISIONS
 from polyhead.models.encoder import Encoder, EncoderOutput, load_tokenizer
+from polyhead.models.heads.registry import HEADS, head_key, lookup_head
 
 if not Doc.has_extension("polyhead"):
     Doc.set_extension("polyhead", default=None)  # {"words": (n_words, H), "index": token ids, "cls": (H,)}
@@ -29,7 +32,6 @@ def _check_dir(path: Path, files: list[str]) -> None:
         raise FileNotFoundError(f"{path}: pipeline is incomplete, missing {missing}; export it again")
 
 
-PRECISIONS = ("fp32", "bf16", "int8")
 
 
 class BatchedComponent:
@@ -53,33 +55,26 @@ class BatchedComponent:
 class PolyheadEncoder(BatchedComponent):
     """Runs the shared transformer once per batch of Docs, in length-sorted sub-batches to limit padding.
 
-    `precision`: fp32; bf16 (a bf16 copy of the weights: bf16 matrix multiplies without autocast's
-    per-call casts, 1.5x faster on CPUs with bf16 units); int8 (dynamic quantization of the transformer's
-    Linear layers). The copy is made at load time; the saved weights stay fp32. Inference uses PyTorch's
-    fused attention (sdpa) whatever training used: with no backward pass it is the faster kernel."""
+    `precision` is how the encoder runs on the machine that loads the pipeline (the saved weights stay fp32):
+    auto (the default: bf16 where the CPU computes bf16 natively, else ONNX Runtime fp32 if installed, else
+    torch fp32), fp32, bf16 (a bf16 copy of the weights), int8 (dynamic quantization of the Linear layers),
+    onnx / onnx-int8 (ONNX Runtime). See `polyhead.export.runtimes`; `resolved_precision` says what ran."""
 
-    def __init__(self, nlp: Language, name: str, batch_size: int = 64, precision: str = "fp32"):
-        if precision not in PRECISIONS:
-            raise ValueError(f"encoder precision must be one of {PRECISIONS}, got {precision!r}")
+    def __init__(self, nlp: Language, name: str, batch_size: int = 64, precision: str = "auto"):
+        if precision not in INFERENCE_PRECISIONS:
+            raise ValueError(f"encoder precision must be one of {INFERENCE_PRECISIONS}, got {precision!r}")
         self.name, self.batch_size, self.precision = name, batch_size, precision
+        self.resolved_precision: str | None = None
         self.encoder: Encoder | None = None
         self.collate: Collator | None = None
 
     def set_model(self, encoder: Encoder, collate: Collator) -> None:
         self.encoder, self.collate, self._runtime = encoder.eval(), collate, None
 
-    def runtime(self) -> Encoder:
-        """The encoder that runs: a copy in the chosen precision, with sdpa attention."""
+    def runtime(self):
+        """The encoder that runs, built on first use in the precision resolved for this machine."""
         if self._runtime is None:
-            runtime = copy.deepcopy(self.encoder)
-            runtime.model.set_attn_implementation("sdpa")
-            if self.precision == "bf16":
-                runtime.to(torch.bfloat16)
-            elif self.precision == "int8":
-                from torch.ao.quantization import quantize_dynamic
-
-                runtime.model = quantize_dynamic(runtime.model, {torch.nn.Linear}, dtype=torch.qint8)
-            self._runtime = runtime
+            self._runtime, self.resolved_precision = build_runtime(self.encoder, self.precision)
         return self._runtime
 
     @torch.inference_mode()
@@ -132,6 +127,10 @@ def batch_vectors(docs: list[Doc]) -> EncoderOutput:
     return EncoderOutput(words=words, word_mask=mask, cls=torch.stack([s["cls"] for s in states]))
 
 
+class PipelineError(UserError, OSError):
+    """A pipeline directory that cannot be loaded as it is: unreadable weights, or a head it may not name."""
+
+
 class PolyheadHead(BatchedComponent):
     """One trained head; `attr` picks what the tagger sets: token.pos_ ("pos") or token.tag_ ("tag")."""
 
@@ -174,31 +173,50 @@ class PolyheadHead(BatchedComponent):
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        kind = f"{type(self.head).__module__}.{type(self.head).__qualname__}"
-        (path / "head.json").write_text(json.dumps({"class": kind, "config": self.head.config}, indent=2))
+        spec = {"head": head_key(self.head), "config": self.head.config}  # a registered key, not code
+        (path / "head.json").write_text(json.dumps(spec, indent=2))
         save_file(
             {k: v.contiguous() for k, v in self.head.state_dict().items()}, str(path / "head.safetensors")
         )
 
     def from_disk(self, path, exclude=()) -> PolyheadHead:
-        import importlib
-
         from safetensors.torch import load_file
 
         path = Path(path)
         _check_dir(path, ["head.json", "head.safetensors"])
-        spec = json.loads((path / "head.json").read_text())
-        module, _, cls = spec["class"].rpartition(".")
-        head = getattr(importlib.import_module(module), cls)(**spec["config"])
+        head = read_head_spec(path / "head.json")
         try:
             head.load_state_dict(load_file(str(path / "head.safetensors")))
         except Exception as err:
-            raise OSError(f"{path / 'head.safetensors'}: could not load the head weights ({err})") from err
+            file = path / "head.safetensors"
+            raise PipelineError(f"{file}: could not load the head weights ({err})") from err
         self.set_model(head)
         return self
 
 
-@Language.factory("polyhead_encoder", default_config={"batch_size": 64, "precision": "fp32"})
+def read_head_spec(file: Path) -> torch.nn.Module:
+    """The head head.json describes, built from a registered class only (polyhead.models.heads.registry):
+    a file naming any other class or module is refused, and what it names is never imported."""
+    try:
+        spec = json.loads(file.read_text())
+    except ValueError as err:
+        raise PipelineError(f"{file}: not valid JSON ({err})") from None
+    cls = lookup_head(spec) if isinstance(spec, dict) else None
+    if cls is None:
+        named = spec.get("head", spec.get("class")) if isinstance(spec, dict) else spec
+        raise PipelineError(
+            f"{file}: names the head {named!r}, which is not a registered polyhead head "
+            f"({', '.join(sorted(HEADS))}); refusing to load it (a pipeline never names code to run)"
+        )
+    if not isinstance(spec.get("config"), dict):
+        raise PipelineError(f"{file}: 'config' must be an object of the head's settings")
+    try:
+        return cls(**spec["config"])
+    except (TypeError, ValueError) as err:
+        raise PipelineError(f"{file}: the head's config does not fit {cls.__name__} ({err})") from err
+
+
+@Language.factory("polyhead_encoder", default_config={"batch_size": 64, "precision": "auto"})
 def make_encoder(nlp: Language, name: str, batch_size: int, precision: str) -> PolyheadEncoder:
     return PolyheadEncoder(nlp, name, batch_size, precision)
 

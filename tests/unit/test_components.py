@@ -1,0 +1,93 @@
+"""A pipeline directory names its heads by registered key: loading never imports code named in its files."""
+
+import json
+import shutil
+import sys
+
+import pytest
+import spacy
+import torch
+
+from polyhead.data.collate import Collator
+from polyhead.errors import UserError
+from polyhead.export.components import PipelineError
+from polyhead.export.pipeline import export_pipeline
+from polyhead.models.encoder import Encoder, load_tokenizer
+from polyhead.models.heads.ner import EntityRecognitionHead
+from polyhead.models.heads.registry import HEADS, head_key, qualified_name
+from polyhead.models.heads.tagger import TokenTaggingHead
+from polyhead.models.heads.textcat import TextClassificationHead
+from polyhead.models.multitask import MultitaskModel
+
+EVIL = "polyhead_evil_payload_3f9c"  # a made-up module name: importing it would show in sys.modules
+TEXT = "Maria flew to Rome ."
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, tiny_bert):
+    torch.manual_seed(0)
+    encoder = Encoder(str(tiny_bert), window=30, stride=20)
+    hidden = encoder.hidden_size
+    heads = {
+        "tagger": TokenTaggingHead(hidden, ["NOUN", "VERB", "PROPN"]),
+        "ner": EntityRecognitionHead(hidden, ["PER", "LOC"]),
+        "textcat": TextClassificationHead(hidden, ["a", "b"]),
+    }
+    collate = Collator(load_tokenizer(str(tiny_bert)), 30, 20, "first")
+    model = MultitaskModel(encoder, heads).eval()
+    return export_pipeline(model, collate, tmp_path_factory.mktemp("p") / "nlp")
+
+
+@pytest.fixture
+def copy(pipeline, tmp_path):
+    return shutil.copytree(pipeline, tmp_path / "nlp")
+
+
+def annotations(nlp):
+    doc = nlp(TEXT)
+    return [t.pos_ for t in doc], [(e.start, e.end, e.label_) for e in doc.ents], doc.cats
+
+
+def test_components_head_json_names_a_registered_key_not_a_class(pipeline):
+    specs = {task: json.loads((pipeline / task / "head.json").read_text()) for task in HEADS}
+    assert {task: spec["head"] for task, spec in specs.items()} == {t: t for t in HEADS}
+    assert all("class" not in spec for spec in specs.values())
+    assert head_key(TokenTaggingHead(4, ["X"])) == "tagger"
+    assert head_key(EntityRecognitionHead(4, ["X"])) == "ner"  # a subclass is its own kind
+
+
+def test_components_old_class_path_of_a_registered_head_still_loads(pipeline, copy):
+    for task, cls in HEADS.items():  # the format written before keys: {"class": "<module>.<qualname>"}
+        spec = json.loads((copy / task / "head.json").read_text())
+        old = {"class": qualified_name(cls), "config": spec["config"]}
+        (copy / task / "head.json").write_text(json.dumps(old))
+    assert annotations(spacy.load(copy)) == annotations(spacy.load(pipeline))
+
+
+@pytest.mark.parametrize(
+    "named",
+    [
+        {"head": "os.system"},
+        {"class": "os.system"},
+        {"head": f"{EVIL}.Payload"},
+        {"class": f"{EVIL}.Payload"},
+        {"class": "polyhead.models.heads.tagger.TokenTaggingHeadX"},  # near a registered path, not equal
+        {"head": ["tagger"]},
+    ],
+)
+def test_components_foreign_head_is_refused_without_importing_it(copy, tmp_path, monkeypatch, named):
+    (tmp_path / f"{EVIL}.py").write_text("class Payload:\n    def __init__(self, **config): ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # the named module exists and could be imported
+    monkeypatch.delitem(sys.modules, EVIL, raising=False)
+    (copy / "tagger" / "head.json").write_text(json.dumps({**named, "config": {"command": "echo pwned"}}))
+    refused = r"tagger/head\.json: names the head .* not a registered polyhead head"
+    with pytest.raises(PipelineError, match=refused):
+        spacy.load(copy)
+    assert EVIL not in sys.modules
+
+
+def test_components_truncated_head_weights_is_a_user_error(copy):
+    weights = copy / "ner" / "head.safetensors"
+    weights.write_bytes(weights.read_bytes()[:40])
+    with pytest.raises(UserError, match=r"ner/head\.safetensors: could not load the head weights"):
+        spacy.load(copy)
