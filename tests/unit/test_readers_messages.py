@@ -79,6 +79,10 @@ def test_readers_csv_quoted_multiline_and_comma_fields_still_read(tmp_path):
         ({"text": "Ann went", "spans": [{"start": 1, "end": 3, "label": "PER"}]}, "'nn' does not align"),
         ({"text": "Ann", "entities": [[0, 9, "PER"]]}, r"outside the text \(3 characters\)"),
         ({"tokens": ["a"], "ents": [], "entities": []}, "fields 'ents' and 'entities' both give 'ents'"),
+        (
+            {"text": "Ann", "label": [[0, 3, "PER"]]},
+            r"'label' holds spans \[\[0, 3, \"PER\"\]\]: name entity offsets",
+        ),
     ],
 )
 def test_readers_jsonl_defect_in_user_terms(tmp_path, row, what):

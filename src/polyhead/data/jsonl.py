@@ -61,6 +61,8 @@ def canonical_fields(obj: dict) -> dict:
             continue
         if name in out:
             raise ValueError(f"fields {given[name]!r} and {key!r} both give {name!r}: keep one")
+        if name == "cats" and isinstance(value, list) and any(isinstance(v, list) for v in value):
+            raise ValueError(f"{key!r} holds spans {json.dumps(value)[:40]}: name entity offsets 'entities'")
         out[name], given[name] = ([value] if key == "label" and isinstance(value, str) else value), key
     return out
 
