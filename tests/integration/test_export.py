@@ -59,7 +59,7 @@ def test_export_predictions_equal_the_lightning_model(trained, tiny_bert):
     collate = Collator(
         load_tokenizer(str(tiny_bert)), cfg.encoder.window, cfg.encoder.stride, cfg.encoder.pooling
     )
-    path = export_pipeline(model, collate, tmp / "reexport")
+    path = export_pipeline(model, collate, tmp / "reexport", precision="fp32")  # the exact path
     nlp = spacy.load(path)
     docs = list(nlp.pipe(TEXTS, batch_size=2))
     words = [[t.text for t in d if not t.is_space] for d in nlp.tokenizer.pipe(TEXTS)]

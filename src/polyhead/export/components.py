@@ -7,7 +7,6 @@ Encoder and pooling code as training and stores them in `doc._.polyhead`; `polyh
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -18,6 +17,8 @@ from spacy.util import minibatch
 
 from polyhead.data.collate import Collator
 from polyhead.errors import UserError
+from polyhead.export.runtimes import build_runtime
+from polyhead.hardware import INFERENCE_PRECISIONS
 from polyhead.models.encoder import Encoder, EncoderOutput, load_tokenizer
 from polyhead.models.heads.registry import HEADS, head_key, lookup_head
 
@@ -31,7 +32,6 @@ def _check_dir(path: Path, files: list[str]) -> None:
         raise FileNotFoundError(f"{path}: pipeline is incomplete, missing {missing}; export it again")
 
 
-PRECISIONS = ("fp32", "bf16", "int8")
 
 
 class BatchedComponent:
@@ -55,33 +55,26 @@ class BatchedComponent:
 class PolyheadEncoder(BatchedComponent):
     """Runs the shared transformer once per batch of Docs, in length-sorted sub-batches to limit padding.
 
-    `precision`: fp32; bf16 (a bf16 copy of the weights: bf16 matrix multiplies without autocast's
-    per-call casts, 1.5x faster on CPUs with bf16 units); int8 (dynamic quantization of the transformer's
-    Linear layers). The copy is made at load time; the saved weights stay fp32. Inference uses PyTorch's
-    fused attention (sdpa) whatever training used: with no backward pass it is the faster kernel."""
+    `precision` is how the encoder runs on the machine that loads the pipeline (the saved weights stay fp32):
+    auto (the default: bf16 where the CPU computes bf16 natively, else ONNX Runtime fp32 if installed, else
+    torch fp32), fp32, bf16 (a bf16 copy of the weights), int8 (dynamic quantization of the Linear layers),
+    onnx / onnx-int8 (ONNX Runtime). See `polyhead.export.runtimes`; `resolved_precision` says what ran."""
 
-    def __init__(self, nlp: Language, name: str, batch_size: int = 64, precision: str = "fp32"):
-        if precision not in PRECISIONS:
-            raise ValueError(f"encoder precision must be one of {PRECISIONS}, got {precision!r}")
+    def __init__(self, nlp: Language, name: str, batch_size: int = 64, precision: str = "auto"):
+        if precision not in INFERENCE_PRECISIONS:
+            raise ValueError(f"encoder precision must be one of {INFERENCE_PRECISIONS}, got {precision!r}")
         self.name, self.batch_size, self.precision = name, batch_size, precision
+        self.resolved_precision: str | None = None
         self.encoder: Encoder | None = None
         self.collate: Collator | None = None
 
     def set_model(self, encoder: Encoder, collate: Collator) -> None:
         self.encoder, self.collate, self._runtime = encoder.eval(), collate, None
 
-    def runtime(self) -> Encoder:
-        """The encoder that runs: a copy in the chosen precision, with sdpa attention."""
+    def runtime(self):
+        """The encoder that runs, built on first use in the precision resolved for this machine."""
         if self._runtime is None:
-            runtime = copy.deepcopy(self.encoder)
-            runtime.model.set_attn_implementation("sdpa")
-            if self.precision == "bf16":
-                runtime.to(torch.bfloat16)
-            elif self.precision == "int8":
-                from torch.ao.quantization import quantize_dynamic
-
-                runtime.model = quantize_dynamic(runtime.model, {torch.nn.Linear}, dtype=torch.qint8)
-            self._runtime = runtime
+            self._runtime, self.resolved_precision = build_runtime(self.encoder, self.precision)
         return self._runtime
 
     @torch.inference_mode()
@@ -223,7 +216,7 @@ def read_head_spec(file: Path) -> torch.nn.Module:
         raise PipelineError(f"{file}: the head's config does not fit {cls.__name__} ({err})") from err
 
 
-@Language.factory("polyhead_encoder", default_config={"batch_size": 64, "precision": "fp32"})
+@Language.factory("polyhead_encoder", default_config={"batch_size": 64, "precision": "auto"})
 def make_encoder(nlp: Language, name: str, batch_size: int, precision: str) -> PolyheadEncoder:
     return PolyheadEncoder(nlp, name, batch_size, precision)
 

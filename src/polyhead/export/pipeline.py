@@ -13,12 +13,13 @@ from polyhead.models.multitask import MultitaskModel
 
 
 def build_pipeline(
-    model: MultitaskModel, collate: Collator, lang: str = "en", tag_attr: str = "pos", precision: str = "fp32"
+    model: MultitaskModel, collate: Collator, lang: str = "en", tag_attr: str = "pos", precision: str = "auto"
 ) -> Language:
     """A blank `lang` pipeline whose components hold the trained encoder and heads (shared, not copied).
 
-    Weights are saved in fp32; `precision` (fp32 | bf16 | int8) is how the pipeline runs, and can be
-    changed at load time: spacy.load(path, config={"components": {"encoder": {"precision": "int8"}}})."""
+    Weights are saved in fp32; `precision` (auto | fp32 | bf16 | int8 | onnx | onnx-int8) is how the pipeline
+    runs, resolved where it loads, and can be changed at load time:
+    spacy.load(path, config={"components": {"encoder": {"precision": "int8"}}})."""
     nlp = spacy.blank(lang)
     encoder = nlp.add_pipe("polyhead_encoder", name="encoder", config={"precision": precision})
     encoder.set_model(model.encoder, collate)

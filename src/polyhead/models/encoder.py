@@ -121,15 +121,21 @@ class Encoder(nn.Module):
     def num_layers(self) -> int:
         return self.model.config.num_hidden_layers
 
+    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Wordpiece vectors of every window: the last layer, or the scalar mix of all layers."""
+        out = self.model(  # (N, T) -> (N, T, H)
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=self.mix is not None
+        )
+        return self.mix(out.hidden_states) if self.mix is not None else out.last_hidden_state
+
     def forward(self, alignment: Alignment) -> EncoderOutput:
-        out = self.model(
-            input_ids=alignment.input_ids,
-            attention_mask=alignment.attention_mask,
-            output_hidden_states=self.mix is not None,
-        )
-        hidden = self.mix(out.hidden_states) if self.mix is not None else out.last_hidden_state  # (N, T, H)
-        return EncoderOutput(
-            words=pool_words(hidden, alignment),
-            word_mask=alignment.word_mask,
-            cls=pool_windows(hidden[:, 0], alignment),
-        )
+        return word_outputs(self.hidden(alignment.input_ids, alignment.attention_mask), alignment)
+
+
+def word_outputs(hidden: torch.Tensor, alignment: Alignment) -> EncoderOutput:
+    """Window wordpiece vectors (N, T, H) -> the word vectors and text vectors every head reads."""
+    return EncoderOutput(
+        words=pool_words(hidden, alignment),
+        word_mask=alignment.word_mask,
+        cls=pool_windows(hidden[:, 0], alignment),
+    )

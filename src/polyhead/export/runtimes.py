@@ -1,0 +1,145 @@
+"""How the exported encoder runs at inference: torch (fp32, bf16 weights, int8) or ONNX Runtime.
+
+Every runtime maps an `Alignment` to the same `EncoderOutput` through the same pooling code as training
+(`word_outputs`); only the transformer's forward pass differs. `auto` is resolved on the machine that loads
+the pipeline (`polyhead.hardware.inference_precision`): bf16 weights on a CPU with native bf16, ONNX Runtime
+fp32 on other CPUs when `onnxruntime` is installed (the `polyhead[onnx]` extra), torch fp32 otherwise.
+
+ONNX Runtime runs an ONNX export of the encoder's `hidden()` (transformer + scalar mix), written once per
+machine to a cache keyed by the weights' hash: `$POLYHEAD_CACHE`, else `$XDG_CACHE_HOME/polyhead`, else
+`~/.cache/polyhead`. The package never ships a second copy of the weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from polyhead.hardware import detect, inference_precision, onnxruntime_available
+from polyhead.models.alignment import Alignment
+from polyhead.models.encoder import Encoder, EncoderOutput, word_outputs
+
+log = logging.getLogger(__name__)
+
+
+def build_runtime(encoder: Encoder, precision: str):
+    """A callable Alignment -> EncoderOutput for `precision` (auto | fp32 | bf16 | int8 | onnx | onnx-int8),
+    and the precision it resolved to on this machine."""
+    resolved = inference_precision(precision, detect(), onnxruntime_available())
+    if resolved in ("onnx", "onnx-int8"):
+        return OnnxEncoder(encoder, quantize=resolved == "onnx-int8"), resolved
+    runtime = copy.deepcopy(encoder).eval()
+    runtime.model.set_attn_implementation("sdpa")  # no backward pass at inference: the fused kernel wins
+    if resolved == "bf16":
+        runtime.to(torch.bfloat16)
+    elif resolved == "int8":
+        from torch.ao.quantization import quantize_dynamic
+
+        runtime.model = quantize_dynamic(runtime.model, {nn.Linear}, dtype=torch.qint8)
+    return runtime, resolved
+
+
+class _Hidden(nn.Module):
+    """The traced graph: (input_ids, attention_mask) -> (N, T, H) wordpiece vectors."""
+
+    def __init__(self, encoder: Encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder.hidden(input_ids, attention_mask)
+
+
+def cache_dir() -> Path:
+    if os.environ.get("POLYHEAD_CACHE"):
+        return Path(os.environ["POLYHEAD_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "polyhead"
+
+
+def weights_key(encoder: Encoder) -> str:
+    """A hash of the weights and of what changes the graph, so a retrained encoder gets its own export."""
+    digest = hashlib.sha256(f"{torch.__version__}|{encoder.mix is not None}".encode())
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+def export_onnx(encoder: Encoder, path: Path) -> Path:
+    """Trace the encoder to ONNX (dynamic batch and sequence axes) into a temporary file, then move it."""
+    model = copy.deepcopy(encoder).float().eval()
+    model.model.set_attn_implementation("sdpa")
+    ids = torch.full((2, 8), 100, dtype=torch.long)
+    mask = torch.ones(2, 8, dtype=torch.long)
+    mask[1, 5:] = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        tmp_path = Path(tmp) / path.name
+        axes = {0: "windows", 1: "pieces"}
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript exporter: needs no onnxscript
+            torch.onnx.export(
+                _Hidden(model),
+                (ids, mask),
+                str(tmp_path),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["hidden"],
+                dynamic_axes={"input_ids": axes, "attention_mask": axes, "hidden": axes},
+                opset_version=17,
+                dynamo=False,
+            )
+        os.replace(tmp_path, path)
+    return path
+
+
+def onnx_model(encoder: Encoder, quantize: bool) -> Path:
+    """The cached ONNX file for these weights, exported (and int8-quantized) on first use."""
+    key = weights_key(encoder)
+    path = cache_dir() / f"encoder-{key}.onnx"
+    if not path.is_file():
+        log.info("exporting the encoder to ONNX once: %s", path)
+        export_onnx(encoder, path)
+    if not quantize:
+        return path
+    qpath = path.with_name(f"encoder-{key}-int8.onnx")
+    if not qpath.is_file():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            quantize_dynamic(str(path), str(Path(tmp) / qpath.name), weight_type=QuantType.QInt8)
+            os.replace(Path(tmp) / qpath.name, qpath)
+    return qpath
+
+
+class OnnxEncoder:
+    """The encoder's transformer in ONNX Runtime; pooling into words stays polyhead's own torch code."""
+
+    def __init__(self, encoder: Encoder, quantize: bool = False):
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise ImportError(
+                "encoder precision 'onnx' needs ONNX Runtime: pip install onnxruntime onnx "
+                "(or polyhead[onnx]); precision 'auto' or 'fp32' runs on torch alone"
+            ) from err
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # the same threads torch would use
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        path = onnx_model(encoder, quantize)
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, alignment: Alignment) -> EncoderOutput:
+        feed = {
+            "input_ids": alignment.input_ids.numpy(),
+            "attention_mask": alignment.attention_mask.numpy(),
+        }
+        hidden = torch.from_numpy(self.session.run(["hidden"], feed)[0])  # (N, T, H)
+        return word_outputs(hidden, alignment)
