@@ -3,12 +3,15 @@
 import hydra
 from omegaconf import DictConfig
 
+import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses, before Hydra resolves the run dir)
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="pretrain")
 def main(cfg: DictConfig) -> float | None:
+    from polyhead.cli import run_cli
     from polyhead.pretrain import run
 
-    return run(cfg)
+    return run_cli(run, cfg)
 
 
 if __name__ == "__main__":

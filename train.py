@@ -3,12 +3,15 @@
 import hydra
 from omegaconf import DictConfig
 
+import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses, before Hydra resolves the run dir)
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from polyhead.cli import run_cli
     from polyhead.train import run_job
 
-    return run_job(cfg)
+    return run_cli(run_job, cfg)
 
 
 if __name__ == "__main__":

@@ -80,11 +80,6 @@ class MultitaskModule(pl.LightningModule):
             score = sum(w * values[k] for k, w in weights.items()) / sum(weights.values())
             self.log(f"{split}/objective", score, prog_bar=True)
 
-    def on_save_checkpoint(self, checkpoint):
-        run_id = getattr(self.logger, "run_id", None)
-        if run_id:
-            checkpoint["mlflow_run_id"] = run_id
-
     def on_validation_epoch_end(self):
         self._log_metrics("val")
         mix = self.model.encoder.mix

@@ -16,9 +16,8 @@ import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
 from polyhead.data.packing import PackedTextDataModule
 from polyhead.data.text import TextStats, read_sources, split_documents
 from polyhead.mlm import MaskedLMModule, load_mlm, save_encoder
-from polyhead.models.encoder import load_tokenizer
 from polyhead.models.vocabulary import add_domain_words, frequent_split_words
-from polyhead.optim import schedule_lambda
+from polyhead.preflight import check_hparams, load_encoder_tokenizer
 from polyhead.tracking import LINEAGE_FILE, encoder_lineage, git_commit, log_run_metadata, mlflow_loggers
 from polyhead.train import instantiate_loggers, resolve_resume
 
@@ -57,9 +56,9 @@ def run(cfg: DictConfig) -> float | None:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)
-    train_docs, val_docs, stats = read_text(cfg)  # bad text fails here, before any run is tracked
-    schedule_lambda(cfg.optim.schedule, 1, cfg.optim.warmup)
-    tokenizer = load_tokenizer(cfg.encoder.name)
+    check_hparams(cfg)  # values torch would reject fail here, before any run is tracked
+    train_docs, val_docs, stats = read_text(cfg)  # bad text fails here too
+    tokenizer = load_encoder_tokenizer(cfg.encoder.name)
     model = load_mlm(cfg.encoder.name, cfg.encoder.get("dropout"), cfg.encoder.get("attn_implementation"))
     added = extend_vocabulary(cfg, tokenizer, model, train_docs)
     datamodule = PackedTextDataModule(

@@ -9,19 +9,42 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, MLFlowLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from polyhead.errors import UserError
 
 
 def git_commit(root: str) -> str:
+    """The HEAD commit, with `-dirty` when tracked files changed or untracked files exist (git_state)."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
-        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    return head.stdout.strip() + ("-dirty" if git_state(root).get("git_dirty") == "true" else "")
+
+
+def git_state(root: str) -> dict[str, str]:
+    """`git_dirty` (true/false), `git_changed_files` (tracked files modified, staged or deleted) and
+    `git_untracked_files` (new files .gitignore does not exclude): a run from an edited config says so."""
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    lines = [line for line in status.stdout.splitlines() if line.strip()]
+    untracked = sum(line.startswith("??") for line in lines)
+    return {
+        "git_dirty": str(bool(lines)).lower(),
+        "git_changed_files": str(len(lines) - untracked),
+        "git_untracked_files": str(untracked),
+    }
 
 
 def mlflow_loggers(loggers: list[Logger]) -> list[MLFlowLogger]:
@@ -38,6 +61,8 @@ def log_run_metadata(
         resolved = OmegaConf.to_container(cfg, resolve=True)
         for logger in loggers:
             logger.log_hyperparams(resolved)
+    if "git_commit" in tags:
+        tags = {**git_state(cfg.paths.root_dir), **tags}
     for logger in mlflow_loggers(loggers):
         client, run_id = logger.experiment, logger.run_id
         for key, value in tags.items():
@@ -52,11 +77,18 @@ def log_run_metadata(
 
 def checkpoint_dir(tracking_uri: str, run_id: str) -> Path:
     """Where an earlier MLflow run of train.py kept its checkpoints (its `checkpoint_dir` tag)."""
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    ckpt_dir = MlflowClient(tracking_uri).get_run(run_id).data.tags.get("checkpoint_dir")
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        raise UserError(f"{run_id}: not a checkpoint file, nor a run in {tracking_uri} (no such store)")
+    try:
+        ckpt_dir = MlflowClient(tracking_uri).get_run(run_id).data.tags.get("checkpoint_dir")
+    except MlflowException as err:
+        message = f"{run_id}: not a checkpoint file, nor a run in {tracking_uri}: {err.message}"
+        raise UserError(message) from err
     if not ckpt_dir:
-        raise FileNotFoundError(f"run {run_id} has no checkpoint_dir tag: was it trained by train.py?")
+        raise UserError(f"run {run_id} has no checkpoint_dir tag: was it trained by train.py?")
     return Path(ckpt_dir)
 
 
@@ -64,7 +96,7 @@ def checkpoint_from_run(tracking_uri: str, run_id: str) -> str:
     """The last checkpoint of an earlier MLflow run, to resume it."""
     ckpt = checkpoint_dir(tracking_uri, run_id) / "last.ckpt"
     if not ckpt.is_file():
-        raise FileNotFoundError(f"run {run_id} has no last.ckpt (checkpoint_dir tag: {str(ckpt.parent)!r})")
+        raise UserError(f"run {run_id} has no last.ckpt (checkpoint_dir tag: {str(ckpt.parent)!r})")
     return str(ckpt)
 
 
@@ -93,23 +125,42 @@ def sweep_tags() -> dict[str, str]:
     return {"sweep_id": sweep_dir.name, "sweep_dir": str(sweep_dir.resolve()), "job_num": job}
 
 
-def record_failed_job(cfg: DictConfig, tags: dict[str, str], error: BaseException) -> str:
-    """Mark this sweep job's MLflow run FAILED with the error as a tag; create the run if it failed before
-    one existed (e.g. a bad hyper-parameter caught while building the model). Returns the run id."""
+def record_failed_job(
+    cfg: DictConfig, tags: dict[str, str], error: BaseException, since: float = 0.0
+) -> str | None:
+    """Mark this job's MLflow run FAILED with the error as a tag. A sweep job (`tags` = sweep_tags()) gets a
+    run even if it failed before one existed (e.g. a bad hyper-parameter), so the sweep shows every job; a
+    single run is found by its own checkpoint_dir tag among runs active since `since` (seconds), and a
+    run that failed before tracking started gets none. Returns the run id, or None."""
     from mlflow.tracking import MlflowClient
 
-    prepare_store(cfg.logger.tracking_uri, cfg.logger.experiment_name, cfg.logger.get("artifact_location"))
-    client = MlflowClient(cfg.logger.tracking_uri)
+    uri = cfg.logger.tracking_uri
+    if not tags and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None  # no store yet: the run failed before tracking started
+    prepare_store(uri, cfg.logger.experiment_name, cfg.logger.get("artifact_location"))
+    client = MlflowClient(uri)
     experiment_id = client.get_experiment_by_name(cfg.logger.experiment_name).experiment_id
-    query = f"tags.sweep_id = '{tags['sweep_id']}' and tags.job_num = '{tags['job_num']}'"
-    runs = client.search_runs([experiment_id], query, max_results=1)
+    if tags:
+        query = f"tags.sweep_id = '{tags['sweep_id']}' and tags.job_num = '{tags['job_num']}'"
+    else:
+        ckpt_dir = str(Path(cfg.paths.output_dir) / "checkpoints").replace("'", "\\'")
+        query = f"tags.checkpoint_dir = '{ckpt_dir}'"
+    runs = client.search_runs([experiment_id], query, max_results=5, order_by=["attributes.start_time DESC"])
+    if not tags:  # this job's run: started, resumed (ended by Lightning) or left running since `since`
+        runs = [r for r in runs if _active_since(r.info, int(since * 1000))]
     if runs:
         run_id = runs[0].info.run_id
-    else:
+    elif tags:
         run_id = client.create_run(experiment_id, run_name=default_run_name(cfg), tags=tags).info.run_id
+    else:
+        return None
     client.set_tag(run_id, "error", f"{type(error).__name__}: {error}"[:5000])
     client.set_terminated(run_id, "FAILED")
     return run_id
+
+
+def _active_since(info, t0_ms: int) -> bool:
+    return info.status == "RUNNING" or max(info.start_time or 0, info.end_time or 0) >= t0_ms
 
 
 LINEAGE_FILE = "polyhead_pretraining.json"
@@ -149,3 +200,43 @@ def prepare_store(tracking_uri: str, experiment_name: str, artifact_location: st
         client = MlflowClient(tracking_uri)
         if client.get_experiment_by_name(experiment_name) is None:
             client.create_experiment(experiment_name, artifact_location)
+
+
+class NullLogger(Logger):
+    """Logs nothing. Stands in for MLflow under fast_dev_run, where Lightning logs nothing anyway (it swaps
+    loggers for its DummyLogger) but LearningRateMonitor still needs a logger to exist."""
+
+    name, version = "null", "0"
+
+    @rank_zero_only
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    @rank_zero_only
+    def log_metrics(self, metrics, step=None) -> None:
+        pass
+
+
+class ContinuedMLFlowLogger(MLFlowLogger):
+    """MLFlowLogger for a resumed run: a metric at a step the run already holds for that key is not logged
+    again. Steps between the last checkpoint and a crash or kill are trained again after resuming (to the
+    same values: the RNG states are restored), and MLflow cannot delete logged values, only skip them."""
+
+    _last_steps: dict[str, int] | None = None
+
+    def last_steps(self) -> dict[str, int]:
+        """The highest step logged so far for each metric key of this run."""
+        if self._last_steps is None:
+            client, run_id = self.experiment, self.run_id
+            keys = client.get_run(run_id).data.metrics
+            self._last_steps = {k: max(m.step for m in client.get_metric_history(run_id, k)) for k in keys}
+        return self._last_steps
+
+    @rank_zero_only
+    def log_metrics(self, metrics, step=None) -> None:
+        if step is not None:
+            last = self.last_steps()
+            full = (lambda k: f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}") if self._prefix else (lambda k: k)
+            metrics = {k: v for k, v in metrics.items() if step > last.get(full(k), -1)}
+        if metrics:
+            super().log_metrics(metrics, step)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -11,14 +12,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
-from polyhead.callbacks.state import RunSpec
+from polyhead.callbacks.state import RunSpec, read_checkpoint
 from polyhead.data.collate import Collator
 from polyhead.data.datamodule import MultitaskDataModule
+from polyhead.errors import UserError
 from polyhead.lit_module import MultitaskModule
-from polyhead.models.encoder import load_tokenizer
 from polyhead.models.multitask import MultitaskModel
-from polyhead.optim import schedule_lambda
+from polyhead.preflight import check_hparams, load_encoder_tokenizer, looks_like_path
 from polyhead.tracking import (
+    NullLogger,
     checkpoint_from_run,
     default_run_name,
     encoder_lineage,
@@ -38,7 +40,7 @@ def build_model(cfg: DictConfig, labels: dict[str, list[str]]) -> MultitaskModel
     """Encoder plus one head per configured task; a head whose task has no training labels is an error."""
     missing = [task for task in cfg.model.heads if task not in labels]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"model.heads has {missing} but no training corpus provides labels for it; "
             f"add a corpus for it or drop the head (e.g. '~model.heads.{missing[0]}')"
         )
@@ -56,8 +58,11 @@ def resolve_resume(cfg: DictConfig) -> tuple[str | None, str | None]:
         return None, None
     resume = str(cfg.resume)
     if Path(resume).is_file():
-        ckpt = torch.load(resume, map_location="cpu", weights_only=True)
-        return resume, ckpt.get("mlflow_run_id")
+        return resume, read_checkpoint(resume).get("mlflow_run_id")
+    if looks_like_path(resume) or resume.endswith(".ckpt"):
+        raise UserError(f"resume={resume}: no such checkpoint file")
+    if not cfg.get("logger"):
+        raise UserError(f"resume={resume}: not a checkpoint file, and no MLflow store to find a run in")
     return checkpoint_from_run(cfg.logger.tracking_uri, resume), resume
 
 
@@ -65,14 +70,16 @@ def run_job(cfg: DictConfig) -> float | None:
     """`python train.py` calls this. A job of a Hydra multirun that fails (bad hyper-parameters, NaN loss)
     is recorded as a FAILED MLflow run, with the error as a tag, before the error goes on to Hydra: the
     basic sweeper runs the remaining jobs and exits non-zero at the end, the Optuna sweeper marks the trial
-    failed and goes on while failures stay under `hydra.sweeper.max_failure_rate`."""
-    tags = sweep_tags()
+    failed and goes on while failures stay under `hydra.sweeper.max_failure_rate`. A single run failing
+    after its MLflow run started is marked FAILED with the error tag too; one failing before leaves none."""
+    tags, started = sweep_tags(), time.time()
     try:
         return run(cfg)
     except Exception as err:
-        if tags and cfg.get("logger"):
-            run_id = record_failed_job(cfg, tags, err)
-            log.error("sweep job %s failed; MLflow run %s marked FAILED", tags["job_num"], run_id)
+        if cfg.get("logger"):
+            run_id = record_failed_job(cfg, tags, err, since=started)
+            if run_id:
+                log.error("MLflow run %s marked FAILED (%s)", run_id, type(err).__name__)
         raise
 
 
@@ -80,12 +87,12 @@ def run(cfg: DictConfig) -> float | None:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)
+    check_hparams(cfg)  # values torch would reject fail here, before any run is tracked
     datamodule: MultitaskDataModule = instantiate(cfg.data)
     datamodule.load()  # bad corpora fail here, before any run is tracked
-    tokenizer = load_tokenizer(cfg.encoder.name)
+    tokenizer = load_encoder_tokenizer(cfg.encoder.name)
     datamodule.collate = Collator(tokenizer, cfg.encoder.window, cfg.encoder.stride, cfg.encoder.pooling)
     model = build_model(cfg, datamodule.labels)
-    schedule_lambda(cfg.optim.schedule, 1, cfg.optim.warmup)  # a bad schedule fails here, before tracking
     module = MultitaskModule(model, cfg.optim, dict(cfg.objective))
     ckpt_path, run_id = resolve_resume(cfg)
 
@@ -117,10 +124,16 @@ def run(cfg: DictConfig) -> float | None:
 
 
 def instantiate_loggers(cfg: DictConfig, run_id: str | None) -> list:
+    """The configured MLflow logger, continuing `run_id` when resuming. Under trainer.fast_dev_run
+    (debug=fast) a logger of nothing, as Lightning logs nothing then: no MLflow run starts nor stays open."""
+    if cfg.trainer.get("fast_dev_run"):
+        return [NullLogger()]
     if not cfg.get("logger"):
         return []
     prepare_store(cfg.logger.tracking_uri, cfg.logger.experiment_name, cfg.logger.get("artifact_location"))
     extra = {"run_id": run_id} if run_id else {}
+    if run_id and cfg.logger.get("_target_", "").endswith(".MLFlowLogger"):
+        extra["_target_"] = "polyhead.tracking.ContinuedMLFlowLogger"  # replayed steps are not logged twice
     if cfg.logger.get("run_name", "absent") is None:
         extra["run_name"] = default_run_name(cfg)
     return [instantiate(cfg.logger, **extra)]

@@ -12,6 +12,7 @@ from conftest import compose_config
 from mlflow.tracking import MlflowClient
 from test_train import compose_train
 
+from polyhead.errors import UserError
 from polyhead.export.__main__ import export
 from polyhead.export.package import TRAINING_ONLY
 from polyhead.train import run
@@ -124,15 +125,17 @@ def test_export_from_checkpoint_and_bad_arguments(trained, tmp_path):
     assert [t.pos_ for t in nlp("Maria Lopez flew .")] == [
         t.pos_ for t in spacy.load(tmp / "out" / "spacy_pipeline")("Maria Lopez flew .")
     ]
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(UserError, match="exactly one"):
         export(compose_export(tmp_path))
     with pytest.raises(ValueError, match="identifier"):
         export(
             compose_export(tmp_path, f"checkpoint={ckpt}", "package=true", "build=[]", "export.name=my-model")
         )
     (tmp_path / "not.ckpt").write_bytes(b"")
-    with pytest.raises(FileNotFoundError, match="nowhere.ckpt"):
+    with pytest.raises(UserError, match="nowhere.ckpt"):
         export(compose_export(tmp_path, f"checkpoint={tmp_path / 'nowhere.ckpt'}"))
+    with pytest.raises(UserError, match=r"not\.ckpt: cannot read the checkpoint \(truncated"):
+        export(compose_export(tmp_path, f"checkpoint={tmp_path / 'not.ckpt'}"))
 
 
 @pytest.mark.slow

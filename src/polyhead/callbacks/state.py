@@ -1,4 +1,6 @@
-"""RNG states in checkpoints (Lightning saves none), so a resumed run continues the same random stream."""
+"""What a checkpoint carries besides weights: RNG states (Lightning saves none), so a resumed run continues
+the same random stream; the resolved config, label sets and MLflow run id, so a checkpoint alone rebuilds
+the model and names its run."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import random
 import numpy as np
 import pytorch_lightning as pl
 import torch
+
+from polyhead.errors import UserError
 
 
 class RngState(pl.Callback):
@@ -34,10 +38,30 @@ def _numpy_state_to_plain(state) -> tuple:
 
 class RunSpec(pl.Callback):
     """The resolved config and label sets in every checkpoint, so a checkpoint alone rebuilds the model
-    (`python -m polyhead.export checkpoint=...`). Plain strings and lists: loads with weights_only=True."""
+    (`python -m polyhead.export checkpoint=...`), and the MLflow run id, so `resume=<checkpoint>` continues
+    that run. Plain strings and lists: loads with weights_only=True."""
 
     def __init__(self, config_yaml: str, labels: dict[str, list[str]]):
         self.config_yaml, self.labels = config_yaml, labels
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        from pytorch_lightning.loggers import MLFlowLogger
+
         checkpoint["polyhead"] = {"config": self.config_yaml, "labels": self.labels}
+        # trainer.loggers, not pl_module.logger: under fast_dev_run that is a DummyLogger whose every
+        # attribute is a local function (pickling one fails), and only an MLflow logger has a run id
+        run_ids = [lg.run_id for lg in trainer.loggers if isinstance(lg, MLFlowLogger)]
+        if run_ids and isinstance(run_ids[0], str):
+            checkpoint["mlflow_run_id"] = run_ids[0]
+
+
+def read_checkpoint(path) -> dict:
+    """torch.load of a checkpoint file; a truncated or foreign file is a UserError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such checkpoint") from None
+    except Exception as err:  # zip reader errors (truncated), unpickling errors (not a checkpoint)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        why = f"truncated, or not a checkpoint: {reason}"
+        raise UserError(f"{path}: cannot read the checkpoint ({why})") from err

@@ -9,18 +9,18 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from polyhead.config import project_root
+from polyhead.errors import UserError
 
 
 def export(cfg: DictConfig) -> Path:
     """The pipeline directory, or the package directory when package=true."""
-    import torch
-
+    from polyhead.callbacks.state import read_checkpoint
     from polyhead.export.checkpoint import best_checkpoint, load_checkpoint, pick_checkpoint
     from polyhead.export.package import build_package
     from polyhead.train import PACKAGE_META, export_run
 
     if bool(cfg.run_id) == bool(cfg.checkpoint):
-        raise ValueError("give exactly one of run_id=<MLflow run id> or checkpoint=<path>")
+        raise UserError("give exactly one of run_id=<MLflow run id> or checkpoint=<path>")
     ckpt = (
         pick_checkpoint(Path(cfg.checkpoint))
         if cfg.checkpoint
@@ -41,7 +41,7 @@ def export(cfg: DictConfig) -> Path:
     dist = sorted((package / "dist").glob("*")) if (package / "dist").is_dir() else []
     for file in dist:
         print(f"package: {file}  (pip install it, then spacy.load({package.name.rsplit('-', 1)[0]!r}))")
-    run_id = cfg.run_id or torch.load(ckpt, map_location="cpu", weights_only=True).get("mlflow_run_id")
+    run_id = cfg.run_id or read_checkpoint(ckpt).get("mlflow_run_id")
     if cfg.log_to_run and run_id and dist:
         from mlflow.tracking import MlflowClient
 
@@ -53,7 +53,9 @@ def export(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path=str(project_root() / "conf"), config_name="export")
 def main(cfg: DictConfig) -> None:
-    export(cfg)
+    from polyhead.cli import run_cli
+
+    run_cli(export, cfg)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
+from polyhead.callbacks.state import read_checkpoint
 from polyhead.data.collate import Collator
+from polyhead.errors import UserError
 from polyhead.models.encoder import load_tokenizer
 from polyhead.models.multitask import MultitaskModel
 
@@ -17,12 +18,10 @@ def load_checkpoint(path: str | Path) -> tuple[MultitaskModel, Collator, DictCon
     from polyhead.train import build_model
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(path)
     spec = ckpt.get("polyhead")
     if spec is None:
-        raise ValueError(f"{path}: not a polyhead checkpoint (it holds no 'polyhead' config and labels)")
+        raise UserError(f"{path}: not a polyhead checkpoint (it holds no 'polyhead' config and labels)")
     cfg = OmegaConf.create(spec["config"])
     model = build_model(cfg, spec["labels"])
     state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
@@ -45,5 +44,5 @@ def pick_checkpoint(path: Path) -> Path:
         return path
     found = sorted(path.glob("best*.ckpt")) or sorted(path.glob("last.ckpt"))
     if not found:
-        raise FileNotFoundError(f"{path}: no such checkpoint, nor a folder with best*.ckpt or last.ckpt")
+        raise UserError(f"{path}: no such checkpoint, nor a folder with best*.ckpt or last.ckpt")
     return found[-1]

@@ -1,0 +1,106 @@
+"""kill -9 mid-epoch, then `resume=<run id>`: the killed MLflow run is continued (not a new one) to FINISHED,
+its test metrics equal an uninterrupted run's with the same seed, and the steps trained again after the
+last checkpoint are not logged twice."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import PROJECT_ROOT
+from mlflow.tracking import MlflowClient
+
+STEPS_PER_EPOCH, KILL_AT = 4, 6  # 3 epochs of 4 steps; killed after step 6, in epoch 2 (checkpoint: step 4)
+
+
+def train_command(tmp_path, tiny_bert, *extra) -> list[str]:
+    tiny = [
+        f"encoder.name={tiny_bert}",
+        "encoder.window=30",
+        "encoder.stride=20",
+        f"paths.root_dir={tmp_path}",
+        "seed=7",
+        "threads=1",
+        "trainer.max_epochs=3",
+        f"trainer.limit_train_batches={STEPS_PER_EPOCH}",
+        "trainer.limit_val_batches=2",
+        "trainer.limit_test_batches=2",
+        "trainer.log_every_n_steps=1",
+        "trainer.precision=32-true",
+        "trainer.enable_progress_bar=false",
+        "export.enabled=false",
+    ]
+    return [sys.executable, str(PROJECT_ROOT / "train.py"), *tiny, *extra]
+
+
+def start(tmp_path, tiny_bert, *extra) -> subprocess.Popen:
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "PATH": "/usr/bin:/bin",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": str(PROJECT_ROOT / "tests" / "integration"),  # stall_callback
+    }
+    cmd = train_command(tmp_path, tiny_bert, *extra)
+    return subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def wait_for(path, proc, timeout=600):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.time() < deadline, "the run never reached the step to kill it at"
+        time.sleep(0.2)
+
+
+def the_run(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return client, run
+
+
+def history(client, run_id, key) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path, tiny_bert):
+    plain, killed = tmp_path / "plain", tmp_path / "killed"
+    for folder in (plain, killed):
+        (folder / "mlruns").mkdir(parents=True)
+    marker = killed / "stalled"
+    stall = ["+callbacks.stall._target_=stall_callback.StallAt", f"+callbacks.stall.step={KILL_AT}"]
+    victim = start(killed, tiny_bert, *stall, f"+callbacks.stall.marker={marker}")
+    reference = start(plain, tiny_bert)
+    wait_for(marker, victim)
+    client, run = the_run(killed)
+    ckpt = torch.load(f"{run.data.tags['checkpoint_dir']}/last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == STEPS_PER_EPOCH and ckpt["mlflow_run_id"] == run.info.run_id
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    assert the_run(killed)[1].info.status == "RUNNING"  # what a kill -9 leaves: nothing could close it
+    before = history(client, run.info.run_id, "train/loss")
+    # step 5's metrics are logged after the callback stalled; step 4 was logged after the checkpoint
+    assert [s for s, _ in before] == list(range(KILL_AT - 1))
+
+    out, _ = reference.communicate(timeout=600)
+    assert reference.returncode == 0, out[-3000:]
+    resumed = start(killed, tiny_bert, f"resume={run.info.run_id}")
+    out2, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out2[-3000:]
+
+    client, after = the_run(killed)  # still one run: the killed one, continued
+    ref_client, ref = the_run(plain)
+    assert after.info.run_id == run.info.run_id and after.info.status == "FINISHED"
+    tests = {k: v for k, v in ref.data.metrics.items() if k.startswith("test/")}
+    assert tests and {k: after.data.metrics[k] for k in tests} == pytest.approx(tests, abs=1e-4)
+    losses = history(client, run.info.run_id, "train/loss")
+    assert [s for s, _ in losses] == list(range(3 * STEPS_PER_EPOCH))  # each step once: none replayed twice
+    assert dict(losses) == pytest.approx(dict(history(ref_client, ref.info.run_id, "train/loss")), abs=1e-5)
+    print("test metrics bitwise equal:", all(after.data.metrics[k] == v for k, v in tests.items()))
+    assert [s for s, _ in history(client, run.info.run_id, "data/train_examples")] == [0]
