@@ -47,7 +47,7 @@ def test_sweep_jobs_share_sweep_id_and_a_failed_job_does_not_stop_it(tmp_path, t
     failed, finished = runs(tmp_path)
     assert {failed.data.tags["sweep_id"], finished.data.tags["sweep_id"]} == {"study"}
     assert (failed.info.status, finished.info.status) == ("FAILED", "FINISHED")
-    assert "Invalid learning rate" in failed.data.tags["error"]
+    assert "UserError: optim.lr=-1.0: must be >= 0" in failed.data.tags["error"]  # checked before training
     assert failed.info.run_name.startswith("demo optim.lr=-1.0")
     assert finished.info.run_name.startswith("demo optim.lr=0.0001")
     assert finished.data.params["optim/lr"] == "0.0001"
