@@ -1,9 +1,11 @@
-"""Inference speed of an exported pipeline on the EWT test texts: words/s of nlp.pipe and peak RSS.
+"""Inference speed of an exported pipeline on EWT test, per encoder runtime, beside the plain HF way.
 
-Each configuration loads the pipeline in its own process (peak RSS is per process) and times
-`nlp.pipe(texts, batch_size=...)` over every text, median of `--repeats` passes after one warm-up pass.
-Accuracy (UPOS, entity F1, genre macro-F1) is scored with spaCy's own scorer against the gold
-annotation, so the cost of reduced precision shows next to its speed.
+Each configuration runs in its own process (peak RSS is per process). Speed: `nlp.pipe` over the first
+`--texts` EWT test texts, median of `--repeats` passes after a warm-up pass; the HF rows run the same texts
+through one or three separate HF models (bench/hf_baseline.py) in length-sorted batches of the same size.
+Accuracy (UPOS, entity F1, genre macro-F1) is spaCy's scorer on the whole of EWT test ⋈ UNER test, so the
+cost of each runtime shows next to its speed. `--rounds R` runs every configuration R times, alternating,
+and keeps each one's median: on a shared machine, compare ratios from one run.
 
     python bench/inference.py outputs/runs/<run>/spacy_pipeline --corpora ../shared/data
 """
@@ -17,14 +19,21 @@ import statistics
 import time
 from pathlib import Path
 
-from isolated import run_each
+from isolated import run_rounds
 
-CONFIGS = {  # name -> (precision, components to disable)
-    "fp32, all heads": ("fp32", []),
-    "fp32, tagger only": ("fp32", ["ner", "textcat"]),
-    "bf16, all heads": ("bf16", []),
-    "int8, all heads": ("int8", []),
+CONFIGS = {  # name -> (runner, precision, components to disable)
+    "polyhead auto, 3 heads": ("polyhead", "auto", []),
+    "polyhead fp32 (torch), 3 heads": ("polyhead", "fp32", []),
+    "polyhead fp32 (torch), tagger only": ("polyhead", "fp32", ["ner", "textcat"]),
+    "polyhead onnx, 3 heads": ("polyhead", "onnx", []),
+    "polyhead onnx-int8, 3 heads": ("polyhead", "onnx-int8", []),
+    "polyhead int8 (torch), 3 heads": ("polyhead", "int8", []),
+    "polyhead bf16, 3 heads": ("polyhead", "bf16", []),
+    "HF fp32, 3 models": ("hf", "fp32", []),
+    "HF fp32, 1 model": ("hf", "fp32", ["ner", "textcat"]),
+    "HF bf16, 3 models": ("hf", "bf16", []),
 }
+BASELINE = "HF fp32, 1 model"
 
 
 def gold_examples(corpora: str):
@@ -44,71 +53,127 @@ def gold_examples(corpora: str):
     return examples, to_docbin(examples)
 
 
-def measure(pipeline: str, corpora: str, name: str, repeats: int, batch_size: int) -> dict:
+def timed(fn, repeats: int) -> list[float]:
+    fn()  # warm-up: kernels, allocator, ONNX export on first use
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def measure_polyhead(pipeline: str, examples, docbin, precision: str, disable: list, args) -> dict:
     import spacy
     from spacy.tokens import Doc
     from spacy.training import Example
 
-    precision, disable = CONFIGS[name]
-    nlp = spacy.load(pipeline, disable=disable, config={"components": {"encoder": {"precision": precision}}})
-    examples, docbin = gold_examples(corpora)
-    texts = [ex.text for ex in examples]
-    words = sum(len(nlp.make_doc(t)) for t in texts)
-    list(nlp.pipe(texts[:256], batch_size=batch_size))  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        docs = list(nlp.pipe(texts, batch_size=batch_size))
-        times.append(time.perf_counter() - start)
+    config = {"components": {"encoder": {"precision": precision, "batch_size": args.batch_size}}}
+    nlp = spacy.load(pipeline, disable=disable, config=config)
+    texts = [ex.text for ex in examples[: args.texts]]
+    times = timed(lambda: list(nlp.pipe(texts, batch_size=args.pipe_batch)), args.repeats)
     # Accuracy on the gold tokenisation: evaluate() runs the pipeline on unannotated copies of the gold docs.
     gold = list(docbin.get_docs(nlp.vocab))
     bare = [Doc(nlp.vocab, words=[t.text for t in g], spaces=[bool(t.whitespace_) for t in g]) for g in gold]
-    scores = nlp.evaluate([Example(b, g) for b, g in zip(bare, gold)], batch_size=batch_size)
-    del docs
+    scores = nlp.evaluate([Example(b, g) for b, g in zip(bare, gold)], batch_size=args.pipe_batch)
     return {
-        "words_per_sec": words / statistics.median(times),
+        "words": sum(len(nlp.make_doc(t)) for t in texts),
         "seconds": times,
-        "words": words,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "resolved_precision": nlp.get_pipe("encoder").resolved_precision,
         "upos": scores.get("pos_acc"),
         "ents_f": scores.get("ents_f"),
         "genre_macro_f": scores.get("cats_macro_f"),
     }
 
 
+def measure_hf(pipeline: str, examples, precision: str, disable: list, args) -> dict:
+    import spacy
+    import torch
+    from hf_baseline import hf_annotate, hf_models
+    from transformers import AutoTokenizer
+
+    encoder_dir = str(Path(pipeline) / "encoder" / "model")
+    trained = spacy.load(pipeline)  # the same label sets as polyhead's heads (BIO tags for NER)
+    heads = {t: trained.get_pipe(t).head for t in ("tagger", "ner", "textcat") if t in trained.pipe_names}
+    tasks = {t: len(h.labels) for t, h in heads.items() if t not in disable}
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    models = hf_models(encoder_dir, tasks, dtype)
+    tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
+    nlp = spacy.blank("en")
+    docs = [nlp.make_doc(ex.text) for ex in examples[: args.texts]]
+    texts = [[t.text for t in doc if not t.is_space] for doc in docs]
+    times = timed(lambda: hf_annotate(tokenizer, models, texts, args.batch_size), args.repeats)
+    return {"words": sum(len(d) for d in docs), "seconds": times}
+
+
+def measure(name: str, args) -> dict:
+    from polyhead.hardware import detect
+
+    runner, precision, disable = CONFIGS[name]
+    examples, docbin = gold_examples(args.corpora)
+    if runner == "polyhead":
+        result = measure_polyhead(args.pipeline, examples, docbin, precision, disable, args)
+    else:
+        result = measure_hf(args.pipeline, examples, precision, disable, args)
+    result["words_per_sec"] = result["words"] / statistics.median(result["seconds"])
+    result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    result["hardware"] = detect().tags()
+    return result
+
+
+def table(results: dict, hardware: str) -> str:
+    def pct(v):
+        return f"{100 * v:6.2f}" if v is not None else "     -"
+
+    base = results.get(BASELINE, {}).get("words_per_sec")
+    lines = [
+        f"CPU: {hardware}",
+        f"{'configuration':<36} {'runs as':>9} {'words/s':>8} {'x HF 1':>7} {'RSS GB':>7} "
+        f"{'UPOS':>6} {'ent F1':>6} {'genre F':>7}",
+    ]
+    for name, r in results.items():
+        ratio = f"{r['words_per_sec'] / base:7.2f}" if base else "      -"
+        lines.append(
+            f"{name:<36} {r.get('resolved_precision') or CONFIGS[name][1]:>9} {r['words_per_sec']:>8.0f} "
+            f"{ratio} {r['peak_rss_gb']:>7.2f} {pct(r.get('upos'))} {pct(r.get('ents_f'))} "
+            f"{pct(r.get('genre_macro_f'))}"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("pipeline")
     parser.add_argument("--corpora", default="../shared/data")
+    parser.add_argument("--texts", type=int, default=600, help="EWT test texts timed (all are scored)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=64, help="encoder batch (polyhead) = HF batch")
+    parser.add_argument("--pipe-batch", type=int, default=256, help="nlp.pipe batch size")
+    parser.add_argument("--config", action="append", help="run only this configuration (repeatable)")
     parser.add_argument("--out", default="bench/results/inference.json")
     parser.add_argument("--only", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
-        print(json.dumps(measure(args.pipeline, args.corpora, args.only, args.repeats, args.batch_size)))
+        print(json.dumps(measure(args.only, args)))
         return
-    options = [
-        "--corpora",
-        args.corpora,
-        "--repeats",
-        str(args.repeats),
-        "--batch-size",
-        str(args.batch_size),
-    ]
-    results = run_each(__file__, [args.pipeline, *options], CONFIGS)
+    from polyhead.hardware import detect
 
-    def pct(v):
-        return f"{100 * v:6.2f}" if v is not None else "     -"
-
-    print(f"{'configuration':<20} {'words/s':>8} {'RSS GB':>7} {'UPOS':>7} {'ent F1':>7} {'genre F':>7}")
-    for name, r in results.items():
-        print(
-            f"{name:<20} {r['words_per_sec']:>8.0f} {r['peak_rss_gb']:>7.2f} {pct(r['upos'])} "
-            f"{pct(r['ents_f'])} {pct(r['genre_macro_f'])}"
-        )
+    names = args.config or list(CONFIGS)
+    options = {
+        "--corpora": args.corpora,
+        "--texts": args.texts,
+        "--repeats": args.repeats,
+        "--batch-size": args.batch_size,
+        "--pipe-batch": args.pipe_batch,
+    }
+    forwarded = [args.pipeline, *[str(x) for item in options.items() for x in item]]
+    results = run_rounds(__file__, forwarded, names, args.rounds)
+    hardware = detect().describe()
+    print(table(results, hardware))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"pipeline": args.pipeline, **results}, indent=2))
+    payload = {"pipeline": args.pipeline, "hardware": detect().tags(), "cpu": hardware, "results": results}
+    Path(args.out).write_text(json.dumps(payload, indent=2))
     print(f"wrote {args.out}")
 
 

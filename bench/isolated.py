@@ -12,6 +12,22 @@ def run_each(script: str, args: list[str], names) -> dict[str, dict]:
     results = {}
     for name in names:
         cmd = [sys.executable, script, *args, "--only", name]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        results[name] = json.loads(out.strip().splitlines()[-1])
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{name!r} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    return results
+
+
+def run_rounds(script: str, args: list[str], names: list[str], rounds: int) -> dict[str, dict]:
+    """`run_each` `rounds` times, alternating the configurations (a shared machine's load falls on all
+    alike); each configuration keeps its median round, with every round's words/s beside it."""
+    runs = [run_each(script, args, names) for _ in range(rounds)]
+    results = {}
+    for name in names:
+        ordered = sorted((r[name] for r in runs), key=lambda r: r["words_per_sec"])
+        results[name] = {
+            **ordered[len(ordered) // 2],
+            "words_per_sec_rounds": [r["words_per_sec"] for r in ordered],
+        }
     return results

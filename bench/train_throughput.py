@@ -1,7 +1,10 @@
 """Training throughput on EWT: words/second and peak RSS for a fixed number of optimizer steps.
 
 Each configuration runs in its own process (peak RSS is per process) through the same code path as
-`python train.py experiment=ewt`: Hydra compose -> MultitaskDataModule -> MultitaskModule -> Trainer.
+`python train.py experiment=ewt`: Hydra compose -> MultitaskDataModule -> MultitaskModule -> Trainer, with
+`trainer.precision` resolved as train.py resolves it. Beside them, the plain Hugging Face way on the same
+machine in the same run: Trainer-style fine-tuning of one token-classification model on EWT UPOS
+(bench/hf_baseline.py). `--rounds R` alternates all configurations R times and keeps each one's median.
 
     python bench/train_throughput.py --corpora ../shared/data --steps 60
 """
@@ -14,31 +17,33 @@ import resource
 import time
 from pathlib import Path
 
-from isolated import run_each
+from isolated import run_rounds
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = {  # name -> overrides
-    "fp32, corpus order": ["trainer.precision=32-true", "data.group_by_length=false"],
-    "fp32, length-grouped": ["trainer.precision=32-true"],
-    "bf16, length-grouped": ["trainer.precision=bf16-mixed"],
-    "bf16, grouped, batch 64": ["trainer.precision=bf16-mixed", "data.batch_size=64"],
-    "bf16, grouped, encoder dropout 0": ["trainer.precision=bf16-mixed", "encoder.dropout=0.0"],
+FP32 = "trainer.precision=32-true"
+CONFIGS = {  # name -> overrides of `experiment=ewt` (length-grouped batches of 32, encoder dropout 0)
+    "auto (the default)": [],
+    "32-true": [FP32],
+    "bf16-mixed": ["trainer.precision=bf16-mixed"],
+    "32-true, corpus order": [FP32, "data.group_by_length=false"],
+    "32-true, sdpa attention": [FP32, "encoder.attn_implementation=sdpa"],
+    "32-true, for-loop AdamW": [FP32, "optim.fused=false"],
+    "32-true, dropout 0.1": [FP32, "encoder.dropout=null"],
+    "32-true, frozen word embeddings": [FP32, "encoder.freeze_word_embeddings=true"],
+    "32-true, torch.compile": [FP32, "+compile=true"],
+    "HF Trainer-style, 1 model, 32-true": ["+hf=true", FP32],
+    "HF Trainer-style, 1 model, bf16-mixed": ["+hf=true", "trainer.precision=bf16-mixed"],
 }
+BASELINE = "HF Trainer-style, 1 model, 32-true"
 
 
-def measure(corpora: str, steps: int, overrides: list[str]) -> dict:
-    import pytorch_lightning as pl
+def compose_ewt(corpora: str, overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
     import polyhead.config  # noqa: F401
-    from polyhead.callbacks.throughput import WordThroughput
-    from polyhead.data.collate import Collator
-    from polyhead.lit_module import MultitaskModule
-    from polyhead.models.encoder import load_tokenizer
-    from polyhead.train import build_model
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
+        return compose(
             "train",
             overrides=[
                 "experiment=ewt",
@@ -47,7 +52,58 @@ def measure(corpora: str, steps: int, overrides: list[str]) -> dict:
                 *overrides,
             ],
         )
+
+
+def measure_hf(cfg, steps: int) -> dict:
+    """One HF token classifier (the same encoder) on EWT UPOS, Trainer-style."""
+    from hf_baseline import hf_train
+    from hydra.utils import instantiate
+
+    from polyhead.hardware import resolve_trainer_precision
+    from polyhead.models.encoder import resolve_encoder
+
+    dm = instantiate(cfg.data)
+    dm.load()
+    train = [ex for ex in dm.examples["train"] if ex.tags is not None]
+    labels = sorted({t for ex in train for t in ex.tags})
+    index = {t: i for i, t in enumerate(labels)}
+    texts, tags = [ex.words for ex in train], [[index[t] for t in ex.tags] for ex in train]
+    precision = resolve_trainer_precision(cfg.trainer)
+    result = hf_train(
+        resolve_encoder(cfg.encoder.name),
+        texts,
+        tags,
+        len(labels),
+        steps,
+        batch_size=cfg.data.batch_size,
+        dtype=str(precision),
+        seed=cfg.seed,
+    )
+    return {**result, "precision": str(precision)}
+
+
+def measure(corpora: str, steps: int, overrides: list[str]) -> dict:
+    import pytorch_lightning as pl
+
+    from polyhead.callbacks.throughput import WordThroughput
+    from polyhead.data.collate import Collator
+    from polyhead.hardware import detect, resolve_trainer_precision
+    from polyhead.lit_module import MultitaskModule
+    from polyhead.models.encoder import load_tokenizer
+    from polyhead.train import build_model
+
+    cfg = compose_ewt(corpora, overrides)
     pl.seed_everything(cfg.seed)
+    start = time.perf_counter()
+    if cfg.get("hf"):
+        result = measure_hf(cfg, steps)
+        return {
+            **result,
+            "wall_seconds": time.perf_counter() - start,
+            "steps": steps,
+            "hardware": detect().tags(),
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        }
     from hydra.utils import instantiate
 
     dm = instantiate(cfg.data)
@@ -55,11 +111,15 @@ def measure(corpora: str, steps: int, overrides: list[str]) -> dict:
     dm.collate = Collator(
         load_tokenizer(cfg.encoder.name), cfg.encoder.window, cfg.encoder.stride, cfg.encoder.pooling
     )
-    module = MultitaskModule(build_model(cfg, dm.labels), cfg.optim, dict(cfg.objective))
+    model = build_model(cfg, dm.labels)
+    if cfg.get("compile"):  # in place: state_dict keys stay as they are
+        model.encoder.model.compile(dynamic=True)
+    module = MultitaskModule(model, cfg.optim, dict(cfg.objective))
     speed = WordThroughput()
+    precision = resolve_trainer_precision(cfg.trainer)
     trainer = pl.Trainer(
         max_steps=steps,
-        precision=cfg.trainer.precision,
+        precision=precision,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -67,7 +127,6 @@ def measure(corpora: str, steps: int, overrides: list[str]) -> dict:
         callbacks=[speed],
         gradient_clip_val=1.0,
     )
-    start = time.perf_counter()
     trainer.fit(module, datamodule=dm)
     return {
         "words_per_sec": speed.words / speed.seconds,
@@ -77,6 +136,8 @@ def measure(corpora: str, steps: int, overrides: list[str]) -> dict:
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
         "batch_size": cfg.data.batch_size,
         "steps": steps,
+        "precision": str(precision),
+        "hardware": detect().tags(),
     }
 
 
@@ -84,18 +145,35 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--corpora", default="../shared/data")
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--config", action="append", help="run only this configuration (repeatable)")
     parser.add_argument("--out", default="bench/results/train_throughput.json")
     parser.add_argument("--only", help=argparse.SUPPRESS)  # internal: run one configuration in this process
     args = parser.parse_args()
     if args.only:
         print(json.dumps(measure(args.corpora, args.steps, CONFIGS[args.only])))
         return
-    results = run_each(__file__, ["--corpora", args.corpora, "--steps", str(args.steps)], CONFIGS)
-    print(f"{'configuration':<34} {'words/s':>9} {'peak RSS GB':>12} {'steps':>6}")
+    from polyhead.hardware import detect
+
+    names = args.config or list(CONFIGS)
+    options = ["--corpora", args.corpora, "--steps", str(args.steps)]
+    results = run_rounds(__file__, options, names, args.rounds)
+    hw = detect()
+    base = results.get(BASELINE, {}).get("words_per_sec")
+    print(f"CPU: {hw.describe()}; EWT, batch 32, {args.steps} steps, median of {args.rounds} round(s)")
+    print(f"{'configuration':<38} {'runs as':>10} {'words/s':>8} {'x HF':>6} {'x 32-true':>9} {'RSS GB':>7}")
+    fp32 = results.get("32-true", {}).get("words_per_sec")
     for name, r in results.items():
-        print(f"{name:<34} {r['words_per_sec']:>9.0f} {r['peak_rss_gb']:>12.2f} {r['steps']:>6}")
+        vs_hf = f"{r['words_per_sec'] / base:6.2f}" if base else "     -"
+        vs_fp32 = f"{r['words_per_sec'] / fp32:9.2f}" if fp32 else "        -"
+        print(
+            f"{name:<38} {r['precision']:>10} {r['words_per_sec']:>8.0f} {vs_hf} {vs_fp32} "
+            f"{r['peak_rss_gb']:>7.2f}"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
+    Path(args.out).write_text(
+        json.dumps({"hardware": hw.tags(), "cpu": hw.describe(), "results": results}, indent=2)
+    )
     print(f"wrote {args.out}")
 
 

@@ -15,6 +15,8 @@ from omegaconf import DictConfig
 import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
 from polyhead.data.packing import PackedTextDataModule
 from polyhead.data.text import TextStats, read_sources, split_documents
+from polyhead.hardware import resolve_trainer_precision
+from polyhead.hardware import run_tags as hardware_tags
 from polyhead.mlm import MaskedLMModule, load_mlm, save_encoder
 from polyhead.models.vocabulary import add_domain_words, frequent_split_words
 from polyhead.preflight import check_hparams, load_encoder_tokenizer
@@ -77,8 +79,9 @@ def run(cfg: DictConfig) -> float | None:
 
     loggers = instantiate_loggers(cfg, run_id)
     callbacks = [instantiate(spec) for spec in cfg.callbacks.values() if spec is not None]
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
-    tags = run_tags(cfg, stats, datamodule, train_docs, val_docs, added)
+    precision = resolve_trainer_precision(cfg.trainer)
+    trainer: pl.Trainer = instantiate(cfg.trainer, precision=precision, logger=loggers, callbacks=callbacks)
+    tags = {**run_tags(cfg, stats, datamodule, train_docs, val_docs, added), **hardware_tags(precision)}
     log_run_metadata(loggers, cfg, tags, {"added_words": added}, resumed=run_id is not None)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -16,6 +16,8 @@ from polyhead.callbacks.state import RunSpec, read_checkpoint
 from polyhead.data.collate import Collator
 from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.errors import UserError
+from polyhead.hardware import detect, inference_precision, onnxruntime_available, resolve_trainer_precision
+from polyhead.hardware import run_tags as hardware_tags
 from polyhead.lit_module import MultitaskModule
 from polyhead.models.multitask import MultitaskModel
 from polyhead.preflight import check_hparams, load_encoder_tokenizer, looks_like_path
@@ -99,8 +101,10 @@ def run(cfg: DictConfig) -> float | None:
     loggers = instantiate_loggers(cfg, run_id)
     callbacks = [instantiate(spec) for spec in cfg.callbacks.values() if spec is not None]
     callbacks.append(RunSpec(OmegaConf.to_yaml(cfg, resolve=True), datamodule.labels))
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
+    precision = resolve_trainer_precision(cfg.trainer)  # `auto`: bf16 only where this machine has it natively
+    trainer: pl.Trainer = instantiate(cfg.trainer, precision=precision, logger=loggers, callbacks=callbacks)
     tags = {
+        **hardware_tags(precision),  # CPU model, torch's capability, threads, device, precision used
         "git_commit": git_commit(cfg.paths.root_dir),
         "encoder": cfg.encoder.name,
         **encoder_lineage(cfg.encoder.name),  # the pretraining run of a domain-adapted encoder
@@ -153,8 +157,10 @@ def export_run(cfg: DictConfig, model, collate: Collator, loggers: list) -> Path
         tag_attr=cfg.export.tag_attr,
         precision=cfg.export.precision,
     )
+    resolved = inference_precision(cfg.export.precision, detect(), onnxruntime_available())
     for lg in mlflow_loggers(loggers):
         lg.experiment.log_artifacts(lg.run_id, str(path), "spacy_pipeline")
+        lg.experiment.set_tag(lg.run_id, "hw/inference_precision", resolved)  # what `auto` runs here
     return path
 
 

@@ -35,7 +35,8 @@ class GradualUnfreezing(pl.Callback):
         encoder = pl_module.model.encoder
         lowest = encoder.num_layers + 1 - n_trainable  # depths >= lowest train
         for name, param in encoder.model.named_parameters():
-            param.requires_grad = encoder_depth(name, encoder.num_layers) >= lowest
+            frozen = f"model.{name}" in getattr(encoder, "frozen", ())  # encoder.freeze_word_embeddings
+            param.requires_grad = encoder_depth(name, encoder.num_layers) >= lowest and not frozen
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.apply(pl_module, self.trainable_layers(trainer))
