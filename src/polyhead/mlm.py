@@ -17,8 +17,8 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, PreTrainedModel
 
 from polyhead.lit_module import MultitaskModule
-from polyhead.models.encoder import resolve_encoder
 from polyhead.optim import build_optimizer
+from polyhead.tokens.wordpieces import resolve_encoder
 
 HEAD_FILE = "mlm_head.safetensors"
 

@@ -74,7 +74,7 @@ def looks_like_path(name: str) -> bool:
 
 def load_encoder_tokenizer(name: str):
     """The encoder's tokenizer; a missing folder or an unknown model name is a UserError saying which."""
-    from polyhead.models.encoder import load_tokenizer, resolve_encoder
+    from polyhead.tokens.wordpieces import load_tokenizer, resolve_encoder
 
     name = str(name)
     path = Path(name).expanduser()

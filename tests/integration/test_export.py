@@ -13,7 +13,7 @@ from test_train import compose_train
 
 from polyhead.data.collate import Collator
 from polyhead.export.pipeline import export_pipeline
-from polyhead.models.encoder import load_tokenizer
+from polyhead.tokens.wordpieces import load_tokenizer
 from polyhead.train import build_model, run
 
 TEXTS = [

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from polyhead.models.alignment import plan_alignment, pool_windows, pool_words, window_starts
+from polyhead.tokens.alignment import plan_alignment, pool_windows, pool_words, window_starts
 
 SPECIAL = ([101], [102])
 

@@ -12,12 +12,13 @@ from polyhead.data.collate import Collator
 from polyhead.errors import UserError
 from polyhead.export.components import PipelineError
 from polyhead.export.pipeline import export_pipeline
-from polyhead.models.encoder import Encoder, load_tokenizer
+from polyhead.models.encoder import Encoder
 from polyhead.models.heads.ner import EntityRecognitionHead
 from polyhead.models.heads.registry import HEADS, head_key, qualified_name
 from polyhead.models.heads.tagger import TokenTaggingHead
 from polyhead.models.heads.textcat import TextClassificationHead
 from polyhead.models.multitask import MultitaskModel
+from polyhead.tokens.wordpieces import load_tokenizer
 
 EVIL = "polyhead_evil_payload_3f9c"  # a made-up module name: importing it would show in sys.modules
 TEXT = "Maria flew to Rome ."

@@ -4,11 +4,12 @@ import torch
 from polyhead.callbacks.unfreeze import GradualUnfreezing
 from polyhead.data.collate import Collator
 from polyhead.data.schema import Example
-from polyhead.models.encoder import Encoder, load_tokenizer, wordpieces
+from polyhead.models.encoder import Encoder
 from polyhead.models.heads.ner import EntityRecognitionHead
 from polyhead.models.heads.tagger import TokenTaggingHead
 from polyhead.models.heads.textcat import TextClassificationHead
 from polyhead.models.multitask import MultitaskModel
+from polyhead.tokens.wordpieces import load_tokenizer, wordpieces
 
 
 @pytest.fixture

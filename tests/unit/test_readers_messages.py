@@ -10,7 +10,7 @@ from transformers import BertTokenizerFast
 from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.data.readers import read_corpus
 from polyhead.data.schema import CorpusError
-from polyhead.models.encoder import wordpieces
+from polyhead.tokens.wordpieces import wordpieces
 
 
 def write(tmp_path, name, text):

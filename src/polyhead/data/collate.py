@@ -9,8 +9,8 @@ from torch.utils.data import Sampler
 from transformers import PreTrainedTokenizerBase
 
 from polyhead.data.schema import Example
-from polyhead.models.alignment import Alignment, plan_alignment
-from polyhead.models.encoder import special_tokens, wordpieces
+from polyhead.tokens.alignment import Alignment, plan_alignment
+from polyhead.tokens.wordpieces import special_tokens, wordpieces
 
 
 class Collator:

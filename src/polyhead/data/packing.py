@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
-from polyhead.models.encoder import special_tokens
+from polyhead.tokens.wordpieces import special_tokens
 
 
 def pack_documents(

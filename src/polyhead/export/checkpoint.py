@@ -9,8 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 from polyhead.callbacks.state import read_checkpoint
 from polyhead.data.collate import Collator
 from polyhead.errors import UserError
-from polyhead.models.encoder import load_tokenizer
 from polyhead.models.multitask import MultitaskModel
+from polyhead.tokens.wordpieces import load_tokenizer
 
 
 def load_checkpoint(path: str | Path) -> tuple[MultitaskModel, Collator, DictConfig]:

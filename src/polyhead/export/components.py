@@ -19,8 +19,9 @@ from polyhead.data.collate import Collator
 from polyhead.errors import UserError
 from polyhead.export.runtimes import build_runtime
 from polyhead.hardware import INFERENCE_PRECISIONS
-from polyhead.models.encoder import Encoder, EncoderOutput, load_tokenizer
+from polyhead.models.encoder import Encoder, EncoderOutput
 from polyhead.models.heads.registry import HEADS, head_key, lookup_head
+from polyhead.tokens.wordpieces import load_tokenizer
 
 if not Doc.has_extension("polyhead"):
     Doc.set_extension("polyhead", default=None)  # {"words": (n_words, H), "index": token ids, "cls": (H,)}
@@ -30,8 +31,6 @@ def _check_dir(path: Path, files: list[str]) -> None:
     missing = [f for f in files if not (path / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{path}: pipeline is incomplete, missing {missing}; export it again")
-
-
 
 
 class BatchedComponent:

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from polyhead.hardware import detect, inference_precision, onnxruntime_available
-from polyhead.models.alignment import Alignment
 from polyhead.models.encoder import Encoder, EncoderOutput, word_outputs
+from polyhead.tokens.alignment import Alignment
 
 log = logging.getLogger(__name__)
 

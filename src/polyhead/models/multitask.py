@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from polyhead.data.schema import Example
-from polyhead.models.alignment import Alignment
 from polyhead.models.encoder import Encoder, EncoderOutput
+from polyhead.tokens.alignment import Alignment
 
 
 class MultitaskModel(nn.Module):
