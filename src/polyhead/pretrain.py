@@ -9,19 +9,25 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
 from polyhead.data.packing import PackedTextDataModule
 from polyhead.data.text import TextStats, read_sources, split_documents
-from polyhead.hardware import resolve_trainer_precision
 from polyhead.hardware import run_tags as hardware_tags
+from polyhead.loggers import instantiate_loggers, resolve_resume
 from polyhead.mlm import MaskedLMModule, load_mlm, save_encoder
 from polyhead.models.vocabulary import add_domain_words, frequent_split_words
 from polyhead.preflight import check_hparams, load_encoder_tokenizer
-from polyhead.tracking import LINEAGE_FILE, encoder_lineage, git_commit, log_run_metadata, mlflow_loggers
-from polyhead.train import instantiate_loggers, resolve_resume
+from polyhead.tracking import (
+    LINEAGE_FILE,
+    encoder_lineage,
+    git_commit,
+    log_run_metadata,
+    mlflow_config,
+    mlflow_loggers,
+)
+from polyhead.trainer import build_trainer
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +84,7 @@ def run(cfg: DictConfig) -> float | None:
     ckpt_path, run_id = resolve_resume(cfg)
 
     loggers = instantiate_loggers(cfg, run_id)
-    callbacks = [instantiate(spec) for spec in cfg.callbacks.values() if spec is not None]
-    precision = resolve_trainer_precision(cfg.trainer)
-    trainer: pl.Trainer = instantiate(cfg.trainer, precision=precision, logger=loggers, callbacks=callbacks)
+    trainer, precision = build_trainer(cfg, loggers)
     tags = {**run_tags(cfg, stats, datamodule, train_docs, val_docs, added), **hardware_tags(precision)}
     log_run_metadata(loggers, cfg, tags, {"added_words": added}, resumed=run_id is not None)
 
@@ -122,7 +126,7 @@ def export_encoder(cfg: DictConfig, model, tokenizer, loggers: list) -> Path:
         lineage.update(
             run_id=lg.run_id,
             experiment_id=lg.experiment_id,
-            experiment_name=cfg.logger.get("experiment_name", ""),
+            experiment_name=mlflow_config(cfg).get("experiment_name", ""),
             tracking_uri=lg._tracking_uri,
         )
     (directory / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2) + "\n")

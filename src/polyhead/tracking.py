@@ -1,4 +1,5 @@
-"""What every MLflow run records besides metrics: config, git commit, corpus fingerprints, label maps."""
+"""MLflow: what every run records besides metrics (config, git commit, corpus fingerprints, label maps), which
+of the configured loggers is MLflow's, finding an earlier run's checkpoints, marking a failed job."""
 
 from __future__ import annotations
 
@@ -49,6 +50,27 @@ def git_state(root: str) -> dict[str, str]:
 
 def mlflow_loggers(loggers: list[Logger]) -> list[MLFlowLogger]:
     return [lg for lg in loggers if isinstance(lg, MLFlowLogger)]
+
+
+def logger_configs(cfg: DictConfig) -> dict[str, DictConfig]:
+    """The configured loggers by name: `logger: {mlflow: {...}, csv: {...}}` (conf/logger/; several with
+    `logger=[mlflow,csv]`, one dropped with `logger.csv=null`). A single `logger: {_target_: ...}`, the shape
+    configs had before, is named `logger`; `~logger` configures none."""
+    spec = cfg.get("logger")
+    if not spec:
+        return {}
+    if "_target_" in spec:
+        return {"logger": spec}
+    return {name: sub for name, sub in spec.items() if sub is not None}
+
+
+def is_mlflow(spec: DictConfig) -> bool:
+    return str(spec.get("_target_", "")).endswith("MLFlowLogger")
+
+
+def mlflow_config(cfg: DictConfig) -> DictConfig | None:
+    """The (first) MLflow logger's config, or None when no MLflow logger is configured."""
+    return next((spec for spec in logger_configs(cfg).values() if is_mlflow(spec)), None)
 
 
 def log_run_metadata(
@@ -134,12 +156,15 @@ def record_failed_job(
     run that failed before tracking started gets none. Returns the run id, or None."""
     from mlflow.tracking import MlflowClient
 
-    uri = cfg.logger.tracking_uri
+    mlflow = mlflow_config(cfg)
+    uri = mlflow.get("tracking_uri") if mlflow is not None else None
+    if not uri:
+        return None  # no MLflow logger (or its default store): nothing to mark
     if not tags and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         return None  # no store yet: the run failed before tracking started
-    prepare_store(uri, cfg.logger.experiment_name, cfg.logger.get("artifact_location"))
+    prepare_store(uri, mlflow.experiment_name, mlflow.get("artifact_location"))
     client = MlflowClient(uri)
-    experiment_id = client.get_experiment_by_name(cfg.logger.experiment_name).experiment_id
+    experiment_id = client.get_experiment_by_name(mlflow.experiment_name).experiment_id
     if tags:
         query = f"tags.sweep_id = '{tags['sweep_id']}' and tags.job_num = '{tags['job_num']}'"
     else:
@@ -200,21 +225,6 @@ def prepare_store(tracking_uri: str, experiment_name: str, artifact_location: st
         client = MlflowClient(tracking_uri)
         if client.get_experiment_by_name(experiment_name) is None:
             client.create_experiment(experiment_name, artifact_location)
-
-
-class NullLogger(Logger):
-    """Logs nothing. Stands in for MLflow under fast_dev_run, where Lightning logs nothing anyway (it swaps
-    loggers for its DummyLogger) but LearningRateMonitor still needs a logger to exist."""
-
-    name, version = "null", "0"
-
-    @rank_zero_only
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
-
-    @rank_zero_only
-    def log_metrics(self, metrics, step=None) -> None:
-        pass
 
 
 class ContinuedMLFlowLogger(MLFlowLogger):

@@ -17,7 +17,7 @@ def export(cfg: DictConfig) -> Path:
     from polyhead.callbacks.state import read_checkpoint
     from polyhead.export.checkpoint import best_checkpoint, load_checkpoint, pick_checkpoint
     from polyhead.export.package import build_package
-    from polyhead.train import PACKAGE_META, export_run
+    from polyhead.export.pipeline import PACKAGE_META, export_run
 
     if bool(cfg.run_id) == bool(cfg.checkpoint):
         raise UserError("give exactly one of run_id=<MLflow run id> or checkpoint=<path>")

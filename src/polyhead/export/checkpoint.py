@@ -9,14 +9,12 @@ from omegaconf import DictConfig, OmegaConf
 from polyhead.callbacks.state import read_checkpoint
 from polyhead.data.collate import Collator
 from polyhead.errors import UserError
+from polyhead.models.build import build_collator, build_model
 from polyhead.models.multitask import MultitaskModel
-from polyhead.tokens.wordpieces import load_tokenizer
 
 
 def load_checkpoint(path: str | Path) -> tuple[MultitaskModel, Collator, DictConfig]:
     """Rebuild from the config and labels every checkpoint carries (callbacks.state.RunSpec)."""
-    from polyhead.train import build_model
-
     path = Path(path)
     ckpt = read_checkpoint(path)
     spec = ckpt.get("polyhead")
@@ -26,9 +24,7 @@ def load_checkpoint(path: str | Path) -> tuple[MultitaskModel, Collator, DictCon
     model = build_model(cfg, spec["labels"])
     state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(state)
-    enc = cfg.encoder
-    collate = Collator(load_tokenizer(enc.name), enc.window, enc.stride, enc.pooling)
-    return model.eval(), collate, cfg
+    return model.eval(), build_collator(cfg.encoder), cfg
 
 
 def best_checkpoint(tracking_uri: str, run_id: str) -> Path:

@@ -5,11 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import spacy
+from omegaconf import DictConfig
 from spacy.language import Language
 
 import polyhead.export.components  # noqa: F401  (registers the polyhead_* factories)
 from polyhead.data.collate import Collator
+from polyhead.hardware import detect, inference_precision, onnxruntime_available
 from polyhead.models.multitask import MultitaskModel
+from polyhead.tracking import mlflow_loggers
+
+PACKAGE_META = ("name", "version", "description", "author", "email", "url", "license")
 
 
 def build_pipeline(
@@ -37,3 +42,23 @@ def export_pipeline(
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     nlp.to_disk(path)
     return Path(path)
+
+
+def export_run(cfg: DictConfig, model: MultitaskModel, collate: Collator, loggers: list) -> Path:
+    """A run's tested model as <output_dir>/spacy_pipeline, also logged as the MLflow artifact spacy_pipeline/
+    (with the precision `auto` resolves to here) when an MLflow logger is among `loggers`."""
+    meta = {key: cfg.export[key] for key in PACKAGE_META if cfg.export.get(key) is not None}
+    path = export_pipeline(
+        model,
+        collate,
+        Path(cfg.paths.output_dir) / "spacy_pipeline",
+        meta,
+        lang=cfg.export.lang,
+        tag_attr=cfg.export.tag_attr,
+        precision=cfg.export.precision,
+    )
+    resolved = inference_precision(cfg.export.precision, detect(), onnxruntime_available())
+    for lg in mlflow_loggers(loggers):
+        lg.experiment.log_artifacts(lg.run_id, str(path), "spacy_pipeline")
+        lg.experiment.set_tag(lg.run_id, "hw/inference_precision", resolved)
+    return path

@@ -1,0 +1,78 @@
+"""Which Lightning loggers a run writes to, and what `resume=` continues.
+
+`logger` (conf/logger/) holds named logger configs, one or several (`logger=[mlflow,csv]`); MLflow is one
+choice among Lightning's loggers. What only MLflow has — creating its store, continuing a run by id, the
+default run name, its tags and artifacts — happens only when an MLflow logger is configured
+(polyhead.tracking.mlflow_config); a checkpoint path resumes with any logger, or none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.loggers import Logger
+from pytorch_lightning.utilities import rank_zero_only
+
+from polyhead.callbacks.state import read_checkpoint
+from polyhead.errors import UserError
+from polyhead.preflight import looks_like_path
+from polyhead.tracking import (
+    checkpoint_from_run,
+    default_run_name,
+    is_mlflow,
+    logger_configs,
+    mlflow_config,
+    prepare_store,
+)
+
+
+def instantiate_loggers(cfg: DictConfig, run_id: str | None) -> list[Logger]:
+    """Every configured logger, an MLflow one continuing `run_id` when resuming. Under trainer.fast_dev_run
+    (debug=fast) a logger of nothing, as Lightning logs nothing then: no MLflow run starts nor stays open."""
+    if cfg.trainer.get("fast_dev_run"):
+        return [NullLogger()]
+    return [instantiate_logger(cfg, spec, run_id) for spec in logger_configs(cfg).values()]
+
+
+def instantiate_logger(cfg: DictConfig, spec: DictConfig, run_id: str | None) -> Logger:
+    if not is_mlflow(spec):
+        return instantiate(spec)
+    if spec.get("tracking_uri"):
+        prepare_store(spec.tracking_uri, spec.experiment_name, spec.get("artifact_location"))
+    extra = {"run_id": run_id} if run_id else {}
+    if run_id and spec._target_.endswith(".MLFlowLogger"):
+        extra["_target_"] = "polyhead.tracking.ContinuedMLFlowLogger"  # replayed steps are not logged twice
+    if spec.get("run_name", "absent") is None:
+        extra["run_name"] = default_run_name(cfg)
+    return instantiate(spec, **extra)
+
+
+def resolve_resume(cfg: DictConfig) -> tuple[str | None, str | None]:
+    """`resume` is a checkpoint path or an MLflow run id: returns (checkpoint, MLflow run id to continue).
+    A checkpoint names its MLflow run; the run is continued only when an MLflow logger is configured."""
+    if not cfg.get("resume"):
+        return None, None
+    resume, mlflow = str(cfg.resume), mlflow_config(cfg)
+    if Path(resume).is_file():
+        return resume, read_checkpoint(resume).get("mlflow_run_id") if mlflow is not None else None
+    if looks_like_path(resume) or resume.endswith(".ckpt"):
+        raise UserError(f"resume={resume}: no such checkpoint file")
+    if mlflow is None or not mlflow.get("tracking_uri"):
+        raise UserError(f"resume={resume}: not a checkpoint file, and no MLflow logger to find a run in")
+    return checkpoint_from_run(mlflow.tracking_uri, resume), resume
+
+
+class NullLogger(Logger):
+    """Logs nothing. Stands in for the loggers under fast_dev_run, where Lightning logs nothing anyway (it
+    swaps loggers for its DummyLogger) but LearningRateMonitor still needs a logger to exist."""
+
+    name, version = "null", "0"
+
+    @rank_zero_only
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    @rank_zero_only
+    def log_metrics(self, metrics, step=None) -> None:
+        pass

@@ -1,0 +1,25 @@
+"""The Lightning Trainer a run fits with: the configured callbacks plus the run's own, its loggers, and the
+precision `trainer.precision` resolves to on this machine (`auto`: bf16 only where it is native)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from polyhead.hardware import resolve_trainer_precision
+
+
+def build_trainer(
+    cfg: DictConfig, loggers: list, callbacks: Sequence[pl.Callback] = ()
+) -> tuple[pl.Trainer, str]:
+    """The Trainer of `cfg.trainer` with `cfg.callbacks` (a null entry is switched off) and `callbacks`,
+    and the precision it trains in."""
+    configured = [instantiate(spec) for spec in cfg.callbacks.values() if spec is not None]
+    precision = resolve_trainer_precision(cfg.trainer)
+    trainer = instantiate(
+        cfg.trainer, precision=precision, logger=loggers, callbacks=[*configured, *callbacks]
+    )
+    return trainer, precision
