@@ -116,7 +116,7 @@ def report(trainer: pl.Trainer, loggers: list, best: str, pipeline: Path | None)
         lines.append(f"  browse: mlflow ui --backend-store-uri {lg._tracking_uri}")
     for lg in loggers:
         if not mlflow_loggers([lg]) and getattr(lg, "log_dir", None):
-            lines.append(f"{type(lg).__name__}: {lg.log_dir}")
+            lines.append(f"{type(lg).__name__}: {Path(lg.log_dir)}")
     lines.append(f"best checkpoint: {best or '(none)'}")
     if pipeline:
         lines.append(f"spaCy pipeline: {pipeline}  (spacy.load this directory)")
