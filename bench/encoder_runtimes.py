@@ -49,7 +49,8 @@ def build(kind: str, encoder):
 def main() -> None:
     from polyhead.data.collate import Collator
     from polyhead.hardware import detect
-    from polyhead.models.encoder import Encoder, load_tokenizer
+    from polyhead.models.encoder import Encoder
+    from polyhead.tokens.wordpieces import load_tokenizer
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--corpora", default="../shared/data")

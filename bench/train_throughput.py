@@ -60,7 +60,7 @@ def measure_hf(cfg, steps: int) -> dict:
     from hydra.utils import instantiate
 
     from polyhead.hardware import resolve_trainer_precision
-    from polyhead.models.encoder import resolve_encoder
+    from polyhead.tokens.wordpieces import resolve_encoder
 
     dm = instantiate(cfg.data)
     dm.load()
@@ -86,11 +86,9 @@ def measure(corpora: str, steps: int, overrides: list[str]) -> dict:
     import pytorch_lightning as pl
 
     from polyhead.callbacks.throughput import WordThroughput
-    from polyhead.data.collate import Collator
     from polyhead.hardware import detect, resolve_trainer_precision
     from polyhead.lit_module import MultitaskModule
-    from polyhead.models.encoder import load_tokenizer
-    from polyhead.train import build_model
+    from polyhead.models.build import build_collator, build_model
 
     cfg = compose_ewt(corpora, overrides)
     pl.seed_everything(cfg.seed)
@@ -108,9 +106,7 @@ def measure(corpora: str, steps: int, overrides: list[str]) -> dict:
 
     dm = instantiate(cfg.data)
     dm.load()
-    dm.collate = Collator(
-        load_tokenizer(cfg.encoder.name), cfg.encoder.window, cfg.encoder.stride, cfg.encoder.pooling
-    )
+    dm.collate = build_collator(cfg.encoder)
     model = build_model(cfg, dm.labels)
     if cfg.get("compile"):  # in place: state_dict keys stay as they are
         model.encoder.model.compile(dynamic=True)

@@ -22,8 +22,7 @@ from polyhead.export.pipeline import export_run
 from polyhead.hardware import run_tags as hardware_tags
 from polyhead.lit_module import MultitaskModule
 from polyhead.loggers import instantiate_loggers, resolve_resume
-from polyhead.models.build import build_collator
-from polyhead.models.build import build_model as build_model  # bench/ imports it from here
+from polyhead.models.build import build_collator, build_model
 from polyhead.preflight import check_hparams, load_encoder_tokenizer
 from polyhead.tracking import (
     encoder_lineage,

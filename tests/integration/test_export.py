@@ -13,8 +13,9 @@ from test_train import compose_train
 
 from polyhead.data.collate import Collator
 from polyhead.export.pipeline import export_pipeline
+from polyhead.models.build import build_model
 from polyhead.tokens.wordpieces import load_tokenizer
-from polyhead.train import build_model, run
+from polyhead.train import run
 
 TEXTS = [
     "Maria Lopez flew to New York on Monday.",

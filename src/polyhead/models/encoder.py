@@ -9,9 +9,6 @@ from torch import nn
 from transformers import AutoConfig, AutoModel
 
 from polyhead.tokens.alignment import Alignment, pool_windows, pool_words
-
-# load_tokenizer re-exported: bench/ scripts import it from here
-from polyhead.tokens.wordpieces import load_tokenizer as load_tokenizer
 from polyhead.tokens.wordpieces import resolve_encoder
 
 
