@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import platform
 from dataclasses import dataclass
 
@@ -119,10 +118,11 @@ def train_precision(requested: str | int | None, hw: Hardware, accelerator: str 
     return "bf16-mixed" if hw.cpu_bf16 else "32-true"
 
 
-def inference_precision(requested: str, hw: Hardware, onnx_available: bool = False) -> str:
+def inference_precision(requested: str, hw: Hardware) -> str:
     """How the exported encoder runs on this machine. `auto`: bf16 weights where the CPU computes bf16
-    natively; elsewhere ONNX Runtime fp32 when it is installed (the fastest exact path measured on AVX2-only
-    CPUs, bench/inference.py), else torch fp32. Explicit values are kept; bf16 on an emulating CPU warns."""
+    natively, else torch fp32 — on an AVX2-only CPU neither ONNX Runtime (0.91-0.99x) nor torch.compile nor
+    any exact alternative measured >= 1.3x faster (bench/inference.py, bench/encoder_runtimes.py), so `auto`
+    stays on the exact torch path there. Explicit values are kept; bf16 on an emulating CPU warns."""
     if requested not in INFERENCE_PRECISIONS:
         raise ValueError(f"encoder precision must be one of {INFERENCE_PRECISIONS}, got {requested!r}")
     if requested == "bf16" and not hw.cpu_bf16:
@@ -133,15 +133,7 @@ def inference_precision(requested: str, hw: Hardware, onnx_available: bool = Fal
         )
     if requested != "auto":
         return requested
-    if hw.cpu_bf16:
-        return "bf16"
-    return "onnx" if onnx_available else "fp32"
-
-
-def onnxruntime_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("onnxruntime") is not None and os.environ.get("POLYHEAD_NO_ONNX") != "1"
+    return "bf16" if hw.cpu_bf16 else "fp32"
 
 
 def resolve_trainer_precision(trainer_cfg) -> str | int:

@@ -5,7 +5,7 @@ import spacy
 import torch
 from test_train import compose_train, only_run
 
-from polyhead.hardware import detect, inference_precision, onnxruntime_available, train_precision
+from polyhead.hardware import detect, inference_precision, train_precision
 from polyhead.train import run
 
 ONNX = {"precision": "onnx"}
@@ -29,7 +29,7 @@ def test_runtimes_auto_training_records_hardware_and_resolved_precision(auto_run
     assert tags["hw/precision"] == train_precision("auto", hw) and tags["hw/precision"] != "auto"
     assert tags["hw/cpu_model"] == hw.cpu_model and tags["hw/cpu_capability"] == hw.capability
     assert tags["hw/threads"] == str(hw.threads) and tags["hw/device"] == (hw.cuda or "cpu")
-    expected = inference_precision("auto", hw, onnxruntime_available())
+    expected = inference_precision("auto", hw)
     assert tags["hw/inference_precision"] == expected
     assert r.data.params["trainer/precision"] == "auto"  # the config as written; the tag says what ran
 

@@ -10,7 +10,7 @@ from spacy.language import Language
 
 import polyhead.export.components  # noqa: F401  (registers the polyhead_* factories)
 from polyhead.data.collate import Collator
-from polyhead.hardware import detect, inference_precision, onnxruntime_available
+from polyhead.hardware import detect, inference_precision
 from polyhead.models.multitask import MultitaskModel
 from polyhead.tracking import mlflow_loggers
 
@@ -57,7 +57,7 @@ def export_run(cfg: DictConfig, model: MultitaskModel, collate: Collator, logger
         tag_attr=cfg.export.tag_attr,
         precision=cfg.export.precision,
     )
-    resolved = inference_precision(cfg.export.precision, detect(), onnxruntime_available())
+    resolved = inference_precision(cfg.export.precision, detect())
     for lg in mlflow_loggers(loggers):
         lg.experiment.log_artifacts(lg.run_id, str(path), "spacy_pipeline")
         lg.experiment.set_tag(lg.run_id, "hw/inference_precision", resolved)

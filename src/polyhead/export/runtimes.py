@@ -2,8 +2,8 @@
 
 Every runtime maps an `Alignment` to the same `EncoderOutput` through the same pooling code as training
 (`word_outputs`); only the transformer's forward pass differs. `auto` is resolved on the machine that loads
-the pipeline (`polyhead.hardware.inference_precision`): bf16 weights on a CPU with native bf16, ONNX Runtime
-fp32 on other CPUs when `onnxruntime` is installed (the `polyhead[onnx]` extra), torch fp32 otherwise.
+the pipeline (`polyhead.hardware.inference_precision`): bf16 weights on a CPU with native bf16, torch fp32
+elsewhere. ONNX Runtime (`onnx`, `onnx-int8`; the optional `polyhead[onnx]` extra) is selectable.
 
 ONNX Runtime runs an ONNX export of the encoder's `hidden()` (transformer + scalar mix), written once per
 machine to a cache keyed by the weights' hash: `$POLYHEAD_CACHE`, else `$XDG_CACHE_HOME/polyhead`, else
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from polyhead.hardware import detect, inference_precision, onnxruntime_available
+from polyhead.hardware import detect, inference_precision
 from polyhead.models.encoder import Encoder, EncoderOutput, word_outputs
 from polyhead.tokens.alignment import Alignment
 
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 def build_runtime(encoder: Encoder, precision: str):
     """A callable Alignment -> EncoderOutput for `precision` (auto | fp32 | bf16 | int8 | onnx | onnx-int8),
     and the precision it resolved to on this machine."""
-    resolved = inference_precision(precision, detect(), onnxruntime_available())
+    resolved = inference_precision(precision, detect())
     if resolved in ("onnx", "onnx-int8"):
         return OnnxEncoder(encoder, quantize=resolved == "onnx-int8"), resolved
     runtime = copy.deepcopy(encoder).eval()
