@@ -123,3 +123,9 @@ def test_configs_experiment_on_real_corpora_reads_from_paths_corpora(root):
     assert all(p.startswith(str(root / "corpora")) for p in corpus_paths(cfg))
     build_data(cfg)
     build(cfg)
+
+
+@pytest.mark.parametrize("name", ["train", "pretrain"])
+def test_configs_debug_overlay_wins_over_the_main_config(name, root):
+    cfg = compose(name, root, ["debug=limit"])
+    assert cfg.trainer.max_epochs == 1 and cfg.trainer.limit_train_batches == 5
