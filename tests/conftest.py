@@ -58,3 +58,10 @@ def compose_config(name: str, tmp_path: Path, overrides: list[str], output_dir: 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def write(tmp_path: Path, name: str, data: str | bytes) -> Path:
+    """A small corpus file the test writes itself: text as UTF-8, bytes as given."""
+    path = tmp_path / name
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return path

@@ -1,9 +1,9 @@
 """What this machine computes well, and the precision that follows: `auto` resolved where the run starts.
 
 bf16 pays only where the hardware multiplies bf16 natively: a CUDA GPU with bf16, or a CPU with AMX tiles or
-AVX512-BF16. Elsewhere torch emulates it (on an AVX2-only CPU a bf16 matmul is ~17x slower than fp32 and
-bf16-mixed training ~9x slower), so `auto` picks fp32 there. The resolution functions are pure: they take a
-`Hardware` record, so every CPU class is testable on any machine.
+AVX512-BF16. Elsewhere torch emulates it (on a 2-core AMD EPYC with AVX2 only, bf16-mixed trained 9-28x
+slower than fp32 in bench/train_throughput.py), so `auto` picks fp32 there. The resolution functions are
+pure: they take a `Hardware` record, so every CPU class is testable on any machine.
 """
 
 from __future__ import annotations

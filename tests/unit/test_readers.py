@@ -2,6 +2,7 @@ import json
 
 import pytest
 import spacy
+from conftest import write
 from spacy.tokens import DocBin
 
 from polyhead.data.readers import fingerprint, read_corpus
@@ -26,12 +27,6 @@ CONLLU = """# newdoc id = weblog-abc
 2\t'm\tbe\tAUX\tVBP\t_\t0\troot\t_\t_
 3\t!\t!\tPUNCT\t.\t_\t2\tpunct\t_\t_
 """
-
-
-def write(tmp_path, name, text):
-    path = tmp_path / name
-    path.write_bytes(text.encode() if isinstance(text, str) else text)
-    return path
 
 
 def test_readers_conllu_exact_examples_skip_multiword_tokens_and_empty_nodes(tmp_path):

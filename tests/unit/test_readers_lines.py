@@ -3,16 +3,11 @@
 import json
 
 import pytest
+from conftest import write
 
 from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.data.readers import read_corpus
 from polyhead.data.schema import CorpusError, Example
-
-
-def write(tmp_path, name, data):
-    path = tmp_path / name
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    return path
 
 
 @pytest.mark.parametrize(

@@ -4,19 +4,13 @@ import json
 import logging
 
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, write
 from transformers import BertTokenizerFast
 
 from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.data.readers import read_corpus
 from polyhead.data.schema import CorpusError
 from polyhead.tokens.wordpieces import wordpieces
-
-
-def write(tmp_path, name, text):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 def raises_at(path, fmt, line, what, **options):

@@ -3,15 +3,10 @@
 import json
 
 import pytest
+from conftest import write
 
 from polyhead.data.schema import CorpusError
 from polyhead.data.text import read_documents, read_sources, split_documents
-
-
-def write(tmp_path, name, data):
-    path = tmp_path / name
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    return path
 
 
 @pytest.mark.parametrize(
