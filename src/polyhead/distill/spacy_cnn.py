@@ -1,0 +1,267 @@
+"""Student `spacy_cnn`: spaCy's own efficiency pipeline (CNN tok2vec; morphologizer or tagger, ner, textcat)
+trained by `spacy train` on teacher-labelled (or, for the baseline, gold) Examples, scored on the gold test
+set with polyhead's metric names and tracked as one MLflow run. The result is a plain spaCy pipeline: no
+polyhead and no torch when it runs."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import spacy
+from omegaconf import DictConfig, OmegaConf
+from spacy.tokens import Doc, DocBin
+from spacy.training import Example as GoldPair
+from spacy.util import dot_to_dict
+from thinc.api import Config
+
+from polyhead.data.schema import Example
+from polyhead.errors import UserError
+from polyhead.evaluate import KEYS
+from polyhead.export.convert import to_docbin
+
+log = logging.getLogger(__name__)
+
+# What sets the attribute the teacher's tagger sets: the morphologizer sets and scores token.pos_ (UPOS,
+# `pos_acc`, as the teacher's pipeline is scored); spaCy's tagger sets and scores token.tag_ (`tag_acc`).
+TAGGER_FACTORY = {"pos": "morphologizer", "tag": "tagger"}
+TEXTCATS = ("auto", "textcat", "textcat_multilabel")
+BUDGET = ("max_steps", "max_epochs", "patience", "eval_frequency")  # student.* -> spaCy's [training]
+EXCLUSIVE_SCORER = {"@scorers": "spacy.textcat_scorer.v2"}  # argmax over the labels, as the teacher scores
+
+
+def run_spacy_cnn(
+    cfg: DictConfig, train: list[Example], dev: list[Example], test: list[Example], tags: dict[str, str]
+) -> Path:
+    """Train a spaCy CNN pipeline with spaCy's own `spacy train` on `train` (teacher-labelled Examples with
+    hard labels, or gold ones for the baseline), evaluate on the gold `dev`/`test`, log an MLflow run;
+    return the trained pipeline dir (<output_dir>/spacy_cnn/model-best)."""
+    lang = OmegaConf.select(cfg, "export.lang", default="en")
+    tag_attr = OmegaConf.select(cfg, "export.tag_attr", default="pos")
+    out = Path(cfg.paths.output_dir) / "spacy_cnn"
+    splits = {"train": train, "dev": merge_same_text(dev), "test": test}
+    corpus = write_corpora(out / "corpus", splits, lang, tag_attr)
+    config = efficiency_config(cfg, train, corpus, lang, tag_attr)
+    config.to_disk(out / "config.cfg")
+    run_tags = {"distill/student": "spacy_cnn", "distill/labels": str(cfg.student.get("labels", "teacher"))}
+    with tracked_run(cfg, {**run_tags, **tags}) as run:
+        student = flat_params(OmegaConf.to_container(cfg.student, resolve=True), "student")
+        run.log_params(flat_params(config, "spacy") | student)
+        run.log_metrics({"data/train_examples": len(train)})
+        start = time.perf_counter()
+        spacy_train(out / "config.cfg", out, out / "spacy_train.log")
+        pipeline = out / "model-best"
+        metrics = {"train/seconds": time.perf_counter() - start, **val_metrics(pipeline)}
+        if test:
+            nlp = spacy.load(pipeline)
+            gold = list(DocBin().from_disk(corpus["test"]).get_docs(nlp.vocab))
+            metrics |= {f"test/{k}": v for k, v in score_gold(nlp, gold).items()}
+        run.log_metrics(metrics)
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        run.log_artifacts(pipeline, "spacy_pipeline")
+        for name in ("config.cfg", "config.yaml", "spacy_train.log"):
+            run.log_artifact(out / name)
+    report(pipeline, metrics, run.describe())
+    return pipeline
+
+
+def merge_same_text(examples: list[Example]) -> list[Example]:
+    """Examples of one text (same id, same words) from several corpora as one, their annotation united:
+    EWT dev's sentence and UNER's entities for it become one gold Doc that carries both."""
+    merged: list[Example] = []
+    first: dict[tuple, Example] = {}
+    for ex in examples:
+        key = (ex.id, tuple(ex.words))
+        target = first.get(key) if ex.id is not None else None
+        if target is None:
+            ex = replace(ex)
+            merged.append(ex)
+            first.setdefault(key, ex)
+            continue
+        for attr in ("tags", "ents", "cats"):
+            if getattr(target, attr) is None:
+                setattr(target, attr, getattr(ex, attr))
+    return merged
+
+
+def write_corpora(folder: Path, splits: dict[str, list[Example]], lang: str, tag_attr: str) -> dict:
+    """Each split as a DocBin (polyhead.export.convert.to_docbin). Annotation an Example lacks stays unset
+    on its Doc, which spaCy reads as missing: no tags -> POS/TAG unset (no loss for those tokens), no
+    entities -> ENT_IOB 0 (every token's NER tag unknown, not "O"), no categories -> empty doc.cats."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split, examples in splits.items():
+        paths[split] = folder / f"{split}.spacy"
+        to_docbin(examples, lang, tag_attr).to_disk(paths[split])
+    return paths
+
+
+def pipeline_components(train: list[Example], tag_attr: str, textcat: str = "auto") -> tuple[list[str], bool]:
+    """The trainable components for the annotation `train` carries, and whether categories are exclusive.
+
+    spaCy's exclusive `textcat` has no missing values: a Doc with empty doc.cats trains as all-zero targets.
+    So `auto` takes `textcat` only when every training text has exactly one category, `textcat_multilabel`
+    (which masks the labels a Doc lacks) when some have none, e.g. gold EWT + UNER, whose UNER sentences
+    carry no genre; with one category per annotated text it is still scored as exclusive (argmax)."""
+    if textcat not in TEXTCATS:
+        raise UserError(f"student.textcat={textcat!r}: must be one of {TEXTCATS}")
+    if tag_attr not in TAGGER_FACTORY:
+        raise UserError(f"export.tag_attr={tag_attr!r}: must be one of {sorted(TAGGER_FACTORY)}")
+    cats = [ex.cats for ex in train if ex.cats is not None]
+    exclusive = all(len(c) == 1 for c in cats)
+    names = [TAGGER_FACTORY[tag_attr]] if any(ex.tags is not None for ex in train) else []
+    names += ["ner"] if any(ex.ents is not None for ex in train) else []
+    if cats and textcat == "auto":
+        textcat = "textcat" if exclusive and len(cats) == len(train) else "textcat_multilabel"
+    if cats and textcat == "textcat" and not exclusive:
+        raise UserError("student.textcat=textcat needs exactly one category per text; use textcat_multilabel")
+    if not names and not cats:
+        raise UserError("the spacy_cnn student's training texts carry no tags, entities or categories")
+    return names + ([textcat] if cats else []), exclusive
+
+
+def efficiency_config(cfg: DictConfig, train: list[Example], corpus: dict, lang: str, tag_attr: str):
+    """spaCy's own efficiency config (`spacy init config --optimize efficiency`) for the components the
+    training data needs, with this run's corpora, seed and budget (student.*) and student.overrides."""
+    from spacy.cli.init_config import init_config
+
+    student = cfg.student
+    names, exclusive = pipeline_components(train, tag_attr, student.get("textcat", "auto"))
+    config = init_config(lang=lang, pipeline=names, optimize="efficiency", silent=True)
+    if "textcat_multilabel" in names and exclusive:
+        config["components"]["textcat_multilabel"]["scorer"] = dict(EXCLUSIVE_SCORER)
+    values = {
+        "paths.train": str(corpus["train"]),
+        "paths.dev": str(corpus["dev"]),
+        "system.seed": int(cfg.seed),
+        **{f"training.{k}": int(student[k]) for k in BUDGET},
+        **flat_params(OmegaConf.to_container(student, resolve=True).get("overrides") or {}),
+    }
+    return Config(config).merge(dot_to_dict(values))
+
+
+def spacy_train(config: Path, output: Path, log_path: Path) -> None:
+    """`python -m spacy train <config> --output <output>`, its console log to stdout and to `log_path`."""
+    cmd = [sys.executable, "-m", "spacy", "train", str(config), "--output", str(output)]
+    log.info("%s", " ".join(cmd))
+    lines: list[str] = []
+    with log_path.open("w") as log_file:
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+            for line in proc.stdout:
+                log_file.write(line)
+                log_file.flush()
+                sys.stdout.write(line)
+                lines = [*lines[-40:], line]
+    if proc.returncode != 0:
+        raise RuntimeError(f"spacy train failed (exit {proc.returncode}), log {log_path}:\n{''.join(lines)}")
+
+
+def score_gold(nlp, gold: list[Doc], batch_size: int = 256) -> dict[str, float]:
+    """Each component's own spaCy score on the gold Docs, predicted from their gold tokens (as polyhead's
+    test metrics are), under polyhead's names (polyhead.evaluate.KEYS) plus ner_f1_<type>."""
+    bare = [Doc(nlp.vocab, words=[t.text for t in g], spaces=[bool(t.whitespace_) for t in g]) for g in gold]
+    scores = nlp.evaluate([GoldPair(b, g) for b, g in zip(bare, gold)], batch_size=batch_size)
+    return polyhead_names(scores)
+
+
+def polyhead_names(scores: dict) -> dict[str, float]:
+    """spaCy's score keys (pos_acc, ents_f, cats_macro_f, ...) as polyhead's metric names."""
+    named = {name: float(scores[key]) for key, name in KEYS.items() if scores.get(key) is not None}
+    per_type = scores.get("ents_per_type") or {}
+    return named | {f"ner_f1_{label}": float(s["f"]) for label, s in per_type.items()}
+
+
+def val_metrics(pipeline: Path) -> dict[str, float]:
+    """The best dev scores `spacy train` recorded in the pipeline's meta.json, as val/<name>."""
+    performance = spacy.util.load_meta(pipeline / "meta.json").get("performance", {})
+    return {f"val/{k}": v for k, v in polyhead_names(performance).items()}
+
+
+def flat_params(tree: dict, prefix: str = "") -> dict[str, str]:
+    """A nested config as dotted keys with string values, empty sections and nulls left out."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat |= flat_params(value, name)
+        elif value is not None:
+            flat[name] = value
+    return flat
+
+
+class TrackedRun:
+    """One MLflow run written through MlflowClient (None: no MLflow logger configured, nothing is logged)."""
+
+    def __init__(self, client=None, run_id: str | None = None, uri: str | None = None):
+        self.client, self.run_id, self.uri = client, run_id, uri
+
+    def log_params(self, params: dict) -> None:
+        from mlflow.entities import Param
+
+        if self.client:
+            # A spaCy section's registered function (`training.optimizer.@optimizers`) as the section's value.
+            batch = [Param(k.split(".@")[0], str(v)) for k, v in params.items()]
+            for i in range(0, len(batch), 100):
+                self.client.log_batch(self.run_id, params=batch[i : i + 100])
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items() if self.client else ():
+            self.client.log_metric(self.run_id, key, float(value), step=0)
+
+    def log_artifact(self, file: Path, folder: str | None = None) -> None:
+        if self.client:
+            self.client.log_artifact(self.run_id, str(file), folder)
+
+    def log_artifacts(self, directory: Path, folder: str) -> None:
+        if self.client:
+            self.client.log_artifacts(self.run_id, str(directory), folder)
+
+    def describe(self) -> str:
+        return f"MLflow run {self.run_id} in {self.uri}" if self.client else "(no MLflow logger configured)"
+
+
+@contextmanager
+def tracked_run(cfg: DictConfig, tags: dict[str, str]):
+    """An MLflow run in the configured logger's store and experiment (the teacher's), tagged like train.py's
+    runs (hardware, git state) plus `tags`; FINISHED on success, FAILED with an `error` tag on an error."""
+    from mlflow.tracking import MlflowClient
+
+    from polyhead.hardware import run_tags
+    from polyhead.tracking import git_commit, git_state, mlflow_config, prepare_store
+
+    spec = mlflow_config(cfg)
+    if spec is None:
+        yield TrackedRun()
+        return
+    prepare_store(spec.get("tracking_uri") or "", spec.experiment_name, spec.get("artifact_location"))
+    client = MlflowClient(spec.get("tracking_uri"))
+    experiment = client.get_experiment_by_name(spec.experiment_name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(spec.experiment_name)
+    root = cfg.paths.root_dir
+    tags = {
+        **run_tags("fp32"),  # thinc's numpy ops: the CNN trains and runs in fp32
+        "git_commit": git_commit(root),
+        **git_state(root),
+        "spacy_version": spacy.__version__,
+        **tags,
+    }
+    name = cfg.get("run_name") or f"spacy_cnn ({tags['distill/labels']} labels)"
+    run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    run = TrackedRun(client, run_id, spec.get("tracking_uri"))
+    try:
+        yield run
+    except BaseException as err:
+        client.set_tag(run.run_id, "error", f"{type(err).__name__}: {err}"[:5000])
+        client.set_terminated(run.run_id, "FAILED")
+        raise
+    client.set_terminated(run.run_id, "FINISHED")
+
+
+def report(pipeline: Path, metrics: dict[str, float], run: str) -> None:
+    lines = [f"  {k:<28} {v:.4f}" for k, v in sorted(metrics.items()) if k.startswith("test/")]
+    print("\n".join(["spacy_cnn test metrics:", *lines, run, f"spaCy pipeline: {pipeline}"]))
