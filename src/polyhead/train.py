@@ -56,18 +56,25 @@ def run_job(cfg: DictConfig) -> float | None:
         raise
 
 
-def run(cfg: DictConfig) -> float | None:
+def run(
+    cfg: DictConfig,
+    datamodule: MultitaskDataModule | None = None,
+    module: MultitaskModule | None = None,
+    tags: dict[str, str] | None = None,
+) -> float | None:
+    """Train, test and export. A caller with its own data or training loss (distill.py) passes the loaded
+    `datamodule` and the `module`, and `tags` for the run; the rest is the same run."""
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True)
     check_hparams(cfg)  # values torch would reject fail here, before any run is tracked
-    datamodule = load_data(cfg)  # bad corpora fail here, before any run is tracked
-    module = MultitaskModule(build_model(cfg, datamodule.labels), cfg.optim, dict(cfg.objective))
+    datamodule = datamodule or load_data(cfg)  # bad corpora fail here, before any run is tracked
+    module = module or MultitaskModule(build_model(cfg, datamodule.labels), cfg.optim, dict(cfg.objective))
     ckpt_path, run_id = resolve_resume(cfg)
     loggers = instantiate_loggers(cfg, run_id)
     spec = RunSpec(OmegaConf.to_yaml(cfg, resolve=True), datamodule.labels)
     trainer, precision = build_trainer(cfg, loggers, [spec])
-    log_run_start(cfg, loggers, datamodule, precision, resumed=run_id is not None)
+    log_run_start(cfg, loggers, datamodule, precision, resumed=run_id is not None, extra=tags)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -88,7 +95,12 @@ def load_data(cfg: DictConfig) -> MultitaskDataModule:
 
 
 def log_run_start(
-    cfg: DictConfig, loggers: list, datamodule: MultitaskDataModule, precision: str, resumed: bool
+    cfg: DictConfig,
+    loggers: list,
+    datamodule: MultitaskDataModule,
+    precision: str,
+    resumed: bool,
+    extra: dict[str, str] | None = None,
 ) -> None:
     """Config, labels and tags (hardware, commit, encoder lineage, corpora) to every logger that keeps them,
     and the x axis of learning curves: the examples actually trained on, after data.train_limit."""
@@ -101,6 +113,7 @@ def log_run_start(
         **datamodule.corpus_repairs(),  # entity tags read as conlleval reads them (IOB1 B-X after O...)
         "checkpoint_dir": str(Path(cfg.paths.output_dir) / "checkpoints"),
         **sweep_tags(),
+        **(extra or {}),
     }
     log_run_metadata(loggers, cfg, tags, datamodule.labels, resumed=resumed)
     for lg in loggers:

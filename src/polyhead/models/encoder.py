@@ -45,6 +45,7 @@ class Encoder(nn.Module):
         attn_implementation: str | None = "eager",
         dropout: float | None = None,
         freeze_word_embeddings: bool = False,
+        keep_layers: list[int] | None = None,
     ):
         super().__init__()
         path = resolve_encoder(name)
@@ -57,6 +58,8 @@ class Encoder(nn.Module):
         limit = self.model.config.max_position_embeddings - 2
         if window > limit:
             raise ValueError(f"encoder.window={window} exceeds what {name} supports ({limit} wordpieces)")
+        if keep_layers is not None:  # a distilled student: the listed layers of the pretrained stack
+            keep_transformer_layers(self.model, list(keep_layers))
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as found
         self.mix = ScalarMix(self.model.config.num_hidden_layers + 1) if scalar_mix else None
         # The word-embedding matrix is half of a small encoder's weights (11.7M of MiniLM's 22.7M): frozen,
@@ -83,6 +86,45 @@ class Encoder(nn.Module):
 
     def forward(self, alignment: Alignment) -> EncoderOutput:
         return word_outputs(self.hidden(alignment.input_ids, alignment.attention_mask), alignment)
+
+
+def layer_stack(model: nn.Module) -> nn.ModuleList:
+    """The transformer's list of layers: the ModuleList as long as config.num_hidden_layers (BERT's
+    encoder.layer, DistilBERT's transformer.layer, GPT-2's h, ...)."""
+    n = model.config.num_hidden_layers
+    stacks = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) == n]
+    if not stacks:
+        raise ValueError(f"{type(model).__name__}: found no list of {n} layers to cut")
+    return stacks[0]
+
+
+def check_keep_layers(keep: list[int], num_layers: int, where: str = "student.keep") -> None:
+    """`keep` must name distinct layers of a `num_layers` stack, bottom to top."""
+    bad = [i for i in keep if not isinstance(i, int) or not 0 <= i < num_layers]
+    if not keep or bad:
+        why = f"got {bad or 'none'}"
+        raise ValueError(f"{where}={keep}: layers must be integers in 0..{num_layers - 1}, {why}")
+    if len(set(keep)) != len(keep):
+        raise ValueError(f"{where}={keep}: a layer is listed twice")
+    if keep != sorted(keep):
+        raise ValueError(f"{where}={keep}: list the layers bottom to top (increasing)")
+
+
+def keep_transformer_layers(model: nn.Module, keep: list[int]) -> None:
+    """Cut the layer stack to the `keep` layers in place; the saved config then says len(keep) layers, so
+    the cut model reloads with from_pretrained as it is."""
+    stack = layer_stack(model)
+    check_keep_layers(keep, len(stack), "encoder.keep_layers")
+    kept = [stack[i] for i in keep]
+    for i, layer in enumerate(kept):  # attention modules that index a cache by layer number
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = i
+    del stack[:]  # the same container, renumbered: parameter names stay those of a len(keep)-layer model
+    stack.extend(kept)
+    model.config.num_hidden_layers = len(keep)
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = [model.config.layer_types[i] for i in keep]
 
 
 def word_outputs(hidden: torch.Tensor, alignment: Alignment) -> EncoderOutput:

@@ -1,0 +1,110 @@
+"""The `layers` student: the teacher's encoder cut to some of its layers, its heads copied, trained on a
+temperature-scaled KL to the teacher's distributions plus the gold loss where gold labels exist.
+
+Everything else is training as train.py does it: the same data module (its train split replaced by the
+transfer texts), LightningModule steps, optimiser, schedules, callbacks, checkpoints and export.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+
+from polyhead.lit_module import MultitaskModule
+from polyhead.models.encoder import check_keep_layers, keep_transformer_layers
+from polyhead.models.multitask import MultitaskModel
+
+OWN_KEYS = ("seed", "threads", "resume", "run_name", "optim", "trainer", "callbacks", "logger", "paths")
+
+
+def student_config(teacher_cfg: DictConfig, cfg: DictConfig) -> DictConfig:
+    """The student run's config: the teacher's data, encoder, heads, objective and export; the distill
+    command's seed, trainer, optimiser, callbacks, loggers and paths; the encoder cut to student.keep."""
+    out = OmegaConf.create(OmegaConf.to_container(teacher_cfg, resolve=True))
+    own = OmegaConf.to_container(cfg, resolve=False)  # ${paths...} stay interpolations until the run resolves
+    with open_dict(out):
+        for key in OWN_KEYS:
+            out[key] = own.get(key)
+        out.experiment_name = cfg.experiment_name or teacher_cfg.experiment_name
+        out.student = own["student"]
+        out.teacher = cfg.teacher
+        if cfg.student.name == "layers":
+            out.encoder.keep_layers = list(cfg.student.keep)
+    return out
+
+
+def student_from_teacher(teacher: MultitaskModel, student: MultitaskModel, keep: list[int]) -> None:
+    """Load the teacher's weights into `student`: layer i of the student is teacher layer keep[i], the
+    embeddings, heads and (if any) scalar mix weights of the kept layers are the teacher's."""
+    check_keep_layers(list(keep), teacher.encoder.num_layers)
+    cut = copy.deepcopy(teacher)
+    keep_transformer_layers(cut.encoder.model, list(keep))
+    if cut.encoder.mix is not None:  # weights over [embeddings, layer 0, ...] -> the kept ones
+        cut.encoder.mix.weights = nn.Parameter(cut.encoder.mix.weights[[0, *[k + 1 for k in keep]]].clone())
+    student.load_state_dict(cut.state_dict())
+
+
+def soft_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, t: float, exclusive: bool):
+    """T^2-scaled KL(teacher || student) of the temperature-softened distributions, averaged over the rows
+    `mask` keeps (Hinton et al. 2015); independent labels (sigmoid) use the binary KL summed over labels."""
+    s, p = student[mask].float() / t, teacher[mask].float() / t
+    if exclusive:
+        kl = nn.functional.kl_div(s.log_softmax(-1), p.log_softmax(-1), log_target=True, reduction="none")
+    else:
+        target, bce = p.sigmoid(), nn.functional.binary_cross_entropy_with_logits
+        kl = bce(s, target, reduction="none") - bce(p, target, reduction="none")  # cross-entropy - entropy
+    return kl.sum(-1).mean() * t * t
+
+
+def gather_teacher(examples, task: str, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher logits the examples carry, padded like the student's: (B, W, L) with a (B, W) mask for
+    per-word tasks, (B, L) with a (B,) mask for per-text ones; rows of examples without them are masked."""
+    out = torch.zeros_like(like, dtype=torch.float32)
+    mask = torch.zeros(like.shape[:-1], dtype=torch.bool, device=like.device)
+    for i, ex in enumerate(examples):
+        value = ex.meta.get("teacher", {}).get(task)
+        if value is None:
+            continue
+        if like.ndim == 3:
+            out[i, : value.shape[0]], mask[i, : value.shape[0]] = value, True
+        else:
+            out[i], mask[i] = value.reshape(-1), True
+    return out, mask
+
+
+class DistillationModule(MultitaskModule):
+    """MultitaskModule whose training loss is, per task, alpha * soft loss + (1 - alpha) * gold loss (the
+    gold part only where the batch has gold labels, masked as training masks it). Evaluation is unchanged:
+    gold dev and test sets, the same metrics."""
+
+    def __init__(self, model: MultitaskModel, optim, objective: dict, temperature: float, alpha: float):
+        super().__init__(model, optim, objective)
+        self.temperature, self.alpha = float(temperature), float(alpha)
+
+    def training_step(self, batch, batch_idx):
+        _, logits, targets = self._forward(batch)
+        gold = self.model.losses(logits, targets)
+        losses = {}
+        for task, head in self.model.heads.items():
+            parts = []
+            if any(task in ex.meta.get("teacher", {}) for ex in batch["examples"]):
+                teacher, mask = gather_teacher(batch["examples"], task, logits[task])
+            else:  # a head without soft targets (its scores are neither per word nor per text)
+                teacher, mask = None, torch.zeros(1, dtype=torch.bool)
+            if mask.any():
+                exclusive = getattr(head, "exclusive", True)
+                soft = soft_loss(logits[task], teacher, mask, self.temperature, exclusive)
+                parts.append(self.alpha * soft)
+                self.log(f"train/{task}_kl", soft, batch_size=len(batch["examples"]))
+            if task in gold:
+                parts.append((1 - self.alpha) * gold[task])
+            if parts:
+                losses[task] = sum(parts)
+        if not losses:
+            return None
+        total = self.model.total_loss(losses)
+        self.log("train/loss", total, prog_bar=True, batch_size=len(batch["examples"]))
+        return total

@@ -1,0 +1,95 @@
+"""run(cfg): a finished polyhead run (the teacher) -> a smaller student, tracked and exported like any run.
+
+`python distill.py teacher=<MLflow run id | checkpoint> student=layers student.keep=[0,2,4]` trains the
+teacher's encoder cut to those layers on the teacher's soft targets (polyhead.distill.layers);
+`student=spacy_cnn` trains a spaCy CNN pipeline on its hard labels (polyhead.distill.spacy_cnn). Every
+check that can fail (teacher, layers, corpora, transfer texts) runs before any MLflow run exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from polyhead.data.text import read_sources
+from polyhead.distill.layers import DistillationModule, student_config, student_from_teacher
+from polyhead.distill.teacher import (
+    Teacher,
+    attach_targets,
+    labelled_by_teacher,
+    load_teacher,
+    teacher_targets,
+    transfer_examples,
+)
+from polyhead.errors import UserError
+from polyhead.models.build import build_model
+from polyhead.models.encoder import check_keep_layers
+from polyhead.tracking import mlflow_config
+
+log = logging.getLogger(__name__)
+STUDENTS = ("layers", "spacy_cnn")
+
+
+def run_job(cfg: DictConfig):
+    """`python distill.py` calls this."""
+    if cfg.student.name not in STUDENTS:
+        raise UserError(f"student={cfg.student.name!r}: must be one of {STUDENTS}")
+    mlflow = mlflow_config(cfg)
+    teacher = load_teacher(cfg.teacher, mlflow.get("tracking_uri") if mlflow is not None else None)
+    if cfg.student.name == "layers":
+        try:
+            check_keep_layers(list(cfg.student.keep), teacher.model.encoder.num_layers)
+        except ValueError as err:
+            n = teacher.model.encoder.num_layers
+            raise UserError(f"{err} (the teacher's encoder has {n} layers)") from None
+    scfg = student_config(teacher.cfg, cfg)
+    from polyhead.train import load_data
+
+    datamodule = load_data(scfg)  # the teacher's corpora: gold train texts, dev and test
+    texts, stats = ([], None)
+    if cfg.get("text"):  # unreadable text fails here, naming the file, before any run exists
+        texts, stats = read_sources(cfg.text.train, cfg.text.get("invalid_utf8", "skip"))
+    gold = datamodule.examples["train"] if cfg.transfer.gold_texts else []
+    examples = transfer_examples(teacher, gold, texts, teacher.cfg.export.lang)
+    if not examples:
+        raise UserError("the transfer set is empty: set transfer.gold_texts=true or give raw text (text=...)")
+    targets = teacher_targets(teacher, examples, cache_root(cfg), cfg.transfer.batch_size)
+    tags = {
+        "distill/teacher": str(cfg.teacher),
+        "distill/teacher_run_id": teacher.run_id or "",
+        "distill/teacher_checkpoint": str(teacher.checkpoint),
+        "distill/student": cfg.student.name,
+        "distill/transfer_gold_texts": str(len(gold)),
+        "distill/transfer_raw_texts": str(len(examples) - len(gold)),
+        "distill/teacher_cache": "hit" if targets.cached else "miss",
+        **{f"distill/text/{Path(p).name}": str(n) for p, n in (stats.documents if stats else {}).items()},
+    }
+    if cfg.student.name == "spacy_cnn":
+        from polyhead.distill.spacy_cnn import run_spacy_cnn
+
+        gold_labels = cfg.student.get("labels", "teacher") == "gold"
+        train = gold if gold_labels else labelled_by_teacher(teacher, examples, targets)
+        tags["distill/labels"] = "gold" if gold_labels else "teacher"
+        return run_spacy_cnn(scfg, train, datamodule.examples["dev"], datamodule.examples["test"], tags)
+    return train_layers_student(scfg, teacher, datamodule, attach_targets(examples, targets), tags)
+
+
+def train_layers_student(scfg: DictConfig, teacher: Teacher, datamodule, examples, tags: dict):
+    from polyhead.train import run
+
+    datamodule.examples["train"], datamodule.labels = examples, teacher.labels
+    model = build_model(scfg, teacher.labels)
+    student_from_teacher(teacher.model, model, list(scfg.student.keep))
+    module = DistillationModule(
+        model, scfg.optim, dict(scfg.objective), scfg.student.temperature, scfg.student.alpha
+    )
+    return run(scfg, datamodule=datamodule, module=module, tags=tags)
+
+
+def cache_root(cfg: DictConfig) -> Path:
+    """transfer.cache_dir, else the user's polyhead cache (as the ONNX runtime's): teacher_targets/."""
+    from polyhead.export.runtimes import cache_dir
+
+    return Path(cfg.transfer.cache_dir) if cfg.transfer.get("cache_dir") else cache_dir() / "teacher_targets"

@@ -1,0 +1,230 @@
+"""A finished polyhead run as a teacher: its model, the transfer texts it labels, and its cached targets.
+
+The teacher's targets are its raw scores (logits) per word (tagger, ner) and per text (textcat) on every
+transfer text, computed once in length-sorted batches and cached on disk under a key made of the
+teacher's checkpoint and the texts' fingerprint, so every later student reads them instead of running
+the teacher again. Soft distributions at any temperature and hard labels are both derived from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from polyhead.data.collate import Collator
+from polyhead.data.schema import Example
+from polyhead.errors import UserError
+from polyhead.export.checkpoint import load_checkpoint, pick_checkpoint
+from polyhead.models.multitask import MultitaskModel
+from polyhead.preflight import looks_like_path
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1  # bump when the cache layout changes
+
+
+@dataclass
+class Teacher:
+    model: MultitaskModel
+    collate: Collator
+    cfg: DictConfig  # the teacher run's resolved config (its data, encoder, heads, objective, export)
+    labels: dict[str, list[str]]
+    checkpoint: Path
+    run_id: str | None  # the MLflow run it was trained in, when known
+
+    @property
+    def key(self) -> str:
+        """What identifies the teacher's weights: its run and checkpoint file (name, size, mtime)."""
+        stat = self.checkpoint.stat()
+        return f"{self.run_id or '-'}:{self.checkpoint.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def load_teacher(spec: str, tracking_uri: str | None) -> Teacher:
+    """`spec` is a checkpoint file or folder, or the id of a FINISHED MLflow run of train.py."""
+    spec = str(spec)
+    if Path(spec).exists():
+        path, run_id = pick_checkpoint(Path(spec)), None
+    elif looks_like_path(spec) or spec.endswith(".ckpt"):
+        raise UserError(f"teacher={spec}: no such checkpoint file or folder")
+    else:
+        path, run_id = finished_run_checkpoint(spec, tracking_uri), spec
+    model, collate, cfg = load_checkpoint(path)  # a checkpoint without its run spec is a UserError here
+    from polyhead.callbacks.state import read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    return Teacher(model, collate, cfg, ckpt["polyhead"]["labels"], path, run_id or ckpt.get("mlflow_run_id"))
+
+
+def finished_run_checkpoint(run_id: str, tracking_uri: str | None) -> Path:
+    """The best checkpoint of a FINISHED MLflow run of train.py (any other status is an error)."""
+    from polyhead.tracking import checkpoint_dir
+
+    if not tracking_uri:
+        raise UserError(f"teacher={run_id}: not a checkpoint path, and no MLflow logger to find a run in")
+    ckpt_dir = checkpoint_dir(tracking_uri, run_id)  # names the store and run when either is missing
+    from mlflow.tracking import MlflowClient
+
+    status = MlflowClient(tracking_uri).get_run(run_id).info.status
+    if status != "FINISHED":
+        raise UserError(f"teacher={run_id}: the run is {status}, not FINISHED; distil a finished run")
+    return pick_checkpoint(ckpt_dir)
+
+
+def transfer_examples(teacher: Teacher, gold: list[Example], texts: list[str], lang: str) -> list[Example]:
+    """The texts the teacher labels: the run's own training examples (gold kept where it exists) and the
+    raw `texts`, cut into words by spaCy's tokenizer for `lang` as the exported pipeline cuts them."""
+    out = list(gold)
+    if texts:
+        import spacy
+
+        tokenizer = spacy.blank(lang).tokenizer
+        for i, doc in enumerate(tokenizer.pipe(texts, batch_size=256)):
+            tokens = [t for t in doc if not t.is_space]  # whitespace gets no vector in the pipeline either
+            if tokens:
+                words, spaces = [t.text for t in tokens], [bool(t.whitespace_) for t in tokens]
+                out.append(Example(words=words, spaces=spaces, source=f"text:{i + 1}"))
+    return out
+
+
+def texts_fingerprint(examples: list[Example]) -> str:
+    digest = hashlib.sha256()
+    for ex in examples:
+        digest.update("\u241f".join(ex.words).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+@dataclass
+class Targets:
+    """The teacher's logits for each task, concatenated over examples: (sum of words, L) for per-word tasks
+    and (texts, L) for per-text tasks; `offsets[task][i]` is where example i starts."""
+
+    logits: dict[str, torch.Tensor]
+    offsets: dict[str, list[int]]
+    kinds: dict[str, str]  # "word" (one row per word) or "text" (one row per text)
+    cached: bool  # read from the cache (no teacher forward pass ran)
+    path: Path
+
+    def of(self, task: str, i: int) -> torch.Tensor:
+        return self.logits[task][self.offsets[task][i] : self.offsets[task][i + 1]]
+
+
+def teacher_targets(
+    teacher: Teacher, examples: list[Example], cache_root: Path, batch_size: int = 64
+) -> Targets:
+    """The teacher's logits on `examples`: read from the cache when this teacher already labelled exactly
+    these texts, else computed once in batches and written there."""
+    key = hashlib.sha256(f"{CACHE_VERSION}|{teacher.key}|{texts_fingerprint(examples)}".encode()).hexdigest()
+    folder = Path(cache_root) / key[:24]
+    if (folder / "targets.safetensors").is_file() and (folder / "meta.json").is_file():
+        log.info("teacher targets: reading the cache %s", folder)
+        return read_targets(folder)
+    log.info("teacher targets: labelling %d texts (cache %s)", len(examples), folder)
+    logits = compute_logits(teacher, examples, batch_size)
+    return write_targets(folder, logits, teacher, len(examples))
+
+
+@torch.inference_mode()
+def compute_logits(teacher: Teacher, examples: list[Example], batch_size: int) -> dict[str, list]:
+    """Per task, one tensor per example ((n_words, L) or (L,)), in the order of `examples`. Tasks whose
+    head scores something else than words or texts (a (B, W, L) or (B, L) tensor) get no soft targets."""
+    model = teacher.model.eval()
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].words))  # little padding
+    out: dict[str, list] = {}
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        enc, logits = model(teacher.collate.align([examples[i].words for i in chunk]))
+        for task, values in logits.items():
+            if not isinstance(values, torch.Tensor) or values.ndim not in (2, 3):
+                continue
+            out.setdefault(task, [None] * len(examples))
+            for row, i in enumerate(chunk):
+                value = values[row].float()
+                out[task][i] = value[: len(examples[i].words)].clone() if value.ndim == 2 else value.clone()
+    return out
+
+
+def write_targets(folder: Path, logits: dict[str, list[torch.Tensor]], teacher: Teacher, n: int) -> Targets:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    flat, offsets = {}, {}
+    kinds = {task: "word" if values[0].ndim == 2 else "text" for task, values in logits.items()}
+    for task, values in logits.items():
+        sizes = [v.shape[0] if v.ndim == 2 else 1 for v in values]
+        offsets[task] = [0, *torch.tensor(sizes).cumsum(0).tolist()]
+        flat[task] = torch.cat([v if v.ndim == 2 else v.unsqueeze(0) for v in values]).contiguous()
+    tmp = folder / "targets.safetensors.tmp"
+    save_file(flat, str(tmp))
+    tmp.replace(folder / "targets.safetensors")  # the cache is complete or absent, never half written
+    meta = {"teacher": teacher.key, "run_id": teacher.run_id, "texts": n, "offsets": offsets, "kinds": kinds}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return Targets(flat, offsets, kinds, cached=False, path=folder)
+
+
+def read_targets(folder: Path) -> Targets:
+    from safetensors.torch import load_file
+
+    meta = json.loads((folder / "meta.json").read_text())
+    flat = load_file(str(folder / "targets.safetensors"))
+    return Targets(flat, meta["offsets"], meta["kinds"], cached=True, path=folder)
+
+
+def attach_targets(examples: list[Example], targets: Targets) -> list[Example]:
+    """Each example with its teacher logits in meta["teacher"] ({task: tensor}): they travel with it
+    through sampling and collation to the distillation loss."""
+    tasks = list(targets.logits)
+    return [
+        replace(ex, meta={**ex.meta, "teacher": {t: targets.of(t, i) for t in tasks}})
+        for i, ex in enumerate(examples)
+    ]
+
+
+def labelled_by_teacher(teacher: Teacher, examples: list[Example], targets: Targets) -> list[Example]:
+    """Each example with the teacher's hard labels (its decoded best answer) for every task it has: the
+    training corpus of a student that learns labels, not distributions (student=spacy_cnn)."""
+    out = []
+    for start in range(0, len(examples), 256):
+        chunk = range(start, min(start + 256, len(examples)))
+        width = max(1, max(len(examples[i].words) for i in chunk))
+        mask = torch.zeros(len(chunk), width, dtype=torch.bool)
+        for row, i in enumerate(chunk):
+            mask[row, : len(examples[i].words)] = True
+        decoded = {}
+        for task, kind in targets.kinds.items():
+            rows = [targets.of(task, i) for i in chunk]
+            batch = pad_words(rows, width) if kind == "word" else torch.cat(rows)
+            decoded[task] = teacher.model.heads[task].decode(batch, mask)
+        for row, i in enumerate(chunk):
+            out.append(with_annotation(examples[i], {task: d[row] for task, d in decoded.items()}, teacher))
+    return out
+
+
+def pad_words(rows: list[torch.Tensor], width: int) -> torch.Tensor:
+    """Per-word rows (n_i, L) -> one zero-padded batch.  # -> (B, width, L)"""
+    batch = torch.zeros(len(rows), width, rows[0].shape[-1])
+    for row, value in enumerate(rows):
+        batch[row, : value.shape[0]] = value
+    return batch
+
+
+def with_annotation(ex: Example, predicted: dict, teacher: Teacher) -> Example:
+    """An example carrying the decoded predictions as its annotation (what a head's decode returns)."""
+    fields = {}
+    if "tagger" in predicted:
+        fields["tags"] = list(predicted["tagger"])
+    if "ner" in predicted:
+        fields["ents"] = list(predicted["ner"])
+    if "textcat" in predicted:
+        scores = predicted["textcat"]
+        head = teacher.model.heads["textcat"]
+        if getattr(head, "exclusive", True):
+            fields["cats"] = (max(scores, key=scores.get),)
+        else:
+            fields["cats"] = tuple(label for label, p in scores.items() if p >= 0.5)
+    return replace(ex, **fields)

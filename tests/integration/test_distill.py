@@ -1,0 +1,183 @@
+"""distill.py on a tiny random BERT: a trained 2-layer teacher -> a 1-layer student, tracked and exported."""
+
+import pytest
+import spacy
+import torch
+from conftest import compose_config
+from mlflow.tracking import MlflowClient
+
+import polyhead.config  # noqa: F401
+from polyhead.data.readers import read_corpus
+from polyhead.data.schema import CorpusError
+from polyhead.distill.layers import gather_teacher, soft_loss, student_from_teacher
+from polyhead.distill.run import run_job
+from polyhead.distill.teacher import load_teacher, teacher_targets
+from polyhead.errors import UserError
+from polyhead.export.checkpoint import load_checkpoint, pick_checkpoint
+from polyhead.models.build import build_model
+from polyhead.train import run
+
+TINY = [
+    "trainer.precision=32-true",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+]
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, tiny_bert):
+    """A tiny teacher trained on the demo corpus: (project root with its MLflow store, run id)."""
+    root = tmp_path_factory.mktemp("teacher")
+    tiny = [f"encoder.name={tiny_bert}", "encoder.window=30", "encoder.stride=20"]
+    overrides = [*tiny, *TINY, "trainer.max_epochs=4", "optim.head_lr=5e-3"]
+    run(compose_config("train", root, overrides, root / "teacher_out"))
+    client = MlflowClient(f"sqlite:///{root}/mlruns/mlflow.db")
+    (found,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return root, found.info.run_id
+
+
+def compose_distill(root, out, *overrides):
+    cache = f"transfer.cache_dir={root}/cache"
+    return compose_config("distill", root, [*TINY, cache, *overrides], root / out)
+
+
+def runs_of(root):
+    client = MlflowClient(f"sqlite:///{root}/mlruns/mlflow.db")
+    return client, client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def held_out_kl(teacher_model, student_model, collate, examples) -> float:
+    """Mean per-task KL(teacher || student) at T=1 over held-out texts."""
+    align = collate.align([ex.words for ex in examples])
+    with torch.inference_mode():
+        _, t_logits = teacher_model.eval()(align)
+        _, s_logits = student_model.eval()(align)
+    total = 0.0
+    for task, head in teacher_model.heads.items():
+        mask = align.word_mask if t_logits[task].ndim == 3 else torch.ones(len(examples), dtype=torch.bool)
+        total += float(soft_loss(s_logits[task], t_logits[task], mask, 1.0, getattr(head, "exclusive", True)))
+    return total / len(teacher_model.heads)
+
+
+def test_distill_layers_student_learns_teacher_and_exports(teacher, tmp_path):
+    root, run_id = teacher
+    t = load_teacher(run_id, f"sqlite:///{root}/mlruns/mlflow.db")
+    students = {}
+    for alpha in (1.0, 0.0):  # distilled vs the same student trained on gold labels only
+        out = f"student_alpha{alpha}"
+        overrides = [f"teacher={run_id}", "student.keep=[1]", f"student.alpha={alpha}", "optim.lr=1e-3"]
+        run_job(compose_distill(root, out, *overrides, "trainer.max_epochs=3", "optim.head_lr=5e-3"))
+        students[alpha] = load_checkpoint(pick_checkpoint(root / out / "checkpoints"))
+    client, runs = runs_of(root)
+    student_run = next(r for r in runs if r.data.tags.get("distill/student") == "layers")
+    assert student_run.info.status == "FINISHED"
+    assert student_run.data.tags["distill/teacher_run_id"] == run_id
+    assert student_run.data.tags["distill/transfer_gold_texts"] == "320"
+    assert "test/tagger_acc" in student_run.data.metrics and "train/tagger_kl" in student_run.data.metrics
+    assert student_run.info.experiment_id == client.get_run(run_id).info.experiment_id
+
+    # on held-out texts the distilled student is closer to the teacher than the gold-trained one
+    student, collate, scfg = students[1.0]
+    assert student.encoder.num_layers == 1 and list(scfg.encoder.keep_layers) == [1]
+    dev = read_corpus(t.cfg.data.dev[0].path, "jsonl")
+    distilled, gold_only = (held_out_kl(t.model, students[a][0], collate, dev) for a in (1.0, 0.0))
+    assert distilled < 0.5 * gold_only, (distilled, gold_only)
+
+    # its pipeline loads and predicts like the Lightning model, with the 1-layer encoder
+    nlp = spacy.load(root / "student_alpha1.0" / "spacy_pipeline")
+    assert nlp.get_pipe("encoder").encoder.num_layers == 1
+    doc = nlp("Anna flew to Paris on Monday .")
+    assert all(tok.pos_ for tok in doc) and doc.cats
+    expected = student.predict(collate.align([[tok.text for tok in doc]]))
+    assert [tok.pos_ for tok in doc] == expected["tagger"][0]
+
+
+def test_distill_student_starts_as_the_cut_teacher(teacher):
+    """Layer i of the student is teacher layer keep[i]; embeddings and heads are the teacher's."""
+    root, run_id = teacher
+    t = load_teacher(run_id, f"sqlite:///{root}/mlruns/mlflow.db")
+    cfg = t.cfg.copy()
+    cfg.encoder.keep_layers = [1]
+    student = build_model(cfg, t.labels)
+    student_from_teacher(t.model, student, [1])
+    teacher_state, student_state = t.model.state_dict(), student.state_dict()
+    renamed = {k.replace(".layer.0.", ".layer.X."): v for k, v in student_state.items()}
+    for key, value in renamed.items():
+        source = key.replace(".layer.X.", ".layer.1.")
+        assert torch.equal(value, teacher_state[source]), key
+    assert len(student_state) < len(teacher_state)
+
+
+def test_distill_teacher_targets_are_cached(teacher, tmp_path):
+    root, run_id = teacher
+    t = load_teacher(run_id, f"sqlite:///{root}/mlruns/mlflow.db")
+    examples = read_corpus(t.cfg.data.dev[0].path, "jsonl")
+    calls = []
+    hook = t.model.encoder.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        first = teacher_targets(t, examples, tmp_path / "cache")
+        n_first = len(calls)
+        second = teacher_targets(t, examples, tmp_path / "cache")
+    finally:
+        hook.remove()
+    assert n_first > 0 and len(calls) == n_first  # the second call ran no teacher forward pass
+    assert not first.cached and second.cached and first.path == second.path
+    for task in first.logits:
+        assert torch.equal(first.logits[task], second.logits[task])
+    assert first.kinds == {"tagger": "word", "ner": "word", "textcat": "text"}
+    # other texts are other targets
+    third = teacher_targets(t, examples[:5], tmp_path / "cache")
+    assert not third.cached and third.path != first.path
+    # the padded soft targets line up with the words of each example
+    logits = torch.zeros(2, 40, first.logits["tagger"].shape[-1])
+    examples[0].meta["teacher"] = {"tagger": first.of("tagger", 0)}
+    padded, mask = gather_teacher(examples[:2], "tagger", logits)
+    assert mask[0].sum() == len(examples[0].words) and not mask[1].any()
+
+
+def test_distill_second_student_reads_the_cache(teacher):
+    root, run_id = teacher
+    for out in ("a", "b"):
+        cfg = compose_distill(root, out, f"teacher={run_id}", "student.keep=[0]", "debug=limit")
+        run_job(cfg)
+    _, runs = runs_of(root)
+    cache_tags = sorted(
+        r.data.tags["distill/teacher_cache"] for r in runs if r.data.tags.get("distill/student") == "layers"
+    )
+    assert "hit" in cache_tags and cache_tags.count("miss") <= 1
+
+
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        ("teacher=0123456789abcdef0123456789abcdef", "not a checkpoint file, nor a run"),
+        ("teacher=/no/such/best.ckpt", "no such checkpoint"),
+        ("student.keep=[0,5]", r"student.keep=\[0, 5\]: layers must be integers in 0..1"),
+        ("student.keep=[1,1]", "listed twice"),
+        ("text.train.0.path={bad_text}", r"bad\.txt:2: binary file"),
+    ],
+)
+def test_distill_bad_input_fails_before_any_run(teacher, tmp_path, override, error):
+    root, run_id = teacher
+    bad_text = tmp_path / "bad.txt"
+    bad_text.write_bytes(b"fine line\n\x00binary\n")
+    overrides = [f"teacher={run_id}", "text=demo", "student.keep=[0]", override.format(bad_text=bad_text)]
+    _, before = runs_of(root)
+    with pytest.raises((UserError, CorpusError), match=error):
+        run_job(compose_distill(root, "bad", *overrides))
+    _, after = runs_of(root)
+    assert len(after) == len(before)
+
+
+def test_distill_refuses_unfinished_run_and_foreign_checkpoint(teacher, tmp_path):
+    root, run_id = teacher
+    client, _ = runs_of(root)
+    failed = client.create_run(client.get_run(run_id).info.experiment_id)
+    client.set_tag(failed.info.run_id, "checkpoint_dir", str(root / "teacher_out" / "checkpoints"))
+    client.set_terminated(failed.info.run_id, "FAILED")
+    with pytest.raises(UserError, match="FAILED, not FINISHED"):
+        load_teacher(failed.info.run_id, f"sqlite:///{root}/mlruns/mlflow.db")
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(UserError, match="not a polyhead checkpoint"):
+        load_teacher(str(foreign), None)
