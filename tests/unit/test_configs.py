@@ -1,5 +1,5 @@
 """Every option of every config group composes, resolves and builds, in seconds: a broken config never
-reaches a user. For each primary config (train, pretrain, export, pipeline) and each group its defaults list
+reaches a user. For each primary config (train, pretrain, export, pipeline, distill) and each group its defaults list
 names, every option file of that group is selected in turn; the datamodule (or pretraining text) and the
 Trainer are built from the result. Corpora on disk are read only where they exist: experiments on real
 corpora point `paths.corpora` at an empty folder and are instantiated without reading."""
@@ -22,7 +22,7 @@ from polyhead.tracking import logger_configs, mlflow_config
 from polyhead.trainer import build_trainer
 
 CONF = PROJECT_ROOT / "conf"
-PRIMARY = ("train", "pretrain", "export", "pipeline")
+PRIMARY = ("train", "pretrain", "export", "pipeline", "distill")
 
 
 def groups_of(name: str) -> list[str]:
@@ -77,7 +77,7 @@ def build_data(cfg: DictConfig) -> None:
         if readable:
             datamodule.load()
             assert datamodule.examples["train"] and set(datamodule.labels) <= set(cfg.model.heads)
-    elif "text" in cfg and readable:
+    elif cfg.get("text") and readable:
         docs, _ = read_sources(cfg.text.train)
         assert docs
 
