@@ -7,11 +7,12 @@ import subprocess
 import sys
 
 
-def run_each(script: str, args: list[str], names) -> dict[str, dict]:
-    """`python script *args --only NAME` for every name; each prints its result as JSON on its last line."""
+def run_each(script: str, args: list[str], names, python: dict[str, str] | None = None) -> dict[str, dict]:
+    """`python script *args --only NAME` for every name; each prints its result as JSON on its last line.
+    `python` runs some names under another interpreter (e.g. a venv without polyhead); default: this one."""
     results = {}
     for name in names:
-        cmd = [sys.executable, script, *args, "--only", name]
+        cmd = [(python or {}).get(name, sys.executable), script, *args, "--only", name]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{name!r} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -19,10 +20,12 @@ def run_each(script: str, args: list[str], names) -> dict[str, dict]:
     return results
 
 
-def run_rounds(script: str, args: list[str], names: list[str], rounds: int) -> dict[str, dict]:
+def run_rounds(
+    script: str, args: list[str], names: list[str], rounds: int, python: dict[str, str] | None = None
+) -> dict[str, dict]:
     """`run_each` `rounds` times, alternating the configurations (a shared machine's load falls on all
     alike); each configuration keeps its median round, with every round's words/s beside it."""
-    runs = [run_each(script, args, names) for _ in range(rounds)]
+    runs = [run_each(script, args, names, python) for _ in range(rounds)]
     results = {}
     for name in names:
         ordered = sorted((r[name] for r in runs), key=lambda r: r["words_per_sec"])

@@ -1,12 +1,15 @@
 """Student spacy_cnn: the real `spacy train` on tiny teacher-labelled (and partially annotated gold) data,
 the pipeline loaded with spacy.load, its MLflow run read back, and missing annotation kept missing."""
 
+import json
 import random
+import subprocess
+import sys
 
 import numpy
 import pytest
 import spacy
-from conftest import compose_config
+from conftest import PROJECT_ROOT, compose_config
 from mlflow.tracking import MlflowClient
 from spacy.scorer import Scorer, get_ner_prf
 from spacy.tokens import Doc, DocBin
@@ -171,3 +174,37 @@ def test_spacy_cnn_dev_merges_annotation_of_the_same_text():
 def test_spacy_cnn_components_follow_the_annotation(keep, tag_attr, expected):
     train = [ex.keep_tasks(keep) for ex in toy_examples(8, 0, "x")]
     assert pipeline_components(train, tag_attr) == expected
+
+
+def test_spacy_cnn_max_minutes_stops_at_an_evaluation_and_keeps_model_best(tmp_path):
+    cfg = compose(tmp_path, "student.max_steps=100000", "student.max_minutes=0.0001")
+    pipeline = run_spacy_cnn(cfg, toy_examples(16, 0, "train"), toy_examples(8, 1, "dev"), [], {})
+    assert spacy.load(pipeline)("Sam visited Oslo .").has_annotation("POS")
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "FINISHED" and run.data.tags["spacy_cnn/stopped_by"] == "max_minutes"
+    assert run.data.metrics["train/steps"] == 0  # spaCy evaluates at step 0: the first row after the budget
+
+
+def test_bench_distill_scores_match_the_run_and_fractions_are_of_the_teacher(teacher_run, gold_run):
+    """bench/distill.py on two pipelines: its scores are the ones the runs logged, fractions relative."""
+    (tmp, pipeline), (_, gold_pipeline) = teacher_run, gold_run
+    out = tmp / "bench.json"
+    docbin = tmp / "out" / "spacy_cnn" / "corpus" / "test.spacy"
+    cmd = [sys.executable, str(PROJECT_ROOT / "bench" / "distill.py"), f"teacher={pipeline}"]
+    cmd += [f"gold={gold_pipeline}", "--docbin", str(docbin), "--texts", "8", "--repeats", "1"]
+    cmd += ["--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("CPU: ") and "gold" in done.stdout
+    report = json.loads(out.read_text())
+    teacher, gold = report["results"]["teacher"], report["results"]["gold"]
+    client = MlflowClient(f"sqlite:///{tmp}/mlruns/mlflow.db")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    for key in ("tagger_acc", "ner_f1", "textcat_macro_f1"):
+        assert teacher["metrics"][key] == pytest.approx(run.data.metrics[f"test/{key}"])
+        assert teacher["fraction_of_teacher"][key] == 1.0
+        ratio = gold["metrics"][key] / teacher["metrics"][key]
+        assert gold["fraction_of_teacher"][key] == pytest.approx(ratio)
+    assert gold["x_teacher_words_per_sec"] == pytest.approx(gold["words_per_sec"] / teacher["words_per_sec"])
+    assert teacher["disk_mb"] > 0 and teacher["peak_rss_mb"] > 0 and report["hardware"]["hw/cpu_model"]

@@ -6,6 +6,8 @@ polyhead and no torch when it runs."""
 from __future__ import annotations
 
 import logging
+import os
+import re
 import subprocess
 import sys
 import time
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 TAGGER_FACTORY = {"pos": "morphologizer", "tag": "tagger"}
 TEXTCATS = ("auto", "textcat", "textcat_multilabel")
 BUDGET = ("max_steps", "max_epochs", "patience", "eval_frequency")  # student.* -> spaCy's [training]
+EVAL_ROW = re.compile(r"^\s*\d+\s+(\d+)\s+\d")  # spaCy's console table: epoch, step, losses, scores
 EXCLUSIVE_SCORER = {"@scorers": "spacy.textcat_scorer.v2"}  # argmax over the labels, as the teacher scores
 
 
@@ -54,9 +57,11 @@ def run_spacy_cnn(
         run.log_params(flat_params(config, "spacy") | student)
         run.log_metrics({"data/train_examples": len(train)})
         start = time.perf_counter()
-        spacy_train(out / "config.cfg", out, out / "spacy_train.log")
+        stop = spacy_train(out / "config.cfg", out, out / "spacy_train.log", cfg.student.get("max_minutes"))
+        run.set_tag("spacy_cnn/stopped_by", stop["stopped"])
         pipeline = out / "model-best"
-        metrics = {"train/seconds": time.perf_counter() - start, **val_metrics(pipeline)}
+        metrics = {"train/seconds": time.perf_counter() - start, "train/steps": stop["steps"]}
+        metrics |= val_metrics(pipeline)
         if test:
             nlp = spacy.load(pipeline)
             gold = list(DocBin().from_disk(corpus["test"]).get_docs(nlp.vocab))
@@ -145,20 +150,33 @@ def efficiency_config(cfg: DictConfig, train: list[Example], corpus: dict, lang:
     return Config(config).merge(dot_to_dict(values))
 
 
-def spacy_train(config: Path, output: Path, log_path: Path) -> None:
-    """`python -m spacy train <config> --output <output>`, its console log to stdout and to `log_path`."""
+def spacy_train(config: Path, output: Path, log_path: Path, max_minutes: float | None = None) -> dict:
+    """`python -m spacy train <config> --output <output>`, its console log to stdout and to `log_path`.
+
+    With `max_minutes`, training stops at the first evaluation row spaCy prints after that much wall time:
+    spaCy saves model-best before it prints the row, so the pipeline on disk is whole (spaCy itself has no
+    time budget; Lightning's max_time is the teacher's). Returns the last evaluated step and the stop."""
     cmd = [sys.executable, "-m", "spacy", "train", str(config), "--output", str(output)]
     log.info("%s", " ".join(cmd))
-    lines: list[str] = []
-    with log_path.open("w") as log_file:
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-            for line in proc.stdout:
-                log_file.write(line)
-                log_file.flush()
-                sys.stdout.write(line)
-                lines = [*lines[-40:], line]
-    if proc.returncode != 0:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its progress as it happens, not in 8 KB blocks
+    lines, step, stopped, start = [], 0, False, time.monotonic()
+    with (
+        log_path.open("w") as log_file,
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc,
+    ):
+        for line in proc.stdout:
+            log_file.write(line)
+            log_file.flush()
+            sys.stdout.write(line)
+            lines = [*lines[-40:], line]
+            row = EVAL_ROW.match(line)
+            step = int(row.group(1)) if row else step
+            if row and max_minutes and time.monotonic() - start > 60 * max_minutes and not stopped:
+                stopped = True
+                proc.terminate()
+    if proc.returncode != 0 and not stopped:
         raise RuntimeError(f"spacy train failed (exit {proc.returncode}), log {log_path}:\n{''.join(lines)}")
+    return {"steps": step, "stopped": "max_minutes" if stopped else "spacy"}
 
 
 def score_gold(nlp, gold: list[Doc], batch_size: int = 256) -> dict[str, float]:
@@ -171,7 +189,8 @@ def score_gold(nlp, gold: list[Doc], batch_size: int = 256) -> dict[str, float]:
 
 def polyhead_names(scores: dict) -> dict[str, float]:
     """spaCy's score keys (pos_acc, ents_f, cats_macro_f, ...) as polyhead's metric names."""
-    named = {name: float(scores[key]) for key, name in KEYS.items() if scores.get(key) is not None}
+    scalar = {key: value for key, value in scores.items() if isinstance(value, (int, float))}
+    named = {name: float(scalar[key]) for key, name in KEYS.items() if scalar.get(key) is not None}
     per_type = scores.get("ents_per_type") or {}
     return named | {f"ner_f1_{label}": float(s["f"]) for label, s in per_type.items()}
 
@@ -212,6 +231,10 @@ class TrackedRun:
     def log_metrics(self, metrics: dict[str, float]) -> None:
         for key, value in metrics.items() if self.client else ():
             self.client.log_metric(self.run_id, key, float(value), step=0)
+
+    def set_tag(self, key: str, value: str) -> None:
+        if self.client:
+            self.client.set_tag(self.run_id, key, value)
 
     def log_artifact(self, file: Path, folder: str | None = None) -> None:
         if self.client:
