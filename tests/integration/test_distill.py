@@ -11,7 +11,7 @@ from polyhead.data.readers import read_corpus
 from polyhead.data.schema import CorpusError
 from polyhead.distill.layers import gather_teacher, soft_loss, student_from_teacher
 from polyhead.distill.run import run_job
-from polyhead.distill.teacher import load_teacher, teacher_targets
+from polyhead.distill.teacher import load_teacher, teacher_targets, teacher_targets_in_parts
 from polyhead.errors import UserError
 from polyhead.export.checkpoint import load_checkpoint, pick_checkpoint
 from polyhead.models.build import build_model
@@ -121,13 +121,24 @@ def test_distill_teacher_targets_are_cached(teacher, tmp_path):
     finally:
         hook.remove()
     assert n_first > 0 and len(calls) == n_first  # the second call ran no teacher forward pass
-    assert not first.cached and second.cached and first.path == second.path
+    assert first.cached == [False] and second.cached == [True] and first.paths == second.paths
     for task in first.logits:
         assert torch.equal(first.logits[task], second.logits[task])
     assert first.kinds == {"tagger": "word", "ner": "word", "textcat": "text"}
     # other texts are other targets
     third = teacher_targets(t, examples[:5], tmp_path / "cache")
-    assert not third.cached and third.path != first.path
+    assert third.cached == [False] and third.paths != first.paths
+    # a new part next to cached ones: only the new part is labelled, the whole lines up with the examples
+    calls.clear()
+    hook = t.model.encoder.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        both = teacher_targets_in_parts(t, [examples, examples[5:9]], tmp_path / "cache")
+    finally:
+        hook.remove()
+    assert both.cached == [True, False] and both.cache_status == "partial" and len(calls) == 1
+    for task in both.kinds:
+        assert torch.equal(both.of(task, len(examples) + 1), first.of(task, 6))
+        assert torch.equal(both.of(task, 3), first.of(task, 3))
     # the padded soft targets line up with the words of each example
     logits = torch.zeros(2, 40, first.logits["tagger"].shape[-1])
     examples[0].meta["teacher"] = {"tagger": first.of("tagger", 0)}

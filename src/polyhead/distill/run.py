@@ -20,8 +20,8 @@ from polyhead.distill.teacher import (
     attach_targets,
     labelled_by_teacher,
     load_teacher,
-    teacher_targets,
-    transfer_examples,
+    raw_examples,
+    teacher_targets_in_parts,
 )
 from polyhead.errors import UserError
 from polyhead.models.build import build_model
@@ -48,14 +48,13 @@ def run_job(cfg: DictConfig):
     from polyhead.train import load_data
 
     datamodule = load_data(scfg)  # the teacher's corpora: gold train texts, dev and test
-    texts, stats = ([], None)
-    if cfg.get("text"):  # unreadable text fails here, naming the file, before any run exists
-        texts, stats = read_sources(cfg.text.train, cfg.text.get("invalid_utf8", "skip"))
     gold = datamodule.examples["train"] if cfg.transfer.gold_texts else []
-    examples = transfer_examples(teacher, gold, texts, teacher.cfg.export.lang)
+    raw = read_raw_texts(cfg, teacher.cfg.export.lang)  # unreadable text fails here, naming the file
+    parts = [gold, *raw.values()]  # each part's targets are cached on their own
+    examples = [ex for part in parts for ex in part]
     if not examples:
         raise UserError("the transfer set is empty: set transfer.gold_texts=true or give raw text (text=...)")
-    targets = teacher_targets(teacher, examples, cache_root(cfg), cfg.transfer.batch_size)
+    targets = teacher_targets_in_parts(teacher, parts, cache_root(cfg), cfg.transfer.batch_size)
     tags = {
         "distill/teacher": str(cfg.teacher),
         "distill/teacher_run_id": teacher.run_id or "",
@@ -63,8 +62,8 @@ def run_job(cfg: DictConfig):
         "distill/student": cfg.student.name,
         "distill/transfer_gold_texts": str(len(gold)),
         "distill/transfer_raw_texts": str(len(examples) - len(gold)),
-        "distill/teacher_cache": "hit" if targets.cached else "miss",
-        **{f"distill/text/{Path(p).name}": str(n) for p, n in (stats.documents if stats else {}).items()},
+        "distill/teacher_cache": targets.cache_status,
+        **{f"distill/text/{Path(p).name}": str(len(part)) for p, part in raw.items()},
     }
     if cfg.student.name == "spacy_cnn":
         from polyhead.distill.spacy_cnn import run_spacy_cnn
@@ -86,6 +85,15 @@ def train_layers_student(scfg: DictConfig, teacher: Teacher, datamodule, example
         model, scfg.optim, dict(scfg.objective), scfg.student.temperature, scfg.student.alpha
     )
     return run(scfg, datamodule=datamodule, module=module, tags=tags)
+
+
+def read_raw_texts(cfg: DictConfig, lang: str) -> dict[str, list]:
+    """The raw transfer texts of each source of the `text` config, as word-split Examples, by path."""
+    out = {}
+    for source in (cfg.text.train if cfg.get("text") else None) or []:
+        docs, _ = read_sources([source], cfg.text.get("invalid_utf8", "skip"))
+        out[str(source.path)] = raw_examples(docs, lang, str(source.path))
+    return out
 
 
 def cache_root(cfg: DictConfig) -> Path:

@@ -75,19 +75,17 @@ def finished_run_checkpoint(run_id: str, tracking_uri: str | None) -> Path:
     return pick_checkpoint(ckpt_dir)
 
 
-def transfer_examples(teacher: Teacher, gold: list[Example], texts: list[str], lang: str) -> list[Example]:
-    """The texts the teacher labels: the run's own training examples (gold kept where it exists) and the
-    raw `texts`, cut into words by spaCy's tokenizer for `lang` as the exported pipeline cuts them."""
-    out = list(gold)
-    if texts:
-        import spacy
+def raw_examples(texts: list[str], lang: str, source: str) -> list[Example]:
+    """Raw texts the teacher labels, cut into words by spaCy's tokenizer for `lang` as the exported
+    pipeline cuts them; they carry no gold labels."""
+    import spacy
 
-        tokenizer = spacy.blank(lang).tokenizer
-        for i, doc in enumerate(tokenizer.pipe(texts, batch_size=256)):
-            tokens = [t for t in doc if not t.is_space]  # whitespace gets no vector in the pipeline either
-            if tokens:
-                words, spaces = [t.text for t in tokens], [bool(t.whitespace_) for t in tokens]
-                out.append(Example(words=words, spaces=spaces, source=f"text:{i + 1}"))
+    out, tokenizer = [], spacy.blank(lang).tokenizer
+    for i, doc in enumerate(tokenizer.pipe(texts, batch_size=256)):
+        tokens = [t for t in doc if not t.is_space]  # whitespace gets no vector in the pipeline either
+        if tokens:
+            words, spaces = [t.text for t in tokens], [bool(t.whitespace_) for t in tokens]
+            out.append(Example(words=words, spaces=spaces, source=f"{source}#{i + 1}"))
     return out
 
 
@@ -107,11 +105,38 @@ class Targets:
     logits: dict[str, torch.Tensor]
     offsets: dict[str, list[int]]
     kinds: dict[str, str]  # "word" (one row per word) or "text" (one row per text)
-    cached: bool  # read from the cache (no teacher forward pass ran)
-    path: Path
+    cached: list[bool]  # per part: read from the cache (no teacher forward pass ran)
+    paths: list[Path]  # per part: its cache folder
 
     def of(self, task: str, i: int) -> torch.Tensor:
         return self.logits[task][self.offsets[task][i] : self.offsets[task][i + 1]]
+
+    @property
+    def cache_status(self) -> str:
+        return "hit" if all(self.cached) else "miss" if not any(self.cached) else "partial"
+
+
+def concat_targets(parts: list[Targets]) -> Targets:
+    """The targets of several example lists, in order, as one."""
+    first = parts[0]
+    logits = {task: torch.cat([p.logits[task] for p in parts]) for task in first.logits}
+    offsets = {}
+    for task in first.logits:
+        out, base = [0], 0
+        for p in parts:
+            out += [base + o for o in p.offsets[task][1:]]
+            base += p.offsets[task][-1]
+        offsets[task] = out
+    cached, paths = [c for p in parts for c in p.cached], [f for p in parts for f in p.paths]
+    return Targets(logits, offsets, first.kinds, cached, paths)
+
+
+def teacher_targets_in_parts(
+    teacher: Teacher, parts: list[list[Example]], cache_root: Path, batch_size: int = 64
+) -> Targets:
+    """Targets of every part, each cached on its own: a student that adds a text source to the gold
+    texts reuses the gold texts' targets and labels only the new source."""
+    return concat_targets([teacher_targets(teacher, part, cache_root, batch_size) for part in parts if part])
 
 
 def teacher_targets(
@@ -164,7 +189,7 @@ def write_targets(folder: Path, logits: dict[str, list[torch.Tensor]], teacher: 
     tmp.replace(folder / "targets.safetensors")  # the cache is complete or absent, never half written
     meta = {"teacher": teacher.key, "run_id": teacher.run_id, "texts": n, "offsets": offsets, "kinds": kinds}
     (folder / "meta.json").write_text(json.dumps(meta))
-    return Targets(flat, offsets, kinds, cached=False, path=folder)
+    return Targets(flat, offsets, kinds, cached=[False], paths=[folder])
 
 
 def read_targets(folder: Path) -> Targets:
@@ -172,7 +197,7 @@ def read_targets(folder: Path) -> Targets:
 
     meta = json.loads((folder / "meta.json").read_text())
     flat = load_file(str(folder / "targets.safetensors"))
-    return Targets(flat, meta["offsets"], meta["kinds"], cached=True, path=folder)
+    return Targets(flat, meta["offsets"], meta["kinds"], cached=[True], paths=[folder])
 
 
 def attach_targets(examples: list[Example], targets: Targets) -> list[Example]:
