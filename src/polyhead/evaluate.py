@@ -1,6 +1,7 @@
 """`python -m polyhead.evaluate <pipeline> <test.spacy> <out dir>`: the exported spaCy pipeline scored by
-spaCy's own Scorer, written for DVC: metrics.json and, per classification head, a confusion CSV
-(actual, predicted) that `dvc plots` renders with its confusion template."""
+spaCy's own Scorer (each head's `score`), written for DVC: metrics.json under training's metric names and,
+per head with one label per token or text (tagger, textcat), a confusion CSV (actual, predicted) that
+`dvc plots` renders with its confusion template."""
 
 from __future__ import annotations
 
@@ -14,15 +15,11 @@ import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-KEYS = {
-    "pos_acc": "tagger_acc",
-    "tag_acc": "tagger_acc",
-    "ents_p": "ner_precision",
-    "ents_r": "ner_recall",
-    "ents_f": "ner_f1",
-    "cats_macro_f": "textcat_macro_f1",
-    "cats_micro_f": "textcat_micro_f1",
-}
+from polyhead.export.components import PolyheadHead
+from polyhead.models.heads.registry import HEADS
+
+# spaCy's score key -> the metric name training logs (pos_acc -> tagger_acc, dep_las -> parser_las)
+KEYS = {key: f"{task}_{name}" for task, cls in HEADS.items() for key, name in cls.spacy_scores.items()}
 
 
 def evaluate(pipeline: Path, docbin: Path, out: Path) -> dict:
@@ -33,27 +30,20 @@ def evaluate(pipeline: Path, docbin: Path, out: Path) -> dict:
     seconds = time.perf_counter() - start
     examples = [Example(p, g) for p, g in zip(predicted, gold)]
     scores = nlp.evaluate(examples)
-    metrics = {name: round(scores[key], 6) for key, name in KEYS.items() if scores.get(key) is not None}
-    metrics["ner_per_type"] = {
-        k: {m: round(v, 6) for m, v in s.items()} for k, s in (scores.get("ents_per_type") or {}).items()
-    }
+    metrics = {name: _rounded(scores[key]) for key, name in KEYS.items() if scores.get(key) is not None}
     metrics["words_per_sec"] = round(sum(len(d) for d in gold) / seconds, 1)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    if "tagger" in nlp.pipe_names:
-        attr = "pos_" if "pos_acc" in scores else "tag_"
-        rows = [
-            (getattr(g, attr), getattr(p, attr)) for e in examples for g, p in zip(e.reference, e.predicted)
-        ]
-        _write_pairs(out / "tagger_confusion.csv", rows)
-    if "textcat" in nlp.pipe_names:
-        rows = [
-            (max(e.reference.cats, key=e.reference.cats.get), max(e.predicted.cats, key=e.predicted.cats.get))
-            for e in examples
-            if e.reference.cats
-        ]
-        _write_pairs(out / "textcat_confusion.csv", rows)
+    for name, pipe in nlp.pipeline:
+        pairs = pipe.confusion_pairs(examples) if isinstance(pipe, PolyheadHead) else None
+        if pairs is not None:
+            _write_pairs(out / f"{name}_confusion.csv", pairs)
     return metrics
+
+
+def _rounded(value):
+    """A score, or a table of them (per entity type, per relation), to 6 decimals."""
+    return {k: _rounded(v) for k, v in value.items()} if isinstance(value, dict) else round(value, 6)
 
 
 def _write_pairs(path: Path, rows: list[tuple[str, str]]) -> None:

@@ -13,18 +13,15 @@ from omegaconf import DictConfig
 
 import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
 from polyhead.config import project_root
-from polyhead.data.schema import Example
+from polyhead.data.schema import ANNOTATIONS, Example
 from polyhead.export.convert import to_docbin
 
 
 def to_json(ex: Example) -> dict:
+    """The fields the JSONL reader reads back: id, tokens, spaces and every annotation the example has."""
     obj = {"id": ex.id, "tokens": ex.words, "spaces": ex.spaces}
-    if ex.tags is not None:
-        obj["tags"] = ex.tags
-    if ex.ents is not None:
-        obj["ents"] = [list(e) for e in ex.ents]
-    if ex.cats is not None:
-        obj["cats"] = list(ex.cats)
+    for name in (name for kind in ANNOTATIONS.values() for name in kind.fields):
+        obj[name] = getattr(ex, name)  # tuples (entity spans, categories) are written as JSON lists
     return {k: v for k, v in obj.items() if v is not None}
 
 

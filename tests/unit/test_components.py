@@ -14,6 +14,7 @@ from polyhead.export.components import PipelineError
 from polyhead.export.pipeline import export_pipeline
 from polyhead.models.encoder import Encoder
 from polyhead.models.heads.ner import EntityRecognitionHead
+from polyhead.models.heads.parser import DependencyParsingHead
 from polyhead.models.heads.registry import HEADS, head_key, qualified_name
 from polyhead.models.heads.tagger import TokenTaggingHead
 from polyhead.models.heads.textcat import TextClassificationHead
@@ -33,6 +34,7 @@ def pipeline(tmp_path_factory, tiny_bert):
         "tagger": TokenTaggingHead(hidden, ["NOUN", "VERB", "PROPN"]),
         "ner": EntityRecognitionHead(hidden, ["PER", "LOC"]),
         "textcat": TextClassificationHead(hidden, ["a", "b"]),
+        "parser": DependencyParsingHead(hidden, ["nsubj", "obl", "punct", "root"]),
     }
     collate = Collator(load_tokenizer(str(tiny_bert)), 30, 20, "first")
     model = MultitaskModel(encoder, heads).eval()
@@ -46,7 +48,8 @@ def copy(pipeline, tmp_path):
 
 def annotations(nlp):
     doc = nlp(TEXT)
-    return [t.pos_ for t in doc], [(e.start, e.end, e.label_) for e in doc.ents], doc.cats
+    trees = [(t.head.i, t.dep_) for t in doc]
+    return [t.pos_ for t in doc], [(e.start, e.end, e.label_) for e in doc.ents], doc.cats, trees
 
 
 def test_components_head_json_names_a_registered_key_not_a_class(pipeline):
@@ -92,3 +95,29 @@ def test_components_truncated_head_weights_is_a_user_error(copy):
     weights.write_bytes(weights.read_bytes()[:40])
     with pytest.raises(UserError, match=r"ner/head\.safetensors: could not load the head weights"):
         spacy.load(copy)
+
+
+def test_components_registered_heads_are_the_annotations_examples_hold():
+    """The data layer's task list (schema.ANNOTATIONS) and the registry's keys are the same tasks."""
+    from polyhead.data.schema import ANNOTATIONS
+    from polyhead.models.heads.registry import register_head
+
+    assert list(HEADS) == list(ANNOTATIONS)
+    with pytest.raises(ValueError, match="names no annotation an Example holds"):
+        register_head("srl", TokenTaggingHead)
+
+
+def test_components_pipeline_uses_the_generic_factory_and_old_names_still_load(pipeline, copy):
+    from spacy.util import load_config
+
+    config = load_config(pipeline / "config.cfg")
+    assert {config["components"][task]["factory"] for task in HEADS} == {"polyhead_head"}
+    assert config["components"]["tagger"]["options"] == {"attr": "pos"}
+    # a pipeline exported before polyhead_head names its heads' factories polyhead_<task>
+    config["components"]["tagger"] = {"factory": "polyhead_tagger", "attr": "pos"}
+    config["components"]["ner"] = {"factory": "polyhead_ner"}
+    config["components"]["textcat"] = {"factory": "polyhead_textcat"}
+    config.to_disk(copy / "config.cfg")
+    old = spacy.load(copy)
+    assert [old.get_pipe(t).options for t in ("tagger", "ner", "textcat")] == [{"attr": "pos"}, {}, {}]
+    assert annotations(old) == annotations(spacy.load(pipeline))

@@ -6,6 +6,7 @@ from polyhead.data.collate import Collator
 from polyhead.data.schema import Example
 from polyhead.models.encoder import Encoder
 from polyhead.models.heads.ner import EntityRecognitionHead
+from polyhead.models.heads.parser import DependencyParsingHead
 from polyhead.models.heads.tagger import TokenTaggingHead
 from polyhead.models.heads.textcat import TextClassificationHead
 from polyhead.models.multitask import MultitaskModel
@@ -20,6 +21,7 @@ def model(tiny_bert):
         "tagger": TokenTaggingHead(32, ["NOUN", "VERB"]),
         "ner": EntityRecognitionHead(32, ["PER"]),
         "textcat": TextClassificationHead(32, ["a", "b"]),
+        "parser": DependencyParsingHead(32, ["nsubj", "root"]),
     }
     return MultitaskModel(encoder, heads).eval()
 
@@ -36,7 +38,8 @@ def test_multitask_encoder_runs_once_per_batch_for_all_heads(model, collate):
     preds = model.predict(batch["alignment"])
     assert len(calls) == 1
     assert [len(t) for t in preds["tagger"]] == [3, 2]
-    assert set(preds) == {"tagger", "ner", "textcat"}
+    assert set(preds) == {"tagger", "ner", "textcat", "parser"}
+    assert [[h for h, _ in tree].count(0) for tree in preds["parser"]] == [1, 1]  # one root per text
 
 
 def test_multitask_every_word_of_a_2000_word_text_is_predicted(model, collate):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from polyhead.data.schema import CorpusError, Example
+from polyhead.data.schema import CorpusError, Example, find_cycle
 from polyhead.data.spans import tags_to_spans
 
 CONLLU_COLUMNS = ["id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc"]
@@ -31,19 +31,52 @@ def parse_conllu(
     cat_from: str | None = None,
     cat_key: str = "genre",
     cat_prefix_separator: str = "-",
+    head_column: str | None = None,
+    deprel_column: str | None = None,
 ) -> list[Example]:
-    """Sentences of a CoNLL-U file with one column as tags; multiword tokens and empty nodes skipped."""
-    if tag_column not in CONLLU_COLUMNS:
-        raise ValueError(f"unknown CoNLL-U column {tag_column!r}; use one of {CONLLU_COLUMNS}")
+    """Sentences of a CoNLL-U file with one column as tags and, when `head_column` and `deprel_column` name
+    columns (head, deprel), dependency trees. Multiword tokens and empty nodes are skipped: words are the
+    integer ids 1..n, which is what HEAD numbers, so Example.heads index Example.words."""
+    for option, column in (
+        ("tag_column", tag_column),
+        ("head_column", head_column),
+        ("deprel_column", deprel_column),
+    ):
+        if column is not None and column not in CONLLU_COLUMNS:
+            raise ValueError(f"unknown CoNLL-U column {column!r} ({option}); use one of {CONLLU_COLUMNS}")
+    if (head_column is None) != (deprel_column is None):
+        raise ValueError("head_column and deprel_column go together: give both (head, deprel) or neither")
+    columns = Columns(
+        CONLLU_COLUMNS.index(tag_column),
+        tag_column,
+        CONLLU_COLUMNS.index(head_column or "head"),
+        CONLLU_COLUMNS.index(deprel_column) if deprel_column else None,
+    )
     examples = []
     for block in blocks(lines):
-        meta, sentence = conllu_sentence(block, path, CONLLU_COLUMNS.index(tag_column), tag_column)
+        meta, sentence = conllu_sentence(block, path, columns)
         if sentence.words:
             cats = conllu_cats(meta, cat_from, cat_key, cat_prefix_separator, path, block[0][0])
             words, spaces, tags = sentence.words, sentence.spaces, sentence.tags
             source = f"{path}:{block[0][0]}"
-            examples.append(Example(words, spaces, tags, None, cats, meta.get("sent_id"), source))
+            heads, deps, roots = (
+                conllu_tree(sentence, path) if columns.deprel is not None else (None, None, [])
+            )
+            extra = {"extra_roots": roots[1:]} if len(roots) > 1 else {}  # lines of the roots after the first
+            examples.append(
+                Example(words, spaces, tags, None, cats, meta.get("sent_id"), source, extra, heads, deps)
+            )
     return examples
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Indices of the columns a CoNLL-U sentence is read from."""
+
+    tag: int
+    tag_name: str
+    head: int
+    deprel: int | None  # None: no trees are read
 
 
 @dataclass
@@ -54,11 +87,12 @@ class Sentence:
     spaces: list[bool] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     heads: list[tuple[int, str]] = field(default_factory=list)  # (line, HEAD) of every word
+    deprels: list[str] = field(default_factory=list)  # DEPREL of every word, when trees are read
     mwt: tuple[int, int, int, bool] = (0, 0, 0, True)  # line, first and last word, space of the open range
     empty: tuple[int, int] = (0, 0)  # word an empty node follows, its last decimal part
 
 
-def conllu_sentence(block, path, col: int, tag_column: str) -> tuple[dict, Sentence]:
+def conllu_sentence(block, path, columns: Columns) -> tuple[dict, Sentence]:
     """The `# key = value` comments and the checked words of one sentence block."""
     meta, sent = {}, Sentence()
     for n, line in block:
@@ -73,13 +107,16 @@ def conllu_sentence(block, path, col: int, tag_column: str) -> tuple[dict, Sente
             raise CorpusError(path, n, f"token {cols[0]} has an empty FORM (column 2)")
         space = "SpaceAfter=No" not in cols[9].split("|")
         if conllu_id(path, n, cols[0], sent, space):
-            if cols[col] == "" or (cols[col] == "_" and tag_column == "upos"):
-                raise CorpusError(path, n, f"empty {tag_column} tag")
+            tag = cols[columns.tag]
+            if tag == "" or (tag == "_" and columns.tag_name == "upos"):
+                raise CorpusError(path, n, f"empty {columns.tag_name} tag")
             word_id, (_, _, mwt_end, mwt_space) = len(sent.words) + 1, sent.mwt
             sent.words.append(cols[1])
             sent.spaces.append(space if word_id > mwt_end else word_id == mwt_end and mwt_space)
-            sent.tags.append(cols[col])
-            sent.heads.append((n, cols[6]))
+            sent.tags.append(tag)
+            sent.heads.append((n, cols[columns.head]))
+            if columns.deprel is not None:
+                sent.deprels.append(cols[columns.deprel])
     check_sentence_end(sent, path)
     return meta, sent
 
@@ -125,6 +162,30 @@ def check_sentence_end(sent: Sentence, path) -> None:
             raise CorpusError(path, n, f"HEAD {head!r} of word {i} {why}")
         if int(head) == i:
             raise CorpusError(path, n, f"word {i} is its own HEAD")
+
+
+def conllu_tree(sent: Sentence, path) -> tuple[list[int] | None, list[str] | None, list[int]]:
+    """HEAD and DEPREL of a sentence (None, None when every HEAD is "_": not annotated, masked) and the lines
+    of its root words. A partial tree, an empty relation or a cycle is a CorpusError naming the word's line.
+
+    More than one root is accepted (UD asks for one, other dependency treebanks allow several): the caller
+    warns, training learns every arc as given, and the decoder still predicts one root per text."""
+    given = [head != "_" for _, head in sent.heads]
+    if not any(given):
+        return None, None, []
+    if not all(given):
+        n = sent.heads[given.index(False)][0]
+        raise CorpusError(path, n, "HEAD '_' in a sentence whose other words have heads (a partial tree)")
+    heads = [int(head) for _, head in sent.heads]
+    for (n, _), deprel in zip(sent.heads, sent.deprels):
+        if deprel in ("", "_"):
+            raise CorpusError(path, n, f"empty DEPREL {deprel!r} for a word with a HEAD")
+    cycle = find_cycle(heads)
+    if cycle:
+        path_text = " -> ".join(map(str, cycle))
+        raise CorpusError(path, sent.heads[cycle[0] - 1][0], f"HEAD makes a cycle ({path_text}): not a tree")
+    roots = [n for (n, _), head in zip(sent.heads, heads) if head == 0]
+    return heads, list(sent.deprels), roots
 
 
 def conllu_cats(meta: dict, cat_from, cat_key: str, separator: str, path, n: int) -> tuple[str, ...] | None:

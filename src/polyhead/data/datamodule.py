@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from polyhead.data.collate import LengthGroupedBatchSampler
 from polyhead.data.readers import fingerprint, read_corpus
-from polyhead.data.schema import TASKS, CorpusError, Example
+from polyhead.data.schema import ANNOTATIONS, CorpusError, Example
 
 SPLITS = ("train", "dev", "test")
 log = logging.getLogger(__name__)
@@ -33,15 +33,15 @@ class CorpusSpec:
     repaired: int = field(default=0, init=False)  # entity tags read as conlleval does (see read_columns)
 
     def read(self) -> list[Example]:
-        unknown = set(self.tasks) - set(TASKS)
+        unknown = set(self.tasks) - set(ANNOTATIONS)
         if unknown:
-            raise ValueError(f"{self.path}: unknown task(s) {sorted(unknown)}; known: {list(TASKS)}")
+            raise ValueError(f"{self.path}: unknown task(s) {sorted(unknown)}; known: {list(ANNOTATIONS)}")
         if not Path(self.path).is_file():
             raise CorpusError(self.path, None, "file not found (check paths.corpora)")
         examples = read_corpus(self.path, self.format, **self.options)
         for task in self.tasks:
             if not any(ex.has(task) for ex in examples):
-                what = {"tagger": "tags", "ner": "entities", "textcat": "categories"}[task]
+                what = ANNOTATIONS[task].what
                 raise CorpusError(self.path, None, f"tasks lists {task!r} but no example has {what}")
         self.repaired = sum(len(ex.meta.get("repaired_tags", ())) for ex in examples)
         examples = [ex.keep_tasks(self.tasks) for ex in examples]
@@ -73,9 +73,10 @@ def join_by_id(base: list[Example], extra: list[Example], path: str, on_mismatch
                 skipped.append(ex.source)
                 continue
             raise CorpusError(path, None, f"{ex.source}: words differ from {target.source} with the same id")
-        for attr in ("tags", "ents", "cats"):
-            if getattr(ex, attr) is not None:
-                setattr(target, attr, getattr(ex, attr))
+        for kind in ANNOTATIONS.values():
+            if getattr(ex, kind.fields[0]) is not None:
+                for attr in kind.fields:
+                    setattr(target, attr, getattr(ex, attr))
     if skipped:
         log.warning(
             "%s: %d example(s) tokenised differently were not joined: %s", path, len(skipped), skipped
@@ -84,13 +85,12 @@ def join_by_id(base: list[Example], extra: list[Example], path: str, on_mismatch
 
 def label_pairs(ex: Example) -> list[tuple[str, str]]:
     """(task, label) for every label an example carries."""
-    pairs = [("tagger", t) for t in ex.tags or []] + [("ner", e[2]) for e in ex.ents or []]
-    return pairs + [("textcat", c) for c in ex.cats or []]
+    return [(task, label) for task, kind in ANNOTATIONS.items() if ex.has(task) for label in kind.labels(ex)]
 
 
 def collect_labels(examples: list[Example]) -> dict[str, list[str]]:
     """Sorted label set of each task that has any annotation in `examples`."""
-    found = {task: set() for task in TASKS if any(ex.has(task) for ex in examples)}
+    found = {task: set() for task in ANNOTATIONS if any(ex.has(task) for ex in examples)}
     for ex in examples:
         for task, label in label_pairs(ex):
             found[task].add(label)

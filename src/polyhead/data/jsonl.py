@@ -10,7 +10,7 @@ from polyhead.data.schema import CorpusError, Example
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("text", "tokens", "spaces", "tags", "ents", "cats", "id")
+FIELDS = ("text", "tokens", "spaces", "tags", "ents", "cats", "id", "heads", "deps")
 ALIASES = {  # other tools' names for the same thing: spaCy / doccano "entities", Prodigy "spans", ...
     "entities": "ents",
     "spans": "ents",
@@ -90,7 +90,19 @@ def json_example(obj: dict, nlp, source: str) -> Example:
         check_spans(sorted(ents), len(words))
     tags = string_list(obj, "tags") if obj.get("tags") is not None else None
     id_ = None if obj.get("id") is None else str(obj["id"])
-    return Example(words, spaces, tags, ents, cats_from_json(obj.get("cats")), id_, source)
+    heads, deps = tree(obj)
+    cats = cats_from_json(obj.get("cats"))
+    return Example(words, spaces, tags, ents, cats, id_, source, heads=heads, deps=deps)
+
+
+def tree(obj: dict) -> tuple[list[int] | None, list[str] | None]:
+    """`heads` (CoNLL-U numbers: 0 = root, k = the k-th token) and `deps`; Example checks they form a tree."""
+    heads = obj.get("heads")
+    if heads is not None and not (isinstance(heads, list) and all(type(h) is int for h in heads)):
+        raise ValueError(
+            f"'heads' must be a list of integers (0 = root, k = token k), not {json.dumps(heads)[:60]}"
+        )
+    return heads, string_list(obj, "deps") if obj.get("deps") is not None else None
 
 
 def string_list(obj: dict, key: str) -> list[str]:

@@ -124,10 +124,25 @@ def read_conllu(
     cat_key: str = "genre",
     cat_prefix_separator: str = "-",
     encoding: str = "utf-8",
+    head_column: str | None = None,
+    deprel_column: str | None = None,
 ) -> list[Example]:
-    """Sentences of a CoNLL-U file with one column (upos, xpos, deprel...) as tags."""
+    """Sentences of a CoNLL-U file with one column (upos, xpos, deprel...) as tags and, with head_column:
+    head and deprel_column: deprel, dependency trees."""
     lines = read_text(path, encoding)
-    return nonempty(parse_conllu(lines, path, tag_column, cat_from, cat_key, cat_prefix_separator), path)
+    examples = parse_conllu(
+        lines, path, tag_column, cat_from, cat_key, cat_prefix_separator, head_column, deprel_column
+    )
+    extra = [n for ex in examples for n in ex.meta.get("extra_roots", ())]
+    what = "sentence(s) with more than one root word, kept as given (the parser predicts one root per text)"
+    warn_places(path, sum("extra_roots" in ex.meta for ex in examples), what, extra)
+    return nonempty(examples, path)
+
+
+def warn_places(path, count: int, what: str, lines: list[int]) -> None:
+    """One warning per file for input read in a way worth knowing: how many, what, the first places."""
+    if lines:
+        log.warning("%s: %d %s, first at %s", path, count, what, ", ".join(f"{path}:{n}" for n in lines[:5]))
 
 
 def read_columns(
@@ -143,14 +158,9 @@ def read_columns(
     lines = read_text(path, encoding)
     examples = parse_columns(lines, path, scheme, word_column, tag_column, separator, strict)
     repaired = [n for ex in examples for n in ex.meta.get("repaired_tags", ())]
-    if repaired:
-        log.warning(
-            "%s: %d tag(s) that do not continue an entity read as opening one (as conlleval does; "
-            "strict: true refuses them), first at %s",
-            path,
-            len(repaired),
-            ", ".join(f"{path}:{n}" for n in repaired[:5]),
-        )
+    what = "tag(s) that do not continue an entity read as opening one (as conlleval does; strict: true "
+    what += "refuses them)"
+    warn_places(path, len(repaired), what, repaired)
     return nonempty(examples, path)
 
 
@@ -165,7 +175,8 @@ def read_lines(path, encoding: str = "utf-8", **options) -> list[Example]:
 
 
 def read_docbin(path, tag_attr: str = "pos", lang: str = "en") -> list[Example]:
-    """Docs of a spaCy DocBin: tags from token.pos_ or token.tag_, ents, cats with score >= 0.5."""
+    """Docs of a spaCy DocBin: tags from token.pos_ or token.tag_, ents, cats with score >= 0.5, and trees
+    (token.head, token.dep_) where every token has a relation."""
     import spacy
     from spacy.tokens import DocBin
 
@@ -178,6 +189,7 @@ def read_docbin(path, tag_attr: str = "pos", lang: str = "en") -> list[Example]:
     examples = []
     for i, doc in enumerate(docs):
         tags = [getattr(t, f"{tag_attr}_") for t in doc]
+        parsed = doc.has_annotation("DEP", require_complete=True)
         examples.append(
             Example(
                 [t.text for t in doc],
@@ -186,6 +198,8 @@ def read_docbin(path, tag_attr: str = "pos", lang: str = "en") -> list[Example]:
                 [(e.start, e.end, e.label_) for e in doc.ents] if doc.has_annotation("ENT_IOB") else None,
                 cats_from_json(doc.cats) if doc.cats else None,
                 source=f"{path}:doc {i + 1}",
+                heads=[0 if t.head.i == t.i else t.head.i + 1 for t in doc] if parsed else None,
+                deps=[t.dep_ for t in doc] if parsed else None,
             )
         )
     return nonempty(examples, path)

@@ -1,18 +1,21 @@
 """spaCy components that replay training's data path: one encoder pass per batch of Docs, then the heads.
 
 `polyhead_encoder` turns each Doc's non-whitespace tokens into word vectors with the same Collator,
-Encoder and pooling code as training and stores them in `doc._.polyhead`; `polyhead_tagger`,
-`polyhead_ner` and `polyhead_textcat` read those vectors, run their head and set spaCy annotations.
+Encoder and pooling code as training and stores them in `doc._.polyhead`; `polyhead_head`, one factory for
+every registered head kind, reads those vectors, runs its head and lets the head set its annotations and
+score them. `polyhead_tagger`, `polyhead_ner` and `polyhead_textcat`, the names pipelines exported before
+the generic factory carry, build the same component.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from spacy.language import Language
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 from spacy.util import minibatch
 
 from polyhead.data.collate import Collator
@@ -131,41 +134,35 @@ class PipelineError(UserError, OSError):
 
 
 class PolyheadHead(BatchedComponent):
-    """One trained head; `attr` picks what the tagger sets: token.pos_ ("pos") or token.tag_ ("tag")."""
+    """One trained head of any registered kind, which sets its annotations and scores them (its spaCy side:
+    polyhead.models.heads.registry.Head); `options` override the head's spacy_options (the tagger's attr)."""
 
-    def __init__(self, nlp: Language, name: str, task: str, attr: str = "pos"):
-        self.name, self.task, self.attr = name, task, attr
+    def __init__(self, nlp: Language, name: str, options: dict | None = None):
+        self.name, self.options = name, dict(options or {})
         self.head: torch.nn.Module | None = None
 
     def set_model(self, head: torch.nn.Module) -> None:
         self.head = head.eval()
 
+    @property
+    def settings(self) -> dict:
+        return {**self.head.spacy_options, **self.options}
+
     @torch.inference_mode()
     def annotate(self, docs: list[Doc]) -> None:
         enc = batch_vectors(docs)
         predictions = self.head.decode(self.head(enc), enc.word_mask)
+        settings = self.settings
         for doc, pred in zip(docs, predictions):
-            index = doc._.polyhead["index"]
-            if self.task == "tagger":
-                for i, label in zip(index, pred):
-                    setattr(doc[i], f"{self.attr}_", label)
-            elif self.task == "ner":
-                doc.ents = [Span(doc, index[s], index[e - 1] + 1, label=label) for s, e, label in pred]
-            else:
-                doc.cats = pred
+            self.head.set_annotations(doc, pred, doc._.polyhead["index"], settings)
 
     def score(self, examples, **kwargs) -> dict:
-        """What `spacy evaluate` reports: tag accuracy, entity P/R/F, or category scores."""
-        from spacy.scorer import Scorer, get_ner_prf
+        """What `spacy evaluate` reports: tag accuracy, entity P/R/F, category scores, UAS/LAS..."""
+        return self.head.score(examples, self.settings, **kwargs)
 
-        if self.task == "tagger":
-            return Scorer.score_token_attr(examples, self.attr, **kwargs)
-        if self.task == "ner":
-            return get_ner_prf(examples, **kwargs)
-        exclusive = getattr(self.head, "exclusive", True)
-        return Scorer.score_cats(
-            examples, "cats", labels=self.head.labels, multi_label=not exclusive, **kwargs
-        )
+    def confusion_pairs(self, examples) -> list[tuple[str, str]] | None:
+        """(gold, predicted) labels for a confusion plot, or None where the head has no such view."""
+        return self.head.confusion_pairs(examples, self.settings)
 
     def to_disk(self, path, exclude=()) -> None:
         from safetensors.torch import save_file
@@ -220,16 +217,22 @@ def make_encoder(nlp: Language, name: str, batch_size: int, precision: str) -> P
     return PolyheadEncoder(nlp, name, batch_size, precision)
 
 
+@Language.factory("polyhead_head", default_config={"options": {}})
+def make_head(nlp: Language, name: str, options: dict[str, Any]) -> PolyheadHead:
+    return PolyheadHead(nlp, name, options)
+
+
+# The factories of pipelines exported before `polyhead_head`: the same component (head.json names the kind).
 @Language.factory("polyhead_tagger", default_config={"attr": "pos"})
 def make_tagger(nlp: Language, name: str, attr: str) -> PolyheadHead:
-    return PolyheadHead(nlp, name, "tagger", attr)
+    return PolyheadHead(nlp, name, {"attr": attr})
 
 
 @Language.factory("polyhead_ner")
 def make_ner(nlp: Language, name: str) -> PolyheadHead:
-    return PolyheadHead(nlp, name, "ner")
+    return PolyheadHead(nlp, name)
 
 
 @Language.factory("polyhead_textcat")
 def make_textcat(nlp: Language, name: str) -> PolyheadHead:
-    return PolyheadHead(nlp, name, "textcat")
+    return PolyheadHead(nlp, name)

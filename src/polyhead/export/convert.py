@@ -10,21 +10,20 @@ import argparse
 from pathlib import Path
 
 import spacy
-from spacy.tokens import Doc, DocBin, Span
+from spacy.tokens import Doc, DocBin
 
 from polyhead.data.readers import read_corpus
 from polyhead.data.schema import Example
+from polyhead.models.heads.registry import HEADS
 
 
 def to_doc(vocab, ex: Example, cat_labels: list[str], tag_attr: str = "pos") -> Doc:
-    """One Example as a Doc with the annotation it has (tags, entities, categories)."""
+    """One Example as a Doc with the annotation it has, each registered head writing its own (tags,
+    entities, categories over `cat_labels`, dependency trees)."""
     doc = Doc(vocab, words=ex.words, spaces=ex.spaces)
-    for token, tag in zip(doc, ex.tags or []):
-        setattr(token, f"{tag_attr}_", tag)
-    if ex.ents is not None:
-        doc.ents = [Span(doc, start, end, label=label) for start, end, label in ex.ents]
-    if ex.cats is not None:
-        doc.cats = {label: float(label in ex.cats) for label in cat_labels}
+    options = {"attr": tag_attr, "cat_labels": cat_labels}
+    for head in HEADS.values():
+        head.write_gold(doc, ex, options)
     return doc
 
 

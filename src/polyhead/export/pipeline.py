@@ -8,7 +8,7 @@ import spacy
 from omegaconf import DictConfig
 from spacy.language import Language
 
-import polyhead.export.components  # noqa: F401  (registers the polyhead_* factories)
+import polyhead.export.components  # noqa: F401  (registers the polyhead_encoder and polyhead_head factories)
 from polyhead.data.collate import Collator
 from polyhead.hardware import detect, inference_precision
 from polyhead.models.multitask import MultitaskModel
@@ -28,9 +28,10 @@ def build_pipeline(
     nlp = spacy.blank(lang)
     encoder = nlp.add_pipe("polyhead_encoder", name="encoder", config={"precision": precision})
     encoder.set_model(model.encoder, collate)
+    settings = {"attr": tag_attr}  # what the export config says about heads' spaCy side
     for task, head in model.heads.items():
-        config = {"attr": tag_attr} if task == "tagger" else {}
-        nlp.add_pipe(f"polyhead_{task}", name=task, config=config).set_model(head)
+        options = {k: v for k, v in settings.items() if k in head.spacy_options}
+        nlp.add_pipe("polyhead_head", name=task, config={"options": options}).set_model(head)
     return nlp
 
 

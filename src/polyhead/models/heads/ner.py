@@ -57,6 +57,32 @@ class EntityRecognitionHead(TokenTaggingHead):
         pred = self.decode(logits, word_mask)
         metric.update([p for p, g in zip(pred, gold) if g is not None], [g for g in gold if g is not None])
 
+    # spaCy side (as spaCy's EntityRecognizer): doc.ents
+    spacy_options: dict = {}
+    spacy_scores = {"ents_p": "precision", "ents_r": "recall", "ents_f": "f1", "ents_per_type": "per_type"}
+
+    def set_annotations(
+        self, doc, spans: list[tuple[int, int, str]], index: list[int], options: dict
+    ) -> None:
+        from spacy.tokens import Span
+
+        doc.ents = [Span(doc, index[s], index[e - 1] + 1, label=label) for s, e, label in spans]
+
+    def score(self, examples, options: dict, **kwargs) -> dict:
+        from spacy.scorer import get_ner_prf
+
+        return get_ner_prf(examples, **kwargs)
+
+    @staticmethod
+    def write_gold(doc, example: Example, options: dict) -> None:
+        from spacy.tokens import Span
+
+        if example.ents is not None:
+            doc.ents = [Span(doc, start, end, label=label) for start, end, label in example.ents]
+
+    def confusion_pairs(self, examples, options: dict) -> None:
+        return None  # spans, not one label per token: the per-type table says more
+
 
 def _penalty(allowed: torch.Tensor) -> torch.Tensor:
     return torch.where(allowed, 0.0, NEG)

@@ -1,22 +1,65 @@
-"""The head classes polyhead knows, by key: what a pipeline directory's head.json may name.
+"""The head classes polyhead knows, by key: the task list of everything above the data layer, and what a
+pipeline directory's head.json may name.
 
 Loading a pipeline looks its key up here; it never imports a module named in the directory's files, so a
 crafted pipeline cannot make spacy.load import or call anything else. A new head kind registers itself
-with `register_head("key", HeadClass)` before its pipelines are saved or loaded.
+with `register_head("key", HeadClass)` before its pipelines are saved or loaded; its key must be a task of
+`polyhead.data.schema.ANNOTATIONS` (the Example fields it learns from), and the class implements `Head`.
 """
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
+import torch
 from torch import nn
 
+from polyhead.data.schema import ANNOTATIONS, Example
+from polyhead.models.encoder import EncoderOutput
 from polyhead.models.heads.ner import EntityRecognitionHead
+from polyhead.models.heads.parser import DependencyParsingHead
 from polyhead.models.heads.tagger import TokenTaggingHead
 from polyhead.models.heads.textcat import TextClassificationHead
+
+
+class Head(Protocol):
+    """What a head kind provides: the training side, then the spaCy side, the way spaCy's own pipes own
+    set_annotations, get_loss and score. `options` are the component's settings over `spacy_options`."""
+
+    config: dict  # the constructor's arguments, written to head.json
+    labels: list[str]
+    spacy_options: dict  # settings of the exported component and their defaults (the tagger's attr)
+    spacy_scores: dict[str, str]  # a key `score` returns -> the metric's name in training (dep_las -> las)
+
+    def forward(self, enc: EncoderOutput) -> Any: ...  # scores, e.g. (B, W, H) -> (B, W, L)
+
+    def targets(self, examples: list[Example], width: int) -> torch.Tensor: ...  # IGNORE = unlabelled
+
+    def loss(self, scores: Any, targets: torch.Tensor) -> torch.Tensor: ...
+
+    def decode(self, scores: Any, word_mask: torch.Tensor) -> list: ...  # one prediction per text
+
+    def metric(self) -> Any: ...  # a torchmetrics Metric or MetricCollection (imported lazily)
+
+    def update_metric(self, metric, scores, targets, word_mask, examples: list[Example]) -> None: ...
+
+    def set_annotations(self, doc, prediction, index: list[int], options: dict) -> None:
+        """Write one text's prediction on its Doc; word k of the text is doc[index[k]]."""
+
+    def score(self, examples, options: dict, **kwargs) -> dict: ...  # what `spacy evaluate` reports
+
+    @staticmethod
+    def write_gold(doc, example: Example, options: dict) -> None:
+        """Write an Example's annotation, if it has any, on its Doc (one token per word)."""
+
+    def confusion_pairs(self, examples, options: dict) -> list[tuple[str, str]] | None: ...
+
 
 HEADS: dict[str, type[nn.Module]] = {
     "tagger": TokenTaggingHead,
     "ner": EntityRecognitionHead,
     "textcat": TextClassificationHead,
+    "parser": DependencyParsingHead,
 }
 
 
@@ -25,6 +68,8 @@ def qualified_name(cls: type) -> str:
 
 
 def register_head(key: str, cls: type[nn.Module]) -> None:
+    if key not in ANNOTATIONS:
+        raise ValueError(f"head key {key!r} names no annotation an Example holds ({', '.join(ANNOTATIONS)})")
     if HEADS.get(key, cls) is not cls:
         raise ValueError(f"head key {key!r} is taken by {qualified_name(HEADS[key])}")
     HEADS[key] = cls

@@ -62,3 +62,29 @@ class TokenTaggingHead(nn.Module):
         keep = targets != IGNORE
         if keep.any():
             metric.update(logits.argmax(-1)[keep], targets[keep])
+
+    # spaCy side (as spaCy's Tagger): what the exported component sets, how it scores, what a gold Doc holds
+    # attr: the token attribute the exported tagger sets, pos (token.pos_, UPOS) or tag (token.tag_)
+    spacy_options: dict = {"attr": "pos"}
+    spacy_scores = {"pos_acc": "acc", "tag_acc": "acc"}  # spaCy's score key -> this task's metric name
+
+    def set_annotations(self, doc, labels: list[str], index: list[int], options: dict) -> None:
+        for i, label in zip(index, labels):
+            setattr(doc[i], f"{options['attr']}_", label)
+
+    def score(self, examples, options: dict, **kwargs) -> dict:
+        from spacy.scorer import Scorer
+
+        return Scorer.score_token_attr(examples, options["attr"], **kwargs)
+
+    @staticmethod
+    def write_gold(doc, example: Example, options: dict) -> None:
+        for token, tag in zip(doc, example.tags or []):
+            setattr(token, f"{options['attr']}_", tag)
+
+    def confusion_pairs(self, examples, options: dict) -> list[tuple[str, str]] | None:
+        """(gold, predicted) label of every token, for a confusion plot."""
+        attr = f"{options['attr']}_"
+        return [
+            (getattr(g, attr), getattr(p, attr)) for e in examples for g, p in zip(e.reference, e.predicted)
+        ]

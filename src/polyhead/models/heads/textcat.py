@@ -97,3 +97,31 @@ class TextClassificationHead(nn.Module):
         if keep.any():
             preds = logits[keep].argmax(-1) if self.exclusive else self.scores(logits[keep])
             metric.update(preds, targets[keep].long() if not self.exclusive else targets[keep])
+
+    # spaCy side (as spaCy's TextCategorizer): doc.cats
+    spacy_options: dict = {}
+    spacy_scores = {"cats_macro_f": "macro_f1", "cats_micro_f": "micro_f1"}
+
+    def set_annotations(self, doc, scores: dict[str, float], index: list[int], options: dict) -> None:
+        doc.cats = scores
+
+    def score(self, examples, options: dict, **kwargs) -> dict:
+        from spacy.scorer import Scorer
+
+        return Scorer.score_cats(
+            examples, "cats", labels=self.labels, multi_label=not self.exclusive, **kwargs
+        )
+
+    @staticmethod
+    def write_gold(doc, example: Example, options: dict) -> None:
+        """doc.cats over the corpus labels (options["cat_labels"]): 1.0 for the example's, 0.0 for others."""
+        if example.cats is not None:
+            doc.cats = {label: float(label in example.cats) for label in options["cat_labels"]}
+
+    def confusion_pairs(self, examples, options: dict) -> list[tuple[str, str]] | None:
+        """(gold, predicted) top category of every text with gold categories."""
+        return [
+            (max(e.reference.cats, key=e.reference.cats.get), max(e.predicted.cats, key=e.predicted.cats.get))
+            for e in examples
+            if e.reference.cats
+        ]

@@ -1,0 +1,203 @@
+"""The dependency parser head: its decoder always yields a single-rooted tree (the best one), its targets and
+loss mask texts without trees, its metric counts every word, and its spaCy side sets token.head / dep_."""
+
+import itertools
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import spacy
+import torch
+
+from polyhead.data.schema import Example, find_cycle
+from polyhead.export.convert import to_doc, to_docbin
+from polyhead.models.encoder import EncoderOutput
+from polyhead.models.heads.parser import DependencyParsingHead, best_tree, set_tree
+from polyhead.models.heads.tagger import IGNORE
+
+LABELS = ["nsubj", "obj", "punct", "root"]
+
+
+def assert_single_rooted_tree(heads: list[int], n: int) -> None:
+    assert len(heads) == n
+    assert all(0 <= h <= n and h != i for i, h in enumerate(heads, 1)), heads
+    assert heads.count(0) == 1, heads
+    assert find_cycle(heads) == [], heads
+
+
+def tree_score(scores: np.ndarray, heads: list[int]) -> float:
+    return float(sum(scores[i, h] for i, h in enumerate(heads)))
+
+
+def random_scores(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Scores of several shapes: gaussian, heavy ties, one huge value, root preferred by every word."""
+    kind = rng.integers(4)
+    if kind == 0:
+        return rng.normal(size=(n, n + 1)) * rng.choice([0.1, 3, 30])
+    if kind == 1:
+        return rng.integers(0, 2, size=(n, n + 1)).astype(float)  # many equal trees
+    if kind == 2:
+        scores = rng.normal(size=(n, n + 1))
+        scores[rng.integers(n), rng.integers(n + 1)] = 1e6
+        return scores
+    scores = rng.normal(size=(n, n + 1))
+    scores[:, 0] += 10  # greedy would make every word a root
+    return scores
+
+
+def test_parser_decoder_always_yields_a_single_rooted_tree():
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        n = int(rng.integers(1, 40))
+        assert_single_rooted_tree(best_tree(random_scores(rng, n)), n)
+
+
+def test_parser_decoder_finds_the_best_single_rooted_tree():
+    """Against every head assignment of up to 6 words: no single-rooted tree scores higher."""
+    rng = np.random.default_rng(1)
+    for _ in range(150):
+        n = int(rng.integers(1, 7))
+        scores = random_scores(rng, n)
+        trees = [
+            list(h)
+            for h in itertools.product(range(n + 1), repeat=n)
+            if list(h).count(0) == 1 and not find_cycle(list(h))
+        ]
+        best = max(tree_score(scores, t) for t in trees)
+        assert tree_score(scores, best_tree(scores)) == pytest.approx(best, abs=1e-6)
+
+
+def test_parser_decoder_keeps_a_non_projective_tree():
+    """Word 1 heads word 3 while word 2 heads word 4: crossing arcs, which no projective decoder gives."""
+    gold = [0, 1, 1, 2]  # 2 <- 1 -> 3, 2 -> 4 crosses 1 -> 3
+    scores = np.full((4, 5), -5.0)
+    for i, h in enumerate(gold):
+        scores[i, h] = 5.0
+    heads = best_tree(scores)
+    assert heads == gold
+
+
+@pytest.fixture
+def head():
+    torch.manual_seed(0)
+    return DependencyParsingHead(8, LABELS, arc_size=6, label_size=5).eval()
+
+
+def encoded(batch=2, width=4, hidden=8):
+    torch.manual_seed(0)
+    mask = torch.tensor([[True] * width, [True] * (width - 2) + [False] * 2])[:batch]
+    return EncoderOutput(
+        words=torch.randn(batch, width, hidden), word_mask=mask, cls=torch.randn(batch, hidden)
+    )
+
+
+def test_parser_targets_and_loss_mask_texts_without_trees(head):
+    tree = Example(list("abcd"), heads=[2, 0, 2, 2], deps=["nsubj", "root", "obj", "punct"])
+    examples = [tree, Example(list("ab"))]
+    targets = head.targets(examples, 4)  # (B, W, 2)
+    assert targets[0].tolist() == [[2, 0], [0, 3], [2, 1], [2, 2]]
+    assert (targets[1] == IGNORE).all()
+    scores = head(encoded())
+    assert scores.arcs.shape == (2, 4, 5)
+    loss = head.loss(scores, targets)
+    changed = replace(scores, arcs=scores.arcs.clone(), label_deps=scores.label_deps.clone())
+    changed.arcs[1] += torch.randn(4, 5) * 5  # the unannotated text's scores must not move the loss
+    changed.label_deps[1] += 5
+    assert torch.isfinite(loss) and head.loss(changed, targets).item() == pytest.approx(loss.item())
+
+
+def test_parser_padding_and_self_are_never_heads(head):
+    enc = encoded()
+    heads, _ = head.predict(head(enc), enc.word_mask)
+    assert heads[1, :2].tolist() in ([0, 1], [2, 0])  # text 2 has 2 words: node 3 and 4 are padding
+    for row, n in zip(heads.tolist(), (4, 2)):
+        assert_single_rooted_tree(row[:n], n)
+
+
+def test_parser_long_texts_are_parsed_in_pieces_of_max_words(head):
+    short = DependencyParsingHead(8, LABELS, arc_size=6, label_size=5, max_words=2).eval()
+    short.load_state_dict(head.state_dict())
+    enc = encoded()
+    whole, pieces = head(enc), short(enc)
+    assert pieces.arcs.shape == (4, 2, 3) and pieces.chunks == 2  # 2 texts x 2 pieces of 2 words
+    assert torch.equal(pieces.arcs[0], whole.arcs[0, :2, :3])  # in-piece arcs score as in the whole text
+    assert torch.equal(pieces.arcs[1, :, 0], whole.arcs[0, 2:, 0])  # the root arcs of words 3 and 4
+    heads, _ = short.predict(pieces, enc.word_mask)
+    assert heads[0].tolist()[:2].count(0) == 1 and set(heads[0, :2].tolist()) <= {0, 1, 2}
+    assert heads[0].tolist()[2:].count(0) == 1 and set(heads[0, 2:].tolist()) <= {0, 3, 4}  # word numbers
+    tree = Example(list("abcd"), heads=[2, 0, 2, 3], deps=["nsubj", "root", "obj", "punct"])
+    targets = short.targets([tree, tree], 4)
+    crossing = targets.clone()
+    crossing[:, 2, 0] = 1  # word 3's head moves to the other piece: left out of the loss, like padding
+    assert short.loss(pieces, crossing).item() == pytest.approx(
+        short.loss(pieces, targets.index_fill(1, torch.tensor([2]), IGNORE)).item()
+    )
+
+
+def test_parser_metric_counts_every_word_including_punctuation(head):
+    enc = encoded(batch=1)
+    scores = head(enc)
+    heads, labels = head.predict(scores, enc.word_mask)
+    gold = torch.stack([heads, labels], -1)
+    gold[0, 0, 0] = (heads[0, 0] + 1) % 5 or 2  # word 1: wrong head
+    gold[0, 1, 1] = (labels[0, 1] + 1) % len(LABELS)  # word 2: right head, wrong relation
+    metric = head.metric()
+    head.update_metric(metric, scores, gold, enc.word_mask, [])
+    out = metric.compute()
+    assert out["uas"].item() == pytest.approx(3 / 4) and out["las"].item() == pytest.approx(2 / 4)
+
+
+def test_parser_decode_gives_head_and_relation_per_word(head):
+    enc = encoded()
+    pred = head.decode(head(enc), enc.word_mask)
+    assert [len(p) for p in pred] == [4, 2]
+    assert all(isinstance(h, int) and d in LABELS for text in pred for h, d in text)
+
+
+def test_parser_set_tree_hangs_whitespace_from_the_word_before():
+    nlp = spacy.blank("en")
+    doc = nlp.make_doc("  Ann  saw Rome .")
+    index = [t.i for t in doc if not t.is_space]
+    assert [doc[i].text for i in index] == ["Ann", "saw", "Rome", "."]
+    set_tree(doc, index, [2, 0, 2, 2], ["nsubj", "root", "obj", "punct"])
+    words = {doc[i].text: (doc[i].head.text, doc[i].dep_) for i in index}
+    assert words == {
+        "Ann": ("saw", "nsubj"),
+        "saw": ("saw", "root"),
+        "Rome": ("saw", "obj"),
+        ".": ("saw", "punct"),
+    }
+    spaces = [(t.head.i, t.dep_) for t in doc if t.is_space]
+    assert spaces == [
+        (index[0], "dep"),
+        (index[0], "dep"),
+    ]  # before any word: the first word; else the previous
+    assert len(list(doc.sents)) == 1
+
+
+def test_parser_gold_trees_written_by_to_docbin_and_read_back(tmp_path):
+    from polyhead.data.readers import read_corpus
+
+    examples = [
+        Example(
+            ["Ann", "saw", "Rome"],
+            tags=["PROPN", "VERB", "PROPN"],
+            heads=[2, 0, 2],
+            deps=["nsubj", "root", "obj"],
+        ),
+        Example(["Hi", "."], cats=("a",)),  # no tree: no relations written
+    ]
+    docbin = to_docbin(examples, lang="en", tag_attr="pos")  # the signature distillation code calls
+    path = tmp_path / "gold.spacy"
+    docbin.to_disk(path)
+    docs = list(docbin.get_docs(spacy.blank("en").vocab))
+    assert [(t.head.i, t.dep_, t.pos_) for t in docs[0]] == [
+        (1, "nsubj", "PROPN"),
+        (1, "root", "VERB"),
+        (1, "obj", "PROPN"),
+    ]
+    assert not docs[1].has_annotation("DEP") and docs[1].cats == {"a": 1.0}
+    back = read_corpus(path, "docbin")
+    assert (back[0].heads, back[0].deps) == ([2, 0, 2], ["nsubj", "root", "obj"]) and back[1].heads is None
+    doc = to_doc(spacy.blank("en").vocab, examples[0], [], "tag")  # the per-Example function, tag_ this time
+    assert [t.tag_ for t in doc] == ["PROPN", "VERB", "PROPN"] and doc[0].head.i == 1
