@@ -20,6 +20,7 @@ from polyhead.distill.teacher import (
     attach_targets,
     labelled_by_teacher,
     load_teacher,
+    prefer_gold,
     raw_examples,
     teacher_targets_in_parts,
 )
@@ -30,6 +31,7 @@ from polyhead.tracking import mlflow_config
 
 log = logging.getLogger(__name__)
 STUDENTS = ("layers", "spacy_cnn")
+LABELS = ("teacher", "gold", "gold_first")  # what spacy_cnn learns (conf/student/spacy_cnn.yaml)
 
 
 def run_job(cfg: DictConfig):
@@ -68,9 +70,13 @@ def run_job(cfg: DictConfig):
     if cfg.student.name == "spacy_cnn":
         from polyhead.distill.spacy_cnn import run_spacy_cnn
 
-        gold_labels = cfg.student.get("labels", "teacher") == "gold"
-        train = gold if gold_labels else labelled_by_teacher(teacher, examples, targets)
-        tags["distill/labels"] = "gold" if gold_labels else "teacher"
+        labels = cfg.student.get("labels", "teacher")
+        if labels not in LABELS:
+            raise UserError(f"student.labels={labels!r}: must be one of {LABELS}")
+        train = gold if labels == "gold" else labelled_by_teacher(teacher, examples, targets)
+        if labels == "gold_first":  # the teacher fills in only what the gold annotation lacks
+            train = [prefer_gold(ex, taught) for ex, taught in zip(examples, train)]
+        tags["distill/labels"] = labels
         return run_spacy_cnn(scfg, train, datamodule.examples["dev"], datamodule.examples["test"], tags)
     return train_layers_student(scfg, teacher, datamodule, attach_targets(examples, targets), tags)
 

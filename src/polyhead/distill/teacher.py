@@ -230,6 +230,12 @@ def labelled_by_teacher(teacher: Teacher, examples: list[Example], targets: Targ
     return out
 
 
+def prefer_gold(gold: Example, taught: Example) -> Example:
+    """`taught` (the teacher's labels for `gold`'s text) with every annotation `gold` has put back."""
+    kept = {attr: getattr(gold, attr) for attr in ("tags", "ents", "cats") if getattr(gold, attr) is not None}
+    return replace(taught, **kept)
+
+
 def pad_words(rows: list[torch.Tensor], width: int) -> torch.Tensor:
     """Per-word rows (n_i, L) -> one zero-padded batch.  # -> (B, width, L)"""
     batch = torch.zeros(len(rows), width, rows[0].shape[-1])
