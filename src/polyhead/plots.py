@@ -38,6 +38,37 @@ def learning_curve(
     return path
 
 
+def difference_intervals(
+    series: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[float]]],
+    metric: str,
+    level: float,
+    path: Path,
+) -> Path:
+    """One line per comparison, `series[label] = (train examples, A - B, low, high)`, with its interval as
+    error bars and a line at 0: an interval across 0 cannot tell A from B at that size."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    xs_all = []
+    for i, (label, (x, diff, low, high)) in enumerate(series.items()):
+        order = np.argsort(np.asarray(x, float), kind="stable")
+        x, diff = np.asarray(x, float)[order], np.asarray(diff, float)[order]
+        low, high = np.asarray(low, float)[order], np.asarray(high, float)[order]
+        shift = 1.0 + 0.03 * (i - (len(series) - 1) / 2)  # side by side on a log axis
+        errors = np.nan_to_num(np.vstack([diff - low, high - diff]))  # one seed: no interval
+        ax.errorbar(x * shift, diff, yerr=errors, marker="o", capsize=3, label=label)
+        xs_all.extend(x)
+    if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 10:
+        ax.set_xscale("log")
+    ax.set_xlabel("training examples")
+    ax.set_ylabel(f"difference in {metric}")
+    ax.set_title(f"{metric}: A − B with {level:.0%} interval")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.savefig(path, dpi=120)
+    return path
+
+
 def confusion_matrix(matrix: np.ndarray, labels: Sequence[str], title: str, path: Path) -> Path:
     """Rows gold, columns predicted; colour is the row-normalised share (recall), cells show counts."""
     counts = np.asarray(matrix, dtype=np.int64)

@@ -123,6 +123,7 @@ class MultitaskDataModule(pl.LightningDataModule):
         train_limit: int | None = None,
         seed: int = 0,
         num_workers: int = 0,
+        tasks: list[str] | None = None,
     ):
         super().__init__()
         self.specs = {
@@ -132,6 +133,9 @@ class MultitaskDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.group_by_length, self.train_limit = group_by_length, train_limit
         self.seed, self.num_workers = seed, num_workers
+        # Only these tasks' annotation is kept (null: every task the corpora feed); examples left with none
+        # are skipped. A single-task run sets it to its one head (conf/study/sharing.yaml).
+        self.tasks = list(tasks) if tasks is not None else None
         self.examples: dict[str, list[Example]] = {}
         self.labels: dict[str, list[str]] = {}
         self.collate: Callable | None = None
@@ -147,9 +151,16 @@ class MultitaskDataModule(pl.LightningDataModule):
                 else:
                     examples += part
             self.examples[split] = examples
-        if self.train_limit:
-            self.examples["train"] = limit_examples(self.examples["train"], self.train_limit, self.seed)
-        self.labels = collect_labels(self.examples["train"])
+        full = self.examples["train"]
+        if self.train_limit:  # drawn over every task of the corpora: a single-task run gets the same sample
+            order = list(dict.fromkeys(task for spec in self.specs["train"] for task in spec.tasks))
+            self.examples["train"] = limit_examples(full, self.train_limit, self.seed, order)
+        if self.tasks is not None:
+            full = only_tasks(full, self.tasks)
+            self.examples = {split: only_tasks(exs, self.tasks) for split, exs in self.examples.items()}
+        # Labels of the whole training set: a limited sample keeps every class a full run has (a rare tag
+        # the sample lacks is a class it never sees, not an error on dev), so every size has the same heads.
+        self.labels = collect_labels(full)
         for split in ("dev", "test"):
             check_labels(self.examples[split], self.labels, split)
 
@@ -203,17 +214,40 @@ class MultitaskDataModule(pl.LightningDataModule):
         return self._eval_loader("test")
 
 
-def limit_examples(examples: list[Example], n: int, seed: int) -> list[Example]:
-    """A seeded sample of n examples, stratified by (first) textcat label where examples have one."""
-    if n >= len(examples):
-        return examples
+def only_tasks(examples: list[Example], tasks: list[str]) -> list[Example]:
+    """The examples with annotation for any of `tasks`, every other task's annotation dropped."""
+    kept = [ex.keep_tasks(tasks) for ex in examples]
+    return [ex for ex in kept if any(ex.has(task) for task in tasks)]
+
+
+def limit_examples(examples: list[Example], n: int, seed: int, tasks: list[str]) -> list[Example]:
+    """A seeded sample with n training examples per task (all of a task's when it has fewer), stratified by
+    (first) textcat label where examples have one.
+
+    Tasks are filled in the order given: examples already drawn for an earlier task count towards a later
+    task's n when they carry it too, and the rest is drawn from the examples that carry it. A corpus with
+    every task gives n examples; two corpora feeding different tasks (EWT tags and genres, UNER entities)
+    give n of each. A task whose examples were drawn for two earlier tasks may get more than n."""
     rng = random.Random(seed)
+    chosen: set[int] = set()
+    for task in tasks:
+        have = sum(examples[i].has(task) for i in chosen)
+        pool = [i for i, ex in enumerate(examples) if ex.has(task) and i not in chosen]
+        if n > have and pool:
+            chosen.update(stratified_sample(examples, pool, n - have, rng))
+    return [examples[i] for i in sorted(chosen)]
+
+
+def stratified_sample(examples: list[Example], pool: list[int], n: int, rng: random.Random) -> list[int]:
+    """n indices of `pool` drawn with `rng`, each textcat label (first one) in proportion to its share."""
+    if n >= len(pool):
+        return pool
     groups: dict[str, list[int]] = {}
-    for i, ex in enumerate(examples):
-        groups.setdefault(ex.cats[0] if ex.cats else "", []).append(i)
+    for i in pool:
+        groups.setdefault(examples[i].cats[0] if examples[i].cats else "", []).append(i)
     chosen = []
     for members in groups.values():
         rng.shuffle(members)
-        chosen += members[: max(1, round(n * len(members) / len(examples)))]
+        chosen += members[: max(1, round(n * len(members) / len(pool)))]
     rng.shuffle(chosen)
-    return [examples[i] for i in sorted(chosen[:n])]
+    return chosen[:n]

@@ -2,16 +2,20 @@
 
     python -m polyhead.report sweep_id=<id>
     python -m polyhead.report experiment=polyhead compare="optim/layer_decay=1.0 vs optim/layer_decay=0.9"
+    python -m polyhead.report study_id=<id> by=study/arm compare="study/arm=multitask vs study/arm=single"
 
-Options (key=value): sweep_id and/or experiment select FINISHED runs; compare="A vs B" (repeatable, syntax in
-report.compare; default: every pair of configurations); metrics= comma-separated globs (default test/*);
-level= interval coverage (default 0.95); out= folder (default <project>/outputs/reports/<id>);
-tracking_uri= (default the project's sqlite:///<project>/mlruns/mlflow.db); log=false skips MLflow.
+Options (key=value): sweep_id, study_id (tags) and/or experiment select FINISHED runs; by= comma-separated
+params whose values name a configuration (default: every param that varies; runs of one configuration that
+differ in others are merged, see report.runs); compare="A vs B" (repeatable, syntax in report.compare;
+default: every pair of configurations); metrics= comma-separated globs (default test/*); level= interval
+coverage (default 0.95); out= folder (default <project>/outputs/reports/<id>); tracking_uri= (default the
+project's sqlite:///<project>/mlruns/mlflow.db); log=false skips MLflow.
 
-Writes learning_curve_<metric>.png (x = training examples, mean ± 1 std over seeds, one line per
-configuration), summary.csv/.md (mean, std, n, seeds), differences.csv/.md (mean(A) - mean(B) with its
-interval) and runs.csv (the run behind every value), then logs the folder as the artifacts of a new run
-`report <id>` tagged `report_of=<id>` in the runs' experiment.
+Writes learning_curve_<metric>.png (x = training examples of the metric's task, mean ± 1 std over seeds,
+one line per configuration), difference_<metric>.png (each comparison's A - B with its interval at every
+size), summary.csv/.md (mean, std, n, seeds), differences.csv/.md (mean(A) - mean(B) with its interval) and
+runs.csv (the run behind every value), then logs the folder as the artifacts of a new run `report <id>`
+tagged `report_of=<id>` in the runs' experiment.
 """
 
 from __future__ import annotations
@@ -27,19 +31,20 @@ from mlflow.tracking import MlflowClient
 
 from polyhead.config import project_root
 from polyhead.report.compare import differences, summarize
-from polyhead.report.runs import load_runs, runs_frame
+from polyhead.report.runs import SELECTORS, load_runs, runs_frame
 
-OPTIONS = {"sweep_id", "experiment", "compare", "metrics", "level", "out", "tracking_uri", "log"}
+OPTIONS = {"sweep_id", "study_id", "experiment", "by", "compare", "metrics", "level", "out", "tracking_uri"}
+OPTIONS |= {"log"}
 
 
 def build_report(client: MlflowClient, options: dict, out: Path) -> tuple[list, pd.DataFrame, pd.DataFrame]:
     """Reads the runs, writes every file of the report to `out`; returns (runs, summary, differences)."""
-    from polyhead.plots import learning_curve
-
-    runs = load_runs(client, options.get("sweep_id"), options.get("experiment"))
+    tags = {key: options.get(key) for key in SELECTORS}
+    runs = load_runs(client, options.get("experiment"), **tags)
     if not runs:
         raise ValueError(f"no FINISHED runs for {_selection(options)} in {client.tracking_uri}")
-    frame, configs, varying = runs_frame(runs, options.get("metrics", "test/*"))
+    by = [k.strip() for k in options["by"].split(",") if k.strip()] if options.get("by") else None
+    frame, configs, varying, notes = runs_frame(runs, options.get("metrics", "test/*"), by)
     level = float(options.get("level", 0.95))
     summary = summarize(frame)
     diffs = differences(frame, configs, varying, options.get("compare", []), level)
@@ -49,16 +54,41 @@ def build_report(client: MlflowClient, options: dict, out: Path) -> tuple[list, 
     diffs.to_csv(out / "differences.csv", index=False)
     header = f"{len(runs)} FINISHED runs ({_selection(options)}); configurations differ in: "
     header += ", ".join(varying) or "nothing (seeds only)"
+    header += "".join(f".\nLeft out: {note}" for note in notes)
     (out / "summary.md").write_text(summary_markdown(summary, header))
     (out / "differences.md").write_text(differences_markdown(diffs, header, level))
-    for metric, rows in summary.dropna(subset=["train_examples"]).groupby("metric"):
-        curves = {c: (g["train_examples"], g["mean"], g["std"]) for c, g in rows.groupby("config")}
-        learning_curve(curves, metric, out / f"learning_curve_{re.sub(r'[^A-Za-z0-9_.-]', '_', metric)}.png")
+    draw(summary, diffs, level, out)
     return runs, summary, diffs
 
 
+def draw(summary: pd.DataFrame, diffs: pd.DataFrame, level: float, out: Path) -> None:
+    """learning_curve_<metric>.png per metric; difference_<metric>.png per metric with a comparison."""
+    from polyhead.plots import difference_intervals, learning_curve
+
+    for metric, rows in summary.dropna(subset=["train_examples"]).groupby("metric"):
+        by_config = rows.groupby("config", sort=False)
+        curves = {c: (g["train_examples"], g["mean"], g["std"]) for c, g in by_config}
+        learning_curve(curves, metric, out / f"learning_curve_{file_stem(metric)}.png")
+    for metric, rows in diffs.dropna(subset=["train_examples"]).groupby("metric"):
+        series = {
+            f"{a} − {b}" + (f" ({held})" if isinstance(held, str) and held else ""): (
+                g["train_examples"],
+                g["diff"],
+                g["ci_low"],
+                g["ci_high"],
+            )
+            for (a, b, held), g in rows.groupby(["a", "b", "held"], sort=False, dropna=False)
+        }
+        difference_intervals(series, metric, level, out / f"difference_{file_stem(metric)}.png")
+
+
+def file_stem(metric: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", metric)
+
+
 def _selection(options: dict) -> str:
-    return " and ".join(f"{k}={options[k]}" for k in ("sweep_id", "experiment") if options.get(k))
+    keys = ("sweep_id", "study_id", "experiment")
+    return " and ".join(f"{k}={options[k]}" for k in keys if options.get(k))
 
 
 def _number(value: float) -> str:
@@ -73,8 +103,13 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def _size(x: float) -> str:
-    return "all" if x is None or math.isnan(x) else f"{x:.0f}"
+def _size(x: float, limit: str = "") -> str:
+    """The examples trained on, and the requested size where it differs: `1601 (all)`, `1601 (limit 2000)`."""
+    if x is None or math.isnan(x):
+        return limit or "all"
+    if limit == "all":
+        return f"{x:.0f} (all)"
+    return f"{x:.0f}" if not limit or limit in (f"{x:.0f}", str(x)) else f"{x:.0f} (limit {limit})"
 
 
 def summary_markdown(summary: pd.DataFrame, header: str) -> str:
@@ -86,9 +121,10 @@ def summary_markdown(summary: pd.DataFrame, header: str) -> str:
     ]
     for metric, rows in summary.groupby("metric"):
         table = [
-            [r.config, _size(r.train_examples), f"{_number(r.mean)} ± {_number(r.std)}", str(r.n), r.seeds]
+            [r.config, _size(r.train_examples, r.train_limit), f"{_number(r.mean)} ± {_number(r.std)}",
+             str(r.n), r.seeds]
             for r in rows.itertuples()
-        ]
+        ]  # fmt: skip
         lines += [
             "",
             f"## {metric}",
@@ -110,8 +146,8 @@ def differences_markdown(diffs: pd.DataFrame, header: str, level: float) -> str:
         lines += ["", "Nothing to compare: one configuration, or no training-set size both sides share."]
     for metric, rows in diffs.groupby("metric"):
         table = [
-            [_size(r.train_examples), r.a, r.b, r.held, _number(r.mean_a), _number(r.mean_b), _number(r.diff),
-             f"[{_number(r.ci_low)}, {_number(r.ci_high)}]", f"{r.n_a}, {r.n_b}", r.method]
+            [_size(r.train_examples, r.train_limit), r.a, r.b, r.held, _number(r.mean_a), _number(r.mean_b),
+             _number(r.diff), f"[{_number(r.ci_low)}, {_number(r.ci_high)}]", f"{r.n_a}, {r.n_b}", r.method]
             for r in rows.itertuples()
         ]  # fmt: skip
         columns = [
@@ -130,10 +166,14 @@ def differences_markdown(diffs: pd.DataFrame, header: str, level: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def log_report(client: MlflowClient, runs: list, report_id: str, out: Path) -> str:
-    """A new run `report <id>` (tag report_of=<id>) in the runs' experiment, holding the report files."""
+def log_report(
+    client: MlflowClient, runs: list, report_id: str, out: Path, tags: dict[str, str] | None = None
+) -> str:
+    """A new run `report <id>` (tag report_of=<id>, plus `tags`) in the runs' experiment, holding the report
+    files."""
     experiment_id = Counter(r.info.experiment_id for r in runs).most_common(1)[0][0]
-    run = client.create_run(experiment_id, run_name=f"report {report_id}", tags={"report_of": report_id})
+    tags = {"report_of": report_id, **(tags or {})}
+    run = client.create_run(experiment_id, run_name=f"report {report_id}", tags=tags)
     client.log_artifacts(run.info.run_id, str(out))
     client.set_terminated(run.info.run_id)
     return run.info.run_id
@@ -155,14 +195,14 @@ def parse_args(argv: list[str] | None) -> dict:
             options["compare"].append(value)
         else:
             options[key] = value
-    if not (options.get("sweep_id") or options.get("experiment")):
-        parser.error("give sweep_id=<id> and/or experiment=<name>")
+    if not any(options.get(k) for k in ("sweep_id", "study_id", "experiment")):
+        parser.error("give sweep_id=<id>, study_id=<id> and/or experiment=<name>")
     return options
 
 
 def main(argv: list[str] | None = None) -> Path:
     options = parse_args(argv)
-    report_id = options.get("sweep_id") or options["experiment"]
+    report_id = options.get("study_id") or options.get("sweep_id") or options["experiment"]
     root = project_root()
     client = MlflowClient(options.get("tracking_uri", f"sqlite:///{root}/mlruns/mlflow.db"))
     out = Path(options.get("out", root / "outputs" / "reports" / re.sub(r"[^\w.-]", "_", report_id)))

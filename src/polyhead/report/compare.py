@@ -18,22 +18,39 @@ import pandas as pd
 from polyhead.report.runs import X_METRIC, X_PARAM, config_label
 from polyhead.report.stats import difference, mean_std
 
-SUMMARY_COLUMNS = ["metric", "config", "train_examples", "mean", "std", "n", "seeds"]
+SUMMARY_COLUMNS = ["metric", "config", "train_limit", "train_examples", "mean", "std", "n", "seeds"]
 DIFFERENCE_COLUMNS = [
-    *("metric", "train_examples", "a", "b", "held", "mean_a", "mean_b", "diff", "ci_low", "ci_high"),
+    *("metric", "train_limit", "train_examples", "a", "b", "held", "mean_a", "mean_b", "diff"),
+    *("ci_low", "ci_high"),
     *("n_a", "n_b", "method", "df"),
 ]
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sample std (n - 1) and n over seeds per metric, configuration and training-set size."""
+    """Mean, sample std (n - 1) and n over seeds per metric, configuration and training-set size (the
+    requested train_limit and the examples the metric's task trained on), smallest size first."""
     rows = []
-    for (metric, config, x), group in frame.groupby(["metric", "config", "train_examples"], dropna=False):
+    keys = ["metric", "config", "train_limit", "train_examples"]
+    for (metric, config, limit, x), group in frame.groupby(keys, dropna=False, sort=False):
         mean, std, n = mean_std(group["value"].tolist())
-        rows.append(
-            (metric, config, x, mean, std, n, " ".join(sorted(map(str, group["seed"]), key=_natural)))
-        )
+        seeds = " ".join(sorted(map(str, group["seed"]), key=_natural))
+        rows.append((metric, config, limit, x, mean, std, n, seeds))
+    rows.sort(key=lambda r: (r[0], r[1], size_order(r[2], r[3])))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def size_order(limit: str, x: float) -> tuple:
+    """Sorts sizes by examples, then by requested limit with "all" last."""
+    x = math.inf if x is None or math.isnan(x) else x
+    return (x, math.inf if limit == "all" else float(limit) if _numeric(limit) else 0.0)
+
+
+def _numeric(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _natural(seed: str) -> tuple:
@@ -93,15 +110,17 @@ def compare(
         for side, labels in zip(groups, (labels_a, labels_b)):
             if row.config in labels:
                 x = None if math.isnan(row.train_examples) else row.train_examples
-                side[(row.metric, held[row.config], x)].append((row.seed, row.value))
+                side[(row.metric, held[row.config], row.train_limit, x)].append((row.seed, row.value))
     rows = []
-    for key in sorted(groups[0].keys() & groups[1].keys(), key=lambda k: (k[0], k[1], k[2] or 0)):
-        metric, held_label, x = key
+    order = sorted(groups[0].keys() & groups[1].keys(), key=lambda k: (k[0], k[1], size_order(k[2], k[3])))
+    for key in order:
+        metric, held_label, limit, x = key
         d = difference(groups[0][key], groups[1][key], level)
         means = [mean_std([v for _, v in g[key]])[0] for g in groups]
         held_label = "" if held_label == config_label({}) else held_label
-        values = (metric, x, config_label(a), config_label(b), held_label, *means, d.diff, d.low, d.high)
-        rows.append(dict(zip(DIFFERENCE_COLUMNS, (*values, d.n_a, d.n_b, d.method, d.df))))
+        sides = (config_label(a), config_label(b), held_label)
+        values = (metric, limit, x, *sides, *means, d.diff, d.low, d.high, d.n_a, d.n_b, d.method, d.df)
+        rows.append(dict(zip(DIFFERENCE_COLUMNS, values)))
     return rows
 
 

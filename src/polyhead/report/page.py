@@ -1,0 +1,254 @@
+"""A study's results page (docs/study.md), filled from MLflow, and the check that it still matches the runs.
+
+The page keeps hand-written text outside its generated blocks (`<!-- study:NAME -->` up to
+`<!-- /study:NAME -->`).
+`publish` rewrites the blocks and the page's folder (docs/study/: the plots as PNG, summary.csv,
+differences.csv, study.json) from the study's runs and report; `check` reads the runs back from MLflow,
+renders every block again and lists each difference from the committed page and tables."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from polyhead.report import build_report, file_stem
+from polyhead.report.compare import size_order
+from polyhead.report.runs import train_limit
+
+BLOCK = re.compile(r"(<!-- study:(\w+) -->\n)(.*?)(<!-- /study:\2 -->)", re.S)
+ARM = "study/arm"
+
+
+def read_blocks(text: str) -> dict[str, str]:
+    return {m.group(2): m.group(3) for m in BLOCK.finditer(text)}
+
+
+def fill(text: str, blocks: dict[str, str]) -> str:
+    """`text` with each generated block replaced; a block the page lacks is an error."""
+    missing = set(blocks) - set(read_blocks(text))
+    if missing:
+        raise ValueError(
+            f"the page has no block(s) {sorted(missing)} (<!-- study:NAME --> ... <!-- /study:NAME -->)"
+        )
+    return BLOCK.sub(lambda m: m.group(1) + blocks.get(m.group(2), m.group(3)) + m.group(4), text)
+
+
+def _fmt(value: float, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def _size(limit: str, x: float) -> str:
+    """`100`, `all (12,543)`, or `1,601 (2000)` where a task has fewer examples than asked for."""
+    count = "?" if math.isnan(x) else f"{x:,.0f}"
+    if limit == "all":
+        return f"all ({count})"
+    return count if count.replace(",", "") == limit else f"{count} ({limit})"
+
+
+def verdict(row, a: str, b: str) -> str:
+    """What an interval of A − B says, for metrics where higher is better."""
+    if math.isnan(row.ci_low) or math.isnan(row.ci_high):
+        return "no interval (n < 2)"
+    if row.ci_low > 0:
+        return f"{a} ahead"
+    if row.ci_high < 0:
+        return f"{b} ahead"
+    return "cannot be told apart"
+
+
+def arm_of(label: str) -> str:
+    return label.removeprefix(f"{ARM}=")
+
+
+def _mean_cell(row) -> str:
+    return f"{_fmt(row.mean)} ± {_fmt(row.std)} ({row.n})"
+
+
+def _difference_cell(row) -> str:
+    interval = f"{_fmt(row.diff, True)} [{_fmt(row.ci_low, True)}, {_fmt(row.ci_high, True)}]"
+    return f"{interval} {row.method}: {verdict(row, arm_of(row.a), arm_of(row.b))}"
+
+
+def metric_table(summary: pd.DataFrame, diffs: pd.DataFrame) -> list[str]:
+    """A row per size: each arm's mean ± std (n seeds), each comparison's A − B [interval] and verdict."""
+    means = {(r.config, r.train_limit, r.train_examples): r for r in summary.itertuples()}
+    intervals = {(r.a, r.b, r.train_limit, r.train_examples): r for r in diffs.itertuples()}
+    arms = list(dict.fromkeys(summary.config))
+    pairs = list(dict.fromkeys(zip(diffs.a, diffs.b)))
+    header = ["train examples per task", *map(arm_of, arms)]
+    header += [f"{arm_of(a)} − {arm_of(b)} (95% CI)" for a, b in pairs]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for size in sorted({key[1:] for key in means}, key=lambda size: size_order(*size)):
+        cells = [_size(*size)]
+        cells += [_mean_cell(means[(arm, *size)]) if (arm, *size) in means else "–" for arm in arms]
+        cells += [
+            _difference_cell(intervals[(*p, *size)]) if (*p, *size) in intervals else "–" for p in pairs
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def results_block(summary: pd.DataFrame, diffs: pd.DataFrame, metrics: list[str], assets: str) -> str:
+    """Per metric: its learning curves and differences as plots, and its table."""
+    lines = []
+    for metric in metrics:
+        stem, rows = file_stem(metric), diffs[diffs.metric == metric]
+        lines += [f"### `{metric}`", "", f"![{metric}: learning curves]({assets}/learning_curve_{stem}.png)"]
+        if not rows.empty:
+            lines.append(f"![{metric}: differences]({assets}/difference_{stem}.png)")
+        lines += ["", *metric_table(summary[summary.metric == metric], rows), ""]
+    return "\n".join(lines)
+
+
+def _seconds(run) -> float:
+    return ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000
+
+
+def study_facts(client: MlflowClient, study_id: str, runs: list) -> dict:
+    """What the page says about how the study ran, from its runs and its latest report run's tags."""
+    experiments = sorted({r.info.experiment_id for r in runs})
+    query = f"tags.study_id = '{study_id}' and attributes.status != 'FINISHED'"
+    unfinished = client.search_runs(experiments, query)
+    reports = client.search_runs(
+        experiments, f"tags.report_of = '{study_id}'", order_by=["attributes.start_time DESC"]
+    )
+    latest = lambda tag: next((r.data.tags[tag] for r in reports if r.data.tags.get(tag)), "?")  # noqa: E731
+    start = min(r.info.start_time for r in runs)
+    end = max(r.info.end_time or r.info.start_time for r in runs)
+    facts = {"study_id": study_id, "command": latest("study_command"), "finished": len(runs)}
+    facts["unfinished"] = len(unfinished)
+    tags = {"commit": "git_commit", "cpu": "hw/cpu_model", "capability": "hw/cpu_capability"}
+    for key, tag in (tags | {"threads": "hw/threads", "precision": "hw/precision"}).items():
+        facts[key] = ", ".join(sorted({r.data.tags.get(tag, "?") for r in runs} - {"unknown"}))
+    # Runs with paths.root_dir outside the repository tag git_commit "unknown": use the study's checkout.
+    facts["commit"] = facts["commit"] or f"{latest('study_commit')} (scripts/study.py's checkout)"
+    facts["span"] = (end - start) / 1000
+    facts["compute"] = sum(_seconds(r) for r in runs)
+    return facts
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h"
+
+
+def run_minutes(runs: list) -> list[str]:
+    """A table of the mean wall time of one run (minutes) per arm (heads) and size."""
+    minutes: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        heads = sorted({k.split("/")[2] for k in run.data.params if k.startswith("model/heads/")})
+        arm = f"{run.data.params.get(ARM, '?')} ({'+'.join(heads)})"
+        minutes[arm][train_limit(run)].append(_seconds(run) / 60)
+    sizes = sorted({s for by_size in minutes.values() for s in by_size}, key=lambda s: size_order(s, 0.0))
+    lines = ["| minutes per run (mean) | " + " | ".join(sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for arm, by_size in sorted(minutes.items()):
+        cells = [f"{sum(v) / len(v):.1f}" if (v := by_size.get(s)) else "–" for s in sizes]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def setup_block(facts: dict, runs: list) -> str:
+    """How the study ran: id, command, commit, CPU, wall time, and the time of one run per arm and size."""
+    lines = [
+        f"- study id: `{facts['study_id']}`: {facts['finished']} FINISHED runs, {facts['unfinished']} others",
+        f"- command: `{facts['command']}`",
+        f"- commit: `{facts['commit']}`",
+        f"- CPU: {facts['cpu']} ({facts['capability']}), {facts['threads']} threads, "
+        f"trained in {facts['precision']}",
+        f"- wall time from the first run's start to the last run's end: {_hours(facts['span'])} "
+        f"(the runs' own times add up to {_hours(facts['compute'])})",
+        "",
+        *run_minutes(runs),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render(client: MlflowClient, meta: dict, out: Path, assets: str) -> tuple[dict[str, str], Path]:
+    """The page's blocks for the study in `meta`, with its report written to `out`."""
+    options = {"study_id": meta["study_id"], "by": ARM, "compare": meta["compare"], "log": "false"}
+    runs, summary, diffs = build_report(client, options, out)
+    blocks = {
+        "setup": setup_block(study_facts(client, meta["study_id"], runs), runs),
+        "results": results_block(summary, diffs, meta["metrics"], assets),
+    }
+    return blocks, out
+
+
+def publish(client: MlflowClient, meta: dict, page: Path) -> Path:
+    """Rewrites the page's blocks and its folder (plots, tables, study.json) for the study in `meta`
+    ({study_id, compare, metrics, tracking_uri})."""
+    folder = page.with_suffix("")
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        blocks, out = render(client, meta, Path(tmp), folder.name)
+        for old in folder.glob("*.png"):
+            old.unlink()
+        for metric in meta["metrics"]:
+            for kind in ("learning_curve", "difference"):
+                png = out / f"{kind}_{file_stem(metric)}.png"
+                if png.exists():
+                    shutil.copy(png, folder / png.name)
+        for table in ("summary.csv", "differences.csv"):
+            shutil.copy(out / table, folder / table)
+    (folder / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
+    page.write_text(fill(page.read_text(), blocks))
+    return page
+
+
+def check(page: Path, tracking_uri: str | None = None) -> list[str]:
+    """Each way the page differs from its study's runs in MLflow (empty: it matches)."""
+    folder = page.with_suffix("")
+    if not (folder / "study.json").is_file():
+        return [f"{folder / 'study.json'}: no published study (python scripts/study.py run publishes one)"]
+    meta = json.loads((folder / "study.json").read_text())
+    uri = tracking_uri or meta["tracking_uri"]
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return [f"{uri}: no such MLflow store (the study's runs are where it ran; give --tracking-uri)"]
+    client = MlflowClient(uri)
+    problems = []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            blocks, out = render(client, meta, Path(tmp), folder.name)
+        except ValueError as error:  # no runs of the study in this store
+            return [f"{page}: {error}"]
+        committed = read_blocks(page.read_text())
+        for name, text in blocks.items():
+            if committed.get(name) != text:
+                problems.append(f"{page}: block {name} differs from the runs in MLflow")
+        for table in ("summary.csv", "differences.csv"):
+            problems += compare_tables(folder / table, out / table)
+    for link in re.findall(r"\]\(([^)]+\.png)\)", "".join(blocks.values())):
+        if not (page.parent / link).is_file():
+            problems.append(f"{page}: {link} is missing")
+    return problems
+
+
+def compare_tables(committed: Path, fresh: Path) -> list[str]:
+    """Rows or values of a committed CSV table that differ from the one computed again (numbers to 1e-9)."""
+    if not committed.is_file():
+        return [f"{committed}: missing"]
+    old, new = (pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in (committed, fresh))
+    if list(old.columns) != list(new.columns) or len(old) != len(new):
+        shape = f"{len(old)} rows of {list(old.columns)}"
+        return [f"{committed}: {shape}, the runs give {len(new)} rows of {list(new.columns)}"]
+    problems = []
+    for column in old.columns:
+        a, b = old[column], new[column]
+        if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+            same = ((a - b).abs() <= 1e-9) | (a.isna() & b.isna())
+        else:
+            same = a.astype(str) == b.astype(str)
+        for i in (~same).to_numpy().nonzero()[0]:
+            problems.append(
+                f"{committed}: row {i + 2} {column} is {a.iloc[i]!r}, the runs give {b.iloc[i]!r}"
+            )
+    return problems

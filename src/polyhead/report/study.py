@@ -1,0 +1,196 @@
+"""A study run whole: every arm of a conf/study/ config at every size, each as one `python train.py -m` over
+its seeds, then its report and results page. `python scripts/study.py run|publish|check` is the command line.
+
+The arms, sizes, seeds and budget rule live in the study config's `study` node (conf/study/sharing.yaml). An
+arm keeps the heads it names and drops every other head of the composed config (`~model.heads.<task>`), so a
+head the experiment gains later stays out of it; `one_per_task` gives one run per task (the single-task
+models). Every run carries the study id as the MLflow tag `study_id`."""
+
+from __future__ import annotations
+
+import math
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from polyhead.report import build_report, log_report
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One multirun of a study: one arm (one task of a one_per_task arm) at one size, over its seeds."""
+
+    arm: str
+    tasks: tuple[str, ...]  # the heads the arm keeps
+    size: int | None  # training examples per task (data.train_limit); None = all
+    seeds: tuple[int, ...]
+    epochs: int
+    val_every: int
+    overrides: tuple[str, ...]  # the arm's own overrides and the heads it drops
+
+    @property
+    def name(self) -> str:
+        task = f"-{self.tasks[0]}" if len(self.tasks) == 1 else ""
+        return f"{self.arm}{task}-n{self.size or 'all'}"
+
+    def arguments(self, study: str, study_id: str, sweep_root: Path) -> list[str]:
+        """The overrides of `python train.py -m` for this cell."""
+        return [
+            f"study={study}",
+            f"study.id={study_id}",
+            f"study.arm={self.arm}",
+            *self.overrides,
+            f"data.train_limit={self.size if self.size is not None else 'null'}",
+            f"trainer.max_epochs={self.epochs}",
+            f"trainer.check_val_every_n_epoch={self.val_every}",
+            f"seed={','.join(map(str, self.seeds))}",
+            f"hydra.sweep.dir={sweep_root / study_id / f'{study_id}-{self.name}'}",  # sweep_id: unique
+        ]
+
+
+def budget(
+    size: int | None, batch_size: int, min_steps: int, min_epochs: int, max_epochs: int, validations: int
+) -> tuple[int, int]:
+    """(epochs, validate every n epochs) for `size` training examples per task (None = all).
+
+    E(N) = clamp(ceil(min_steps * batch_size / N), min_epochs, max_epochs): at least `min_steps` optimiser
+    steps over N examples, never fewer epochs than the whole set trains; at most `validations` validations."""
+    epochs = min_epochs if size is None else math.ceil(min_steps * batch_size / size)
+    epochs = max(min_epochs, min(max_epochs, epochs))
+    return epochs, max(1, epochs // validations)
+
+
+def plan(cfg: DictConfig) -> list[Cell]:
+    """Every cell of the study in `cfg` (a composed training config with a study), smallest size first."""
+    study, heads = cfg.study, list(cfg.model.heads)
+    sizes = [(int(n), tuple(study.seeds)) for n in study.sizes]
+    if study.all_seeds:
+        sizes.append((None, tuple(study.all_seeds)))
+    cells = []
+    for size, seeds in sizes:
+        epochs, val_every = budget(size, int(cfg.data.batch_size), **study.budget)
+        for arm, spec in study.arms.items():
+            missing = sorted(set(spec.tasks) - set(heads))
+            if missing:
+                raise ValueError(f"study arm {arm} names tasks {missing}: the model has heads {heads}")
+            for tasks in [(t,) for t in spec.tasks] if spec.get("one_per_task") else [tuple(spec.tasks)]:
+                drop = [f"~model.heads.{h}" for h in heads if h not in tasks]
+                overrides = (*spec.get("overrides", ()), *drop)
+                cells.append(Cell(arm, tasks, size, seeds, epochs, val_every, overrides))
+    return cells
+
+
+def compose_study(project: Path, study: str, overrides: list[str]) -> DictConfig:
+    """The training config of `python train.py study=<study> <overrides>`, with the plan in its `study`."""
+    from hydra import compose, initialize_config_dir
+
+    import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
+
+    with initialize_config_dir(config_dir=str(project / "conf"), version_base="1.3"):
+        return compose("train", overrides=[f"study={study}", *overrides])
+
+
+def done_seeds(client: MlflowClient, study_id: str) -> set[tuple]:
+    """(arm, heads, train_limit, seed) of every FINISHED run of the study, to resume it."""
+    from polyhead.report.runs import load_runs, train_limit
+
+    done = set()
+    for run in load_runs(client, study_id=study_id):
+        p = run.data.params
+        heads = tuple(sorted({k.split("/")[2] for k in p if k.startswith("model/heads/")}))
+        done.add((p.get("study/arm"), heads, train_limit(run), p.get("seed")))
+    return done
+
+
+def remaining(cell: Cell, done: set[tuple]) -> Cell | None:
+    """The cell with the seeds that have no FINISHED run yet; None when all have one."""
+    limit = str(cell.size) if cell.size is not None else "all"
+    seeds = tuple(s for s in cell.seeds if (cell.arm, tuple(sorted(cell.tasks)), limit, str(s)) not in done)
+    if not seeds:
+        return None
+    return Cell(cell.arm, cell.tasks, cell.size, seeds, cell.epochs, cell.val_every, cell.overrides)
+
+
+def run_cells(project: Path, cells: list[Cell], arguments: list[list[str]], dry_run: bool) -> list[str]:
+    """Runs `python train.py -m` for every cell in turn; returns the names of the cells that failed (a
+    failed job is a FAILED MLflow run, and the rest of its sweep still runs)."""
+    failed = []
+    for i, (cell, args) in enumerate(zip(cells, arguments), 1):
+        command = [sys.executable, str(project / "train.py"), "-m", *args]
+        print(f"[study {i}/{len(cells)}] {cell.name}: {shlex.join(command[1:])}", flush=True)
+        if dry_run:
+            continue
+        started = time.time()
+        code = subprocess.run(command, cwd=project).returncode
+        print(
+            f"[study {i}/{len(cells)}] {cell.name}: exit {code} after {time.time() - started:.0f} s",
+            flush=True,
+        )
+        if code:
+            failed.append(cell.name)
+    return failed
+
+
+def new_study_id(study: str) -> str:
+    return f"{study}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def report(cfg: DictConfig, client: MlflowClient, study_id: str, out: Path, tags: dict[str, str]) -> str:
+    """The study's report (configurations = study/arm, the study's comparisons) in `out`, logged to MLflow
+    as the run `report <study id>` with `tags`; returns its run id."""
+    options = {"study_id": study_id, "by": "study/arm", "compare": list(cfg.study.compare)}
+    runs, _, _ = build_report(client, options, out)
+    return log_report(client, runs, study_id, out, tags)
+
+
+def page_meta(cfg: DictConfig, study_id: str, tracking_uri: str) -> dict:
+    """What the results page is computed from (docs/study/study.json): the runs and their comparisons."""
+    return {
+        "study_id": study_id,
+        "tracking_uri": tracking_uri,
+        "compare": list(cfg.study.compare),
+        "metrics": list(cfg.study.metrics),
+    }
+
+
+def run_study(project: Path, study: str, overrides: list[str], options: dict) -> int:
+    """Every cell of the study, then its report (logged to MLflow) and results page; the exit status."""
+    from polyhead.report.page import check, publish
+    from polyhead.tracking import git_commit, mlflow_config
+
+    cfg = compose_study(project, study, overrides)
+    tracking_uri = mlflow_config(cfg).tracking_uri
+    study_id = options.get("id") or new_study_id(study)
+    cells = plan(cfg)
+    if options.get("resume"):
+        done = done_seeds(MlflowClient(tracking_uri), study_id)
+        cells = [c for c in (remaining(cell, done) for cell in cells) if c is not None]
+    sweep_root = Path(cfg.paths.root_dir) / "outputs" / "studies"
+    arguments = [[*cell.arguments(study, study_id, sweep_root), *overrides] for cell in cells]
+    print(f"study {study_id}: {sum(len(c.seeds) for c in cells)} runs in {len(cells)} multiruns", flush=True)
+    started = time.time()
+    failed = run_cells(project, cells, arguments, options.get("dry_run", False))
+    if options.get("dry_run"):
+        return 0
+    client = MlflowClient(tracking_uri)
+    tags = {"study_command": options.get("command", ""), "study_wall_seconds": f"{time.time() - started:.0f}"}
+    tags["study_commit"] = git_commit(str(project))
+    out = Path(cfg.paths.root_dir) / "outputs" / "reports" / study_id
+    print(f"report: {out} (MLflow run {report(cfg, client, study_id, out, tags)})", flush=True)
+    status = 1 if failed else 0
+    if failed:
+        print(f"failed multiruns (their FAILED runs are in MLflow): {', '.join(failed)}", file=sys.stderr)
+    page = options.get("page")
+    if page:
+        publish(client, page_meta(cfg, study_id, tracking_uri), Path(page))
+        problems = check(Path(page))
+        print(f"page: {page} ({'matches MLflow' if not problems else 'DIFFERS: ' + '; '.join(problems)})")
+        status = status or (1 if problems else 0)
+    return status

@@ -1,0 +1,97 @@
+"""The study of issue 13 as scripts/study.py plans it from conf/study/sharing.yaml: arms x sizes x seeds, the
+budget rule, heads kept per arm (a head added later stays out), and what one planned multirun composes to."""
+
+import math
+
+import pytest
+from conftest import PROJECT_ROOT, compose_config
+
+from polyhead.report.study import Cell, budget, compose_study, plan, remaining
+
+EXTRA_HEAD = "+model.heads.later={_target_: polyhead.models.heads.tagger.TokenTaggingHead, _partial_: true}"
+
+
+@pytest.fixture(scope="module")
+def cells() -> list[Cell]:
+    return plan(compose_study(PROJECT_ROOT, "sharing", [EXTRA_HEAD]))
+
+
+@pytest.mark.parametrize(
+    ("size", "batch", "epochs", "val_every"),
+    [
+        (100, 32, 80, 10),
+        (500, 32, 16, 2),
+        (2000, 32, 5, 1),
+        (None, 32, 5, 1),
+        (50, 32, 80, 10),
+        (300, 16, 14, 1),
+    ],
+)
+def test_study_budget_rule(size, batch, epochs, val_every):
+    rule = {"min_steps": 250, "min_epochs": 5, "max_epochs": 80, "validations": 8}
+    assert budget(size, batch, **rule) == (epochs, val_every)
+    if size:  # at least min_steps optimiser steps of `size` examples, unless capped by max_epochs
+        assert epochs * math.ceil(size / batch) >= 250 or epochs == 80
+
+
+def test_study_plan_has_every_arm_size_and_seed(cells):
+    assert [c.name for c in cells[:5]] == [
+        "multitask-n100",
+        "flat-n100",
+        "single-tagger-n100",
+        "single-ner-n100",
+        "single-textcat-n100",
+    ]
+    assert [(c.size, c.seeds, c.epochs, c.val_every) for c in cells[::5]] == [
+        (100, (1, 2, 3), 80, 10),
+        (500, (1, 2, 3), 16, 2),
+        (2000, (1, 2, 3), 5, 1),
+        (None, (1,), 5, 1),
+    ]
+    assert sum(len(c.seeds) for c in cells) == 5 * 3 * 3 + 5 * 1
+
+
+def test_study_arms_keep_their_heads_and_drop_any_other(cells):
+    """A head the experiment has besides tagger, ner and textcat (here `later`; EWT's parser) is dropped."""
+    heads = list(compose_study(PROJECT_ROOT, "sharing", [EXTRA_HEAD]).model.heads)
+    assert {"tagger", "ner", "textcat", "later"} <= set(heads)
+    drops = {c.name: [o for o in c.overrides if o.startswith("~")] for c in cells}
+    others = [f"~model.heads.{h}" for h in heads if h not in ("tagger", "ner", "textcat")]
+    assert drops["multitask-n100"] == drops["flat-n2000"] == others
+    assert drops["single-ner-n500"] == [f"~model.heads.{h}" for h in heads if h != "ner"]
+    assert {c.name: c.overrides[0] for c in cells if not c.overrides[0].startswith("~")} == {
+        f"flat-n{n}": "optim.layer_decay=1.0" for n in (100, 500, 2000, "all")
+    }
+
+
+def test_study_cell_composes_to_its_heads_data_and_budget(cells, tmp_path):
+    cell = next(c for c in cells if c.name == "single-ner-n500")
+    arguments = [
+        a for a in cell.arguments("sharing", "s-1", tmp_path) if not a.startswith(("seed=", "hydra."))
+    ]
+    cfg = compose_config("train", tmp_path, [EXTRA_HEAD, *arguments, "seed=2"], tmp_path / "out")
+    assert list(cfg.model.heads) == ["ner"] and list(cfg.data.tasks) == ["ner"]
+    assert (cfg.data.train_limit, cfg.trainer.max_epochs, cfg.trainer.check_val_every_n_epoch) == (500, 16, 2)
+    assert cfg.optim.layer_decay == 0.9 and cfg.trainer.val_check_interval == 1.0
+    assert cfg.logger.mlflow.tags.study_id == "s-1" and cfg.study.arm == "single"
+    assert cfg.data.train[0].path.endswith("en_ewt-ud-train.conllu")  # experiment=ewt
+    assert cfg.export.enabled is False and cfg.callbacks.checkpoint.save_last is False
+    multitask = compose_config("train", tmp_path, ["study=sharing"], tmp_path / "out")
+    assert cfg.model.heads.ner == multitask.model.heads.ner  # the same head as in the multitask model
+
+
+def test_study_resume_runs_only_seeds_without_a_finished_run(cells):
+    cell = next(c for c in cells if c.name == "single-ner-n100")
+    done = {
+        ("single", ("ner",), "100", "1"),
+        ("single", ("tagger",), "100", "2"),
+        ("multitask", ("ner",), "100", "3"),
+    }
+    assert remaining(cell, done).seeds == (2, 3)
+    assert remaining(cell, done | {("single", ("ner",), "100", s) for s in "23"}) is None
+
+
+def test_study_arm_naming_a_missing_head_is_an_error():
+    cfg = compose_study(PROJECT_ROOT, "sharing", ["~model.heads.ner"])
+    with pytest.raises(ValueError, match=r"study arm multitask names tasks \['ner'\]"):
+        plan(cfg)
