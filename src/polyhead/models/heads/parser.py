@@ -2,7 +2,8 @@
 vectors, decoded into one single-rooted tree per text by Chu-Liu-Edmonds (maximum spanning arborescence).
 
 Nodes are numbered as CoNLL-U numbers them: node 0 is the root (the text's [CLS] vector stands for it), node
-k the k-th word. `arcs[b, i, j]` scores node j as the head of word i + 1.
+k the k-th word. `arcs[b, i, j]` scores node j of text (or piece of a long text) b as the head of its word
+i + 1.
 
 Why Chu-Liu-Edmonds and not Eisner: UD treebanks have non-projective trees (crossing arcs; a few percent of
 EWT's sentences), which Eisner's projective decoder can never output. CLE finds the best tree of any shape;
@@ -24,7 +25,7 @@ from polyhead.models.encoder import EncoderOutput
 from polyhead.models.heads.tagger import IGNORE
 
 NEG = -1e4  # score of an impossible head (padding, the word itself): finite so that sums stay finite
-SPACE_DEP = "dep"  # relation of a whitespace token, attached to the word before it (as spaCy's parser does)
+SPACE_DEP = "dep"  # relation of a whitespace token (it has no vector), attached to the word before it
 
 
 @dataclass
@@ -283,5 +284,8 @@ def set_tree(doc, index: list[int], heads: list[int], deps: list[str]) -> None:
             last = i
         else:
             absolute[i] = last
-    rows = [[absolute[i] - i, doc.vocab.strings.add(labels[i])] for i in range(len(doc))]
-    doc.from_array([HEAD, DEP], np.array(rows, dtype="int64").astype("uint64"))
+    # relative heads are signed (spaCy reads them from uint64 two's complement); label hashes are uint64
+    # and may exceed int64's range, so the two columns are built apart
+    relative = np.array([absolute[i] - i for i in range(len(doc))], dtype="int64").view("uint64")
+    hashes = np.array([doc.vocab.strings.add(label) for label in labels], dtype="uint64")
+    doc.from_array([HEAD, DEP], np.stack([relative, hashes], axis=1))
