@@ -5,6 +5,7 @@ import json
 import random
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy
 import pytest
@@ -18,6 +19,7 @@ from spacy.training import Example as GoldPair
 
 from polyhead.data.schema import Example
 from polyhead.distill.spacy_cnn import merge_same_text, pipeline_components, run_spacy_cnn
+from polyhead.errors import UserError
 
 PER, LOC, FOOD = (
     ["Maria", "John", "Aiko", "Pierre", "Sam"],
@@ -208,3 +210,14 @@ def test_bench_distill_scores_match_the_run_and_fractions_are_of_the_teacher(tea
         assert gold["fraction_of_teacher"][key] == pytest.approx(ratio)
     assert gold["x_teacher_words_per_sec"] == pytest.approx(gold["words_per_sec"] / teacher["words_per_sec"])
     assert teacher["disk_mb"] > 0 and teacher["peak_rss_mb"] > 0 and report["hardware"]["hw/cpu_model"]
+
+
+def test_spacy_cnn_textcat_choice_follows_the_categories_and_the_teacher_head():
+    train = toy_examples(4, 0, "x")
+    partial = split_annotation(train)  # entity-only texts lack categories: exclusive textcat cannot mask
+    assert pipeline_components(partial, "pos")[0][-1] == "textcat_multilabel"
+    several = [replace(ex, cats=("food", "travel")) for ex in train]
+    assert pipeline_components(several, "pos") == (["morphologizer", "ner", "textcat_multilabel"], False)
+    assert pipeline_components(train, "pos", exclusive=False)[1] is False
+    with pytest.raises(UserError, match="exactly one category"):
+        pipeline_components(several, "pos", textcat="textcat")

@@ -106,8 +106,11 @@ def write_corpora(folder: Path, splits: dict[str, list[Example]], lang: str, tag
     return paths
 
 
-def pipeline_components(train: list[Example], tag_attr: str, textcat: str = "auto") -> tuple[list[str], bool]:
-    """The trainable components for the annotation `train` carries, and whether categories are exclusive.
+def pipeline_components(
+    train: list[Example], tag_attr: str, textcat: str = "auto", exclusive: bool | None = None
+) -> tuple[list[str], bool]:
+    """The trainable components for the annotation `train` carries, and whether categories are exclusive
+    (`exclusive`: the teacher's textcat head says; None: exactly one category on every annotated text).
 
     spaCy's exclusive `textcat` has no missing values: a Doc with empty doc.cats trains as all-zero targets.
     So `auto` takes `textcat` only when every training text has exactly one category, `textcat_multilabel`
@@ -118,7 +121,7 @@ def pipeline_components(train: list[Example], tag_attr: str, textcat: str = "aut
     if tag_attr not in TAGGER_FACTORY:
         raise UserError(f"export.tag_attr={tag_attr!r}: must be one of {sorted(TAGGER_FACTORY)}")
     cats = [ex.cats for ex in train if ex.cats is not None]
-    exclusive = all(len(c) == 1 for c in cats)
+    exclusive = all(len(c) == 1 for c in cats) if exclusive is None else exclusive
     names = [TAGGER_FACTORY[tag_attr]] if any(ex.tags is not None for ex in train) else []
     names += ["ner"] if any(ex.ents is not None for ex in train) else []
     if cats and textcat == "auto":
@@ -136,7 +139,8 @@ def efficiency_config(cfg: DictConfig, train: list[Example], corpus: dict, lang:
     from spacy.cli.init_config import init_config
 
     student = cfg.student
-    names, exclusive = pipeline_components(train, tag_attr, student.get("textcat", "auto"))
+    head_exclusive = OmegaConf.select(cfg, "model.heads.textcat.exclusive", default=None)
+    names, exclusive = pipeline_components(train, tag_attr, student.get("textcat", "auto"), head_exclusive)
     config = init_config(lang=lang, pipeline=names, optimize="efficiency", silent=True)
     if "textcat_multilabel" in names and exclusive:
         config["components"]["textcat_multilabel"]["scorer"] = dict(EXCLUSIVE_SCORER)
@@ -202,7 +206,7 @@ def val_metrics(pipeline: Path) -> dict[str, float]:
 
 
 def flat_params(tree: dict, prefix: str = "") -> dict[str, str]:
-    """A nested config as dotted keys with string values, empty sections and nulls left out."""
+    """A nested config as dotted keys (spaCy's override form), empty sections and nulls left out."""
     flat: dict[str, str] = {}
     for key, value in tree.items():
         name = f"{prefix}.{key}" if prefix else str(key)
@@ -229,8 +233,12 @@ class TrackedRun:
                 self.client.log_batch(self.run_id, params=batch[i : i + 100])
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
-        for key, value in metrics.items() if self.client else ():
-            self.client.log_metric(self.run_id, key, float(value), step=0)
+        from mlflow.entities import Metric
+
+        if self.client:
+            now = int(time.time() * 1000)
+            batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+            self.client.log_batch(self.run_id, metrics=batch)
 
     def set_tag(self, key: str, value: str) -> None:
         if self.client:
