@@ -175,6 +175,13 @@ def test_parser_set_tree_hangs_whitespace_from_the_word_before():
     assert len(list(doc.sents)) == 1
 
 
+def test_parser_set_tree_takes_relations_whose_hash_exceeds_int64():
+    doc = spacy.blank("en").make_doc("all the cats")
+    assert doc.vocab.strings.add("det:predet") >= 2**63  # a uint64 hash no int64 column can hold
+    set_tree(doc, [0, 1, 2], [3, 3, 0], ["det:predet", "det", "root"])
+    assert [(t.head.i, t.dep_) for t in doc] == [(2, "det:predet"), (2, "det"), (2, "root")]
+
+
 def test_parser_gold_trees_written_by_to_docbin_and_read_back(tmp_path):
     from polyhead.data.readers import read_corpus
 
