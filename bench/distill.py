@@ -175,7 +175,8 @@ def report(results: dict[str, dict], teacher: str, args) -> None:
 
     cpu = detect().describe()
     print(table(results, teacher, cpu))
-    payload = {"teacher": teacher, "hardware": detect().tags(), "cpu": cpu, "texts_timed": args.texts}
+    settings = {k: getattr(args, k) for k in ("texts", "repeats", "rounds", "pipe_batch", "precision")}
+    payload = {"teacher": teacher, "hardware": detect().tags(), "cpu": cpu, "settings": settings}
     payload |= {"gold": args.docbin or f"EWT test + UNER test from {args.corpora}", "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(payload, indent=2))
