@@ -1,8 +1,8 @@
 """Every option of every config group composes, resolves and builds, in seconds: a broken config never
 reaches a user. For each primary config (train, pretrain, export, pipeline, distill) and each group its
-defaults list names, every option file of that group is selected in turn; the datamodule (or pretraining text) and the
-Trainer are built from the result. Corpora on disk are read only where they exist: experiments on real
-corpora point `paths.corpora` at an empty folder and are instantiated without reading."""
+defaults list names, every option file of that group is selected in turn; the datamodule (or pretraining
+text) and the Trainer are built from the result. Corpora on disk are read only where they exist:
+experiments on real corpora point `paths.corpora` at an empty folder and are instantiated without reading."""
 
 from __future__ import annotations
 
