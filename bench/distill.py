@@ -2,7 +2,7 @@
 size on disk, peak RSS and every test metric by spaCy's scorer, with each one's fraction of the teacher's.
 
 Each pipeline runs in its own process, in alternating rounds (`--rounds`; each keeps its median round), so
-peak RSS (ru_maxrss of that child, read after loading and the timed passes) is per model. Speed: `nlp.pipe`
+peak RSS (VmHWM of that child, read after loading and the timed passes) is per model. Speed: `nlp.pipe`
 over the first `--texts` gold test texts, median of `--repeats` passes after a warm-up pass. Accuracy: each
 component's own spaCy score on the whole gold test set, predicted from its gold tokens, under polyhead's
 metric names. The gold set is EWT test joined with UNER test as `experiment=ewt` reads it (`--corpora`), or
@@ -34,6 +34,18 @@ HEADERS = dict(zip(METRICS, ("UPOS", "ent F1", "ent P", "ent R", "genre F")))
 WATCHED = {"polyhead", "torch", "transformers"}  # imports that a plain spaCy pipeline should not need
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux's VmHWM belongs to the process image, so it starts afresh
+    at exec; ru_maxrss survives exec (getrusage(2)) and would report at least the forking parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def measure(path: str, args) -> dict:
     """One pipeline in this process, importing nothing of polyhead's itself (so it runs in a plain spaCy
     venv too): speed, peak RSS after loading and timing, then spaCy's scores on the gold Docs' tokens."""
@@ -54,7 +66,7 @@ def measure(path: str, args) -> dict:
         "words": words,
         "seconds": times,
         "words_per_sec": words / statistics.median(times),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "python": sys.executable,
         "imported": sorted({m.split(".")[0] for m in sys.modules} & WATCHED),
         "runs_as": nlp.get_pipe("encoder").resolved_precision if "encoder" in names else "fp32",
