@@ -12,6 +12,7 @@ from), e.g. study.seeds=[1,2] study.all_seeds=[] paths.root_dir=/elsewhere.
 
 import argparse
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -57,6 +58,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # A SIGTERM ends the running train.py too (subprocess.run kills its child on the way out).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         sys.exit(main())
     except ValueError as error:  # no runs, a bad arm or comparison: a message, not a traceback

@@ -21,6 +21,9 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from polyhead.report import build_report, log_report
+from polyhead.report.page import check, publish
+from polyhead.report.runs import load_runs, train_limit
+from polyhead.tracking import git_commit, mlflow_config
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,6 @@ def compose_study(project: Path, study: str, overrides: list[str]) -> DictConfig
 
 def done_seeds(client: MlflowClient, study_id: str) -> set[tuple]:
     """(arm, heads, train_limit, seed) of every FINISHED run of the study, to resume it."""
-    from polyhead.report.runs import load_runs, train_limit
-
     done = set()
     for run in load_runs(client, study_id=study_id):
         p = run.data.params
@@ -162,9 +163,6 @@ def page_meta(cfg: DictConfig, study_id: str, tracking_uri: str) -> dict:
 
 def run_study(project: Path, study: str, overrides: list[str], options: dict) -> int:
     """Every cell of the study, then its report (logged to MLflow) and results page; the exit status."""
-    from polyhead.report.page import check, publish
-    from polyhead.tracking import git_commit, mlflow_config
-
     cfg = compose_study(project, study, overrides)
     tracking_uri = mlflow_config(cfg).tracking_uri
     study_id = options.get("id") or new_study_id(study)
