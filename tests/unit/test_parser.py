@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import spacy
 import torch
+from torch import nn
 
 from polyhead.data.schema import Example, find_cycle
 from polyhead.export.convert import to_doc, to_docbin
 from polyhead.models.encoder import EncoderOutput
-from polyhead.models.heads.parser import DependencyParsingHead, best_tree, set_tree
+from polyhead.models.heads.parser import DependencyParsingHead, best_tree, bilinear, set_tree
 from polyhead.models.heads.tagger import IGNORE
 
 LABELS = ["nsubj", "obj", "punct", "root"]
@@ -208,3 +209,16 @@ def test_parser_gold_trees_written_by_to_docbin_and_read_back(tmp_path):
     assert (back[0].heads, back[0].deps) == ([2, 0, 2], ["nsubj", "root", "obj"]) and back[1].heads is None
     doc = to_doc(spacy.blank("en").vocab, examples[0], [], "tag")  # the per-Example function, tag_ this time
     assert [t.tag_ for t in doc] == ["PROPN", "VERB", "PROPN"] and doc[0].head.i == 1
+
+
+def test_parser_relation_scores_match_nn_bilinear_values_and_gradients():
+    torch.manual_seed(0)
+    layer = nn.Bilinear(6, 5, 4).double()
+    left = torch.randn(3, 7, 6, dtype=torch.float64, requires_grad=True)
+    right = torch.randn(3, 7, 5, dtype=torch.float64, requires_grad=True)
+    ours, theirs = bilinear(left, right, layer), layer(left, right)
+    torch.testing.assert_close(ours, theirs)
+    grads = torch.autograd.grad(ours.square().sum(), [left, right, layer.weight, layer.bias])
+    expected = torch.autograd.grad(theirs.square().sum(), [left, right, layer.weight, layer.bias])
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want)
