@@ -6,7 +6,7 @@ import math
 import pytest
 from conftest import PROJECT_ROOT, compose_config
 
-from polyhead.report.study import Cell, budget, compose_study, plan, remaining
+from polyhead.report.study import Cell, budget, compose_study, pin_precision, plan, remaining
 
 EXTRA_HEAD = "+model.heads.later={_target_: polyhead.models.heads.tagger.TokenTaggingHead, _partial_: true}"
 
@@ -95,3 +95,11 @@ def test_study_arm_naming_a_missing_head_is_an_error():
     cfg = compose_study(PROJECT_ROOT, "sharing", ["~model.heads.ner"])
     with pytest.raises(ValueError, match=r"study arm multitask names tasks \['ner'\]"):
         plan(cfg)
+
+
+def test_study_resume_trains_in_the_precision_of_its_finished_runs():
+    assert pin_precision({"32-true"}, ["seed=1"]) == ["seed=1", "trainer.precision=32-true"]
+    assert pin_precision({"32-true"}, ["trainer.precision=bf16-mixed"]) == ["trainer.precision=bf16-mixed"]
+    assert pin_precision(set(), ["seed=1"]) == ["seed=1"]  # nothing finished yet: the CPU's best
+    with pytest.raises(ValueError, match=r"\['32-true', 'bf16-mixed'\]: resume it with an explicit"):
+        pin_precision({"bf16-mixed", "32-true"}, [])

@@ -110,6 +110,27 @@ def done_seeds(client: MlflowClient, study_id: str) -> set[tuple]:
     return done
 
 
+def study_precisions(client: MlflowClient, study_id: str) -> set[str]:
+    """The precisions the study's FINISHED runs trained in (their hw/precision tag)."""
+    return {r.data.tags.get("hw/precision", "?") for r in load_runs(client, study_id=study_id)}
+
+
+def pin_precision(precisions: set[str], overrides: list[str]) -> list[str]:
+    """The overrides of a resumed study: trained in the precision its finished runs used. `auto` resolves
+    per CPU (bf16-mixed on an AMX Xeon, 32-true on an AVX2 EPYC), and a study resumed on another machine
+    would otherwise compare arms trained in different precisions. An explicit trainer.precision wins."""
+    if any(o.lstrip("+").startswith("trainer.precision=") for o in overrides) or not precisions:
+        return overrides
+    if len(precisions) > 1:
+        raise ValueError(
+            f"the study's finished runs trained in {sorted(precisions)}: resume it with an explicit "
+            "trainer.precision=..., or start a new study"
+        )
+    (precision,) = precisions
+    print(f"resume: trainer.precision={precision}, as the study's finished runs", flush=True)
+    return [*overrides, f"trainer.precision={precision}"]
+
+
 def remaining(cell: Cell, done: set[tuple]) -> Cell | None:
     """The cell with the seeds that have no FINISHED run yet; None when all have one."""
     limit = str(cell.size) if cell.size is not None else "all"
@@ -169,6 +190,7 @@ def run_study(project: Path, study: str, overrides: list[str], options: dict) ->
     cells = plan(cfg)
     if options.get("resume"):
         done = done_seeds(MlflowClient(tracking_uri), study_id)
+        overrides = pin_precision(study_precisions(MlflowClient(tracking_uri), study_id), overrides)
         cells = [c for c in (remaining(cell, done) for cell in cells) if c is not None]
     sweep_root = Path(cfg.paths.root_dir) / "outputs" / "studies"
     arguments = [[*cell.arguments(study, study_id, sweep_root), *overrides] for cell in cells]
