@@ -25,6 +25,12 @@ CONFIGS = {  # name -> overrides of `experiment=ewt` (length-grouped batches of 
     "auto (the default)": [],
     "32-true": [FP32],
     "bf16-mixed": ["trainer.precision=bf16-mixed"],
+    "32-true, 3 heads (without the parser)": [
+        FP32,
+        "~model.heads.parser",
+        "~model.loss_weights.parser",
+        "~objective.parser_las",
+    ],
     "32-true, corpus order": [FP32, "data.group_by_length=false"],
     "32-true, sdpa attention": [FP32, "encoder.attn_implementation=sdpa"],
     "32-true, for-loop AdamW": [FP32, "optim.fused=false"],
