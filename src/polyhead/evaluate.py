@@ -1,7 +1,12 @@
-"""`python -m polyhead.evaluate <pipeline> <test.spacy> <out dir>`: the exported spaCy pipeline scored by
-spaCy's own Scorer (each head's `score`), written for DVC: metrics.json under training's metric names and,
-per head with one label per token or text (tagger, textcat), a confusion CSV (actual, predicted) that
-`dvc plots` renders with its confusion template."""
+"""`python -m polyhead.evaluate <pipeline> <test.spacy> <out dir> [--gold-preproc]`: the exported pipeline
+scored by spaCy's own Scorer (each head's `score`), written for DVC: metrics.json under training's metric
+names and, per head with one label per token or text (tagger, textcat), a confusion CSV (actual, predicted)
+that `dvc plots` renders with its confusion template.
+
+By default the pipeline reads each text as a user's text reaches it, tokenised by spaCy's tokenizer, which
+splits some words differently from a treebank (scores are then aligned as `spacy evaluate` aligns them).
+`--gold-preproc` (as `spacy evaluate --gold-preproc`) gives it the gold tokens instead, which is what the
+run's test metrics measure: the two then agree."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import time
 from pathlib import Path
 
 import spacy
-from spacy.tokens import DocBin
+from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 
 from polyhead.export.components import PolyheadHead
@@ -22,11 +27,12 @@ from polyhead.models.heads.registry import HEADS
 KEYS = {key: f"{task}_{name}" for task, cls in HEADS.items() for key, name in cls.spacy_scores.items()}
 
 
-def evaluate(pipeline: Path, docbin: Path, out: Path) -> dict:
+def evaluate(pipeline: Path, docbin: Path, out: Path, gold_preproc: bool = False) -> dict:
     nlp = spacy.load(pipeline)
     gold = list(DocBin().from_disk(docbin).get_docs(nlp.vocab))
     start = time.perf_counter()
-    predicted = list(nlp.pipe(nlp.make_doc(doc.text) for doc in gold))
+    texts = (gold_tokens(doc) if gold_preproc else nlp.make_doc(doc.text) for doc in gold)
+    predicted = list(nlp.pipe(texts))
     seconds = time.perf_counter() - start
     examples = [Example(p, g) for p, g in zip(predicted, gold)]
     scores = nlp.evaluate(examples)
@@ -39,6 +45,11 @@ def evaluate(pipeline: Path, docbin: Path, out: Path) -> dict:
         if pairs is not None:
             _write_pairs(out / f"{name}_confusion.csv", pairs)
     return metrics
+
+
+def gold_tokens(doc: Doc) -> Doc:
+    """An unannotated Doc with `doc`'s tokens and spaces."""
+    return Doc(doc.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
 
 
 def _rounded(value):
@@ -58,8 +69,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("pipeline", type=Path)
     parser.add_argument("docbin", type=Path)
     parser.add_argument("out", type=Path)
+    parser.add_argument(
+        "--gold-preproc",
+        action="store_true",
+        help="the gold tokens, not spaCy's tokenizer (as spacy evaluate)",
+    )
     args = parser.parse_args(argv)
-    print(json.dumps(evaluate(args.pipeline, args.docbin, args.out), indent=2))
+    print(json.dumps(evaluate(args.pipeline, args.docbin, args.out, args.gold_preproc), indent=2))
 
 
 if __name__ == "__main__":

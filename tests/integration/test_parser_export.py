@@ -188,3 +188,39 @@ def test_parser_export_spacy_evaluate_reports_the_run_uas_and_las(trained, tmp_p
     assert ours["parser_las"] == pytest.approx(scores["dep_las"], abs=1e-6)
     assert ours["parser_uas"] == pytest.approx(scores["dep_uas"], abs=1e-6)
     assert set(ours["parser_las_per_type"]) <= {"nsubj", "root", "case", "obl", "punct", "det", "obj", "flat"}
+
+
+def test_parser_export_gold_preproc_scores_the_gold_tokens_as_the_run_does(trained, tmp_path):
+    """`--gold-preproc` (spaCy's and polyhead.evaluate's) feeds the pipeline the gold tokens, as the run's
+    test step does; on a treebank whose tokens spaCy's tokenizer splits otherwise (EWT) only this path
+    matches."""
+    tmp, cfg, client, r, files = trained
+    from polyhead.evaluate import main as evaluate_main
+    from polyhead.export.convert import main as convert
+
+    docbin = tmp_path / "test.spacy"
+    options = ["head_column=head", "deprel_column=deprel", "cat_from=sent_id_prefix"]
+    convert(
+        [
+            files["test"]["conllu"],
+            str(docbin),
+            "--format",
+            "conllu",
+            *(x for o in options for x in ("--option", o)),
+        ]
+    )
+    pipeline, out = tmp / "out" / "spacy_pipeline", tmp_path / "scores.json"
+    command = [sys.executable, "-m", "spacy", "evaluate", str(pipeline), str(docbin), "--gold-preproc"]
+    subprocess.run([*command, "--output", str(out)], check=True, capture_output=True)
+    scores, metrics = json.loads(out.read_text()), r.data.metrics
+    evaluate_main([str(pipeline), str(docbin), str(tmp_path / "eval"), "--gold-preproc"])
+    ours = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    for spacy_key, ours_key in (
+        ("dep_uas", "parser_uas"),
+        ("dep_las", "parser_las"),
+        ("pos_acc", "tagger_acc"),
+    ):
+        assert scores[spacy_key] == pytest.approx(metrics[f"test/{ours_key}"], abs=0.005)
+        assert ours[ours_key] == pytest.approx(scores[spacy_key], abs=1e-6)
+    # spaCy's --gold-preproc cuts Docs into sentences with Span.as_doc, which drops doc.cats; ours keeps them
+    assert ours["textcat_macro_f1"] == pytest.approx(metrics["test/textcat_macro_f1"], abs=0.005)

@@ -176,3 +176,17 @@ def test_imports_package_imports_in_a_fresh_interpreter(unit: str):
     code = "; ".join(f"import {name}" for name in unit_modules(unit))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, f"importing {unit} on its own fails:\n{out.stderr[-3000:]}"
+
+
+def test_imports_spacy_pipelines_without_polyhead_components_import_spacy_alone():
+    """spaCy imports every `spacy_factories` entry point whenever it builds a Language: with polyhead
+    installed, a blank (or any non-polyhead) pipeline loads polyhead's factories and nothing heavier."""
+    code = (
+        "import json, sys, spacy; nlp = spacy.blank('en'); nlp.add_pipe('sentencizer'); "
+        "print(json.dumps(sorted(n for n in sys.modules if n.split('.')[0] in ('polyhead', 'transformers'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "polyhead.export.factories" in loaded, "the entry points no longer name polyhead.export.factories"
+    assert loaded == ["polyhead", "polyhead.export", "polyhead.export.factories"], loaded

@@ -4,14 +4,14 @@
 Encoder and pooling code as training and stores them in `doc._.polyhead`; `polyhead_head`, one factory for
 every registered head kind, reads those vectors, runs its head and lets the head set its annotations and
 score them. `polyhead_tagger`, `polyhead_ner` and `polyhead_textcat`, the names pipelines exported before
-the generic factory carry, build the same component.
+the generic factory carry, build the same component. The factories themselves are in
+`polyhead.export.factories`, which imports nothing but spaCy: spaCy imports it for every Language it builds.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 from spacy.language import Language
@@ -210,29 +210,3 @@ def read_head_spec(file: Path) -> torch.nn.Module:
         return cls(**spec["config"])
     except (TypeError, ValueError) as err:
         raise PipelineError(f"{file}: the head's config does not fit {cls.__name__} ({err})") from err
-
-
-@Language.factory("polyhead_encoder", default_config={"batch_size": 64, "precision": "auto"})
-def make_encoder(nlp: Language, name: str, batch_size: int, precision: str) -> PolyheadEncoder:
-    return PolyheadEncoder(nlp, name, batch_size, precision)
-
-
-@Language.factory("polyhead_head", default_config={"options": {}})
-def make_head(nlp: Language, name: str, options: dict[str, Any]) -> PolyheadHead:
-    return PolyheadHead(nlp, name, options)
-
-
-# The factories of pipelines exported before `polyhead_head`: the same component (head.json names the kind).
-@Language.factory("polyhead_tagger", default_config={"attr": "pos"})
-def make_tagger(nlp: Language, name: str, attr: str) -> PolyheadHead:
-    return PolyheadHead(nlp, name, {"attr": attr})
-
-
-@Language.factory("polyhead_ner")
-def make_ner(nlp: Language, name: str) -> PolyheadHead:
-    return PolyheadHead(nlp, name)
-
-
-@Language.factory("polyhead_textcat")
-def make_textcat(nlp: Language, name: str) -> PolyheadHead:
-    return PolyheadHead(nlp, name)

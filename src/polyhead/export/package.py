@@ -42,7 +42,9 @@ def runtime_modules(pipeline_dir: Path) -> dict[str, str]:
     """The polyhead modules a pipeline's components import, found by importing them in a fresh interpreter."""
     code = _LIST_MODULES % (TRAINING_ONLY,)  # the components import every registered head's module
     out = subprocess.run(
-        [sys.executable, "-c", code, "polyhead.export.components"], capture_output=True, text=True
+        [sys.executable, "-c", code, "polyhead.export.factories", "polyhead.export.components"],
+        capture_output=True,
+        text=True,
     )
     if out.returncode != 0:
         raise RuntimeError(f"could not import the pipeline's components:\n{out.stderr}")

@@ -8,7 +8,7 @@ import spacy
 from omegaconf import DictConfig
 from spacy.language import Language
 
-import polyhead.export.components  # noqa: F401  (registers the polyhead_encoder and polyhead_head factories)
+import polyhead.export.factories  # noqa: F401  (registers the polyhead_encoder and polyhead_head factories)
 from polyhead.data.collate import Collator
 from polyhead.hardware import detect, inference_precision
 from polyhead.models.multitask import MultitaskModel

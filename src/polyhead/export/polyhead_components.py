@@ -17,4 +17,4 @@ if importlib.util.find_spec("polyhead") is None:
     sys.modules["polyhead"] = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(sys.modules["polyhead"])
 
-import polyhead.export.components  # noqa: E402,F401  (registers the polyhead_* factories)
+import polyhead.export.factories  # noqa: E402,F401  (registers the polyhead_* factories)
