@@ -6,6 +6,7 @@ import json
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import spacy
@@ -161,22 +162,21 @@ def test_parser_export_pipeline_matches_the_lightning_model(trained):
             assert sum(t.head == t for t in doc) == 1 and len(list(doc.sents)) == 1  # one tree per text
 
 
-def test_parser_export_spacy_evaluate_reports_the_run_uas_and_las(trained, tmp_path):
-    tmp, cfg, client, r, files = trained
-    from polyhead.evaluate import evaluate
+def write_test_docbin(files: dict, tmp_path) -> Path:
+    """The test split as a DocBin with its trees, tags and genres (`python -m polyhead.export.convert`)."""
     from polyhead.export.convert import main as convert
 
     docbin = tmp_path / "test.spacy"
     options = ["head_column=head", "deprel_column=deprel", "cat_from=sent_id_prefix"]
-    convert(
-        [
-            files["test"]["conllu"],
-            str(docbin),
-            "--format",
-            "conllu",
-            *(x for o in options for x in ("--option", o)),
-        ]
-    )
+    convert([files["test"]["conllu"], str(docbin), "--format", "conllu"] + [f"--option={o}" for o in options])
+    return docbin
+
+
+def test_parser_export_spacy_evaluate_reports_the_run_uas_and_las(trained, tmp_path):
+    tmp, cfg, client, r, files = trained
+    from polyhead.evaluate import evaluate
+
+    docbin = write_test_docbin(files, tmp_path)
     out = tmp_path / "scores.json"
     command = [sys.executable, "-m", "spacy", "evaluate", str(tmp / "out" / "spacy_pipeline"), str(docbin)]
     subprocess.run([*command, "--output", str(out)], check=True, capture_output=True)
@@ -196,19 +196,8 @@ def test_parser_export_gold_preproc_scores_the_gold_tokens_as_the_run_does(train
     matches."""
     tmp, cfg, client, r, files = trained
     from polyhead.evaluate import main as evaluate_main
-    from polyhead.export.convert import main as convert
 
-    docbin = tmp_path / "test.spacy"
-    options = ["head_column=head", "deprel_column=deprel", "cat_from=sent_id_prefix"]
-    convert(
-        [
-            files["test"]["conllu"],
-            str(docbin),
-            "--format",
-            "conllu",
-            *(x for o in options for x in ("--option", o)),
-        ]
-    )
+    docbin = write_test_docbin(files, tmp_path)
     pipeline, out = tmp / "out" / "spacy_pipeline", tmp_path / "scores.json"
     command = [sys.executable, "-m", "spacy", "evaluate", str(pipeline), str(docbin), "--gold-preproc"]
     subprocess.run([*command, "--output", str(out)], check=True, capture_output=True)
