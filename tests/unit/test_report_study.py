@@ -185,3 +185,22 @@ def test_report_study_check_finds_a_changed_page_or_table(page):
     frame.loc[0, "mean"] += 1e-6
     frame.to_csv(table, index=False)
     assert any("summary.csv: row 2 mean" in p for p in check(page))
+
+
+def test_study_resume_marks_runs_left_running_by_a_stopped_study_killed(tmp_path):
+    from polyhead.report.study import close_stale_runs, done_seeds
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.create_experiment("sharing-study", artifact_location=str(tmp_path / "artifacts"))
+    dead = client.create_run(exp, tags={"study_id": "s1"}).info.run_id
+    other_study = client.create_run(exp, tags={"study_id": "s2"}).info.run_id
+    finished = client.create_run(exp, tags={"study_id": "s1"}).info.run_id
+    client.log_param(finished, "seed", "1")
+    client.set_terminated(finished, "FINISHED")
+    assert close_stale_runs(client, "s1") == 1
+    assert client.get_run(dead).info.status == "KILLED"
+    assert client.get_run(dead).data.tags["study_note"].startswith("RUNNING when the study was resumed")
+    assert client.get_run(other_study).info.status == "RUNNING"
+    assert client.get_run(finished).info.status == "FINISHED"
+    assert [seed for *_, seed in done_seeds(client, "s1")] == ["1"]
+    assert close_stale_runs(client, "s1") == 0

@@ -115,6 +115,22 @@ def study_precisions(client: MlflowClient, study_id: str) -> set[str]:
     return {r.data.tags.get("hw/precision", "?") for r in load_runs(client, study_id=study_id)}
 
 
+def close_stale_runs(client: MlflowClient, study_id: str) -> int:
+    """Marks KILLED the study's runs still RUNNING when it is resumed: their process died with the session or
+    machine that ran them (a study runs its cells one after another), and they would read as running on the
+    results page. Returns how many."""
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    query = f"tags.study_id = '{study_id}' and attributes.status = 'RUNNING'"
+    stale = client.search_runs(experiments, query)
+    note = "RUNNING when the study was resumed: its process had died"
+    for run in stale:
+        client.set_tag(run.info.run_id, "study_note", note)
+        client.set_terminated(run.info.run_id, "KILLED")
+    if stale:
+        print(f"resume: {len(stale)} run(s) left RUNNING by a stopped study marked KILLED", flush=True)
+    return len(stale)
+
+
 def pin_precision(precisions: set[str], overrides: list[str]) -> list[str]:
     """The overrides of a resumed study: trained in the precision its finished runs used. `auto` resolves
     per CPU (bf16-mixed on an AMX Xeon, 32-true on an AVX2 EPYC), and a study resumed on another machine
@@ -189,6 +205,7 @@ def run_study(project: Path, study: str, overrides: list[str], options: dict) ->
     study_id = options.get("id") or new_study_id(study)
     cells = plan(cfg)
     if options.get("resume"):
+        close_stale_runs(MlflowClient(tracking_uri), study_id)
         done = done_seeds(MlflowClient(tracking_uri), study_id)
         overrides = pin_precision(study_precisions(MlflowClient(tracking_uri), study_id), overrides)
         cells = [c for c in (remaining(cell, done) for cell in cells) if c is not None]
