@@ -24,7 +24,8 @@ def run_rounds(
     script: str, args: list[str], names: list[str], rounds: int, python: dict[str, str] | None = None
 ) -> dict[str, dict]:
     """`run_each` `rounds` times, alternating the configurations (a shared machine's load falls on all
-    alike); each configuration keeps its median round, with every round's words/s beside it."""
+    alike); each configuration keeps its median round (the faster of the middle two for an even count: with
+    two rounds, the faster one), with every round's words/s beside it."""
     runs = [run_each(script, args, names, python) for _ in range(rounds)]
     results = {}
     for name in names:
