@@ -187,7 +187,7 @@ def test_report_study_check_finds_a_changed_page_or_table(page):
     assert any("summary.csv: row 2 mean" in p for p in check(page))
 
 
-def test_study_resume_marks_runs_left_running_by_a_stopped_study_killed(tmp_path):
+def test_study_resume_marks_runs_a_stopped_study_left_unfinished_killed(tmp_path):
     from polyhead.report.study import close_stale_runs, done_seeds
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
@@ -196,10 +196,16 @@ def test_study_resume_marks_runs_left_running_by_a_stopped_study_killed(tmp_path
     other_study = client.create_run(exp, tags={"study_id": "s2"}).info.run_id
     finished = client.create_run(exp, tags={"study_id": "s1"}).info.run_id
     client.log_param(finished, "seed", "1")
+    client.log_metric(finished, "test/objective", 0.5)
     client.set_terminated(finished, "FINISHED")
-    assert close_stale_runs(client, "s1") == 1
+    untested = client.create_run(exp, tags={"study_id": "s1"}).info.run_id  # killed between fit and test
+    client.log_param(untested, "seed", "2")
+    client.set_terminated(untested, "FINISHED")
+    assert close_stale_runs(client, "s1") == 2
     assert client.get_run(dead).info.status == "KILLED"
     assert client.get_run(dead).data.tags["study_note"].startswith("RUNNING when the study was resumed")
+    assert client.get_run(untested).info.status == "KILLED"
+    assert "stopped before its test step" in client.get_run(untested).data.tags["study_note"]
     assert client.get_run(other_study).info.status == "RUNNING"
     assert client.get_run(finished).info.status == "FINISHED"
     assert [seed for *_, seed in done_seeds(client, "s1")] == ["1"]

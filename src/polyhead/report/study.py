@@ -116,19 +116,32 @@ def study_precisions(client: MlflowClient, study_id: str) -> set[str]:
 
 
 def close_stale_runs(client: MlflowClient, study_id: str) -> int:
-    """Marks KILLED the study's runs still RUNNING when it is resumed: their process died with the session or
-    machine that ran them (a study runs its cells one after another), and they would read as running on the
-    results page. Returns how many."""
+    """Marks KILLED the study's runs that a stopped study left unfinished, when it is resumed: those still
+    RUNNING (their process died with the session or machine that ran them) and those FINISHED without a test
+    metric (Lightning's MLflow logger marks a run FINISHED when `fit` ends, before `test`; a process killed
+    in between leaves it so). Otherwise the page would count them as running, or the report would take a
+    run that was never tested. Returns how many."""
     experiments = [e.experiment_id for e in client.search_experiments()]
-    query = f"tags.study_id = '{study_id}' and attributes.status = 'RUNNING'"
-    stale = client.search_runs(experiments, query)
-    note = "RUNNING when the study was resumed: its process had died"
-    for run in stale:
+    running = client.search_runs(
+        experiments, f"tags.study_id = '{study_id}' and attributes.status = 'RUNNING'"
+    )
+    finished = client.search_runs(
+        experiments, f"tags.study_id = '{study_id}' and attributes.status = 'FINISHED'"
+    )
+    untested = [r for r in finished if not tested(r) and "report_of" not in r.data.tags]
+    for run, note in [(r, "RUNNING when the study was resumed: its process had died") for r in running] + [
+        (r, "FINISHED without test metrics when the study was resumed: stopped before its test step")
+        for r in untested
+    ]:
         client.set_tag(run.info.run_id, "study_note", note)
         client.set_terminated(run.info.run_id, "KILLED")
-    if stale:
-        print(f"resume: {len(stale)} run(s) left RUNNING by a stopped study marked KILLED", flush=True)
-    return len(stale)
+    if running or untested:
+        print(f"resume: {len(running) + len(untested)} run(s) a stopped study left unfinished marked KILLED")
+    return len(running) + len(untested)
+
+
+def tested(run) -> bool:
+    return any(key.startswith("test/") for key in run.data.metrics)
 
 
 def pin_precision(precisions: set[str], overrides: list[str]) -> list[str]:
