@@ -188,6 +188,7 @@ def test_report_study_check_finds_a_changed_page_or_table(page):
 
 
 def test_study_resume_marks_runs_a_stopped_study_left_unfinished_killed(tmp_path):
+    from polyhead.report.runs import load_runs
     from polyhead.report.study import close_stale_runs, done_seeds
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
@@ -208,5 +209,5 @@ def test_study_resume_marks_runs_a_stopped_study_left_unfinished_killed(tmp_path
     assert "stopped before its test step" in client.get_run(untested).data.tags["study_note"]
     assert client.get_run(other_study).info.status == "RUNNING"
     assert client.get_run(finished).info.status == "FINISHED"
-    assert [seed for *_, seed in done_seeds(client, "s1")] == ["1"]
+    assert [seed for *_, seed in done_seeds(load_runs(client, study_id="s1"))] == ["1"]
     assert close_stale_runs(client, "s1") == 0

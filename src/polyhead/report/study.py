@@ -100,19 +100,14 @@ def compose_study(project: Path, study: str, overrides: list[str]) -> DictConfig
         return compose("train", overrides=[f"study={study}", *overrides])
 
 
-def done_seeds(client: MlflowClient, study_id: str) -> set[tuple]:
-    """(arm, heads, train_limit, seed) of every FINISHED run of the study, to resume it."""
+def done_seeds(finished: list) -> set[tuple]:
+    """(arm, heads, train_limit, seed) of every run in `finished` (the study's FINISHED runs)."""
     done = set()
-    for run in load_runs(client, study_id=study_id):
+    for run in finished:
         p = run.data.params
         heads = tuple(sorted({k.split("/")[2] for k in p if k.startswith("model/heads/")}))
         done.add((p.get("study/arm"), heads, train_limit(run), p.get("seed")))
     return done
-
-
-def study_precisions(client: MlflowClient, study_id: str) -> set[str]:
-    """The precisions the study's FINISHED runs trained in (their hw/precision tag)."""
-    return {r.data.tags.get("hw/precision", "?") for r in load_runs(client, study_id=study_id)}
 
 
 def close_stale_runs(client: MlflowClient, study_id: str) -> int:
@@ -122,22 +117,20 @@ def close_stale_runs(client: MlflowClient, study_id: str) -> int:
     in between leaves it so). Otherwise the page would count them as running, or the report would take a
     run that was never tested. Returns how many."""
     experiments = [e.experiment_id for e in client.search_experiments()]
-    running = client.search_runs(
-        experiments, f"tags.study_id = '{study_id}' and attributes.status = 'RUNNING'"
-    )
-    finished = client.search_runs(
-        experiments, f"tags.study_id = '{study_id}' and attributes.status = 'FINISHED'"
-    )
-    untested = [r for r in finished if not tested(r) and "report_of" not in r.data.tags]
-    for run, note in [(r, "RUNNING when the study was resumed: its process had died") for r in running] + [
-        (r, "FINISHED without test metrics when the study was resumed: stopped before its test step")
-        for r in untested
-    ]:
-        client.set_tag(run.info.run_id, "study_note", note)
+    query = f"tags.study_id = '{study_id}' and attributes.status = "
+    notes = {
+        "RUNNING": "RUNNING when the study was resumed: its process had died",
+        "FINISHED": "FINISHED without test metrics when the study was resumed: stopped before its test step",
+    }
+    stale = list(client.search_runs(experiments, query + "'RUNNING'"))
+    finished = client.search_runs(experiments, query + "'FINISHED'")
+    stale += [r for r in finished if not tested(r) and "report_of" not in r.data.tags]
+    for run in stale:
+        client.set_tag(run.info.run_id, "study_note", notes[run.info.status])
         client.set_terminated(run.info.run_id, "KILLED")
-    if running or untested:
-        print(f"resume: {len(running) + len(untested)} run(s) a stopped study left unfinished marked KILLED")
-    return len(running) + len(untested)
+    if stale:
+        print(f"resume: {len(stale)} run(s) a stopped study left unfinished marked KILLED", flush=True)
+    return len(stale)
 
 
 def tested(run) -> bool:
@@ -218,9 +211,11 @@ def run_study(project: Path, study: str, overrides: list[str], options: dict) ->
     study_id = options.get("id") or new_study_id(study)
     cells = plan(cfg)
     if options.get("resume"):
-        close_stale_runs(MlflowClient(tracking_uri), study_id)
-        done = done_seeds(MlflowClient(tracking_uri), study_id)
-        overrides = pin_precision(study_precisions(MlflowClient(tracking_uri), study_id), overrides)
+        client = MlflowClient(tracking_uri)
+        close_stale_runs(client, study_id)
+        finished = load_runs(client, study_id=study_id)  # all tested now; report runs left out
+        done = done_seeds(finished)
+        overrides = pin_precision({r.data.tags.get("hw/precision", "?") for r in finished}, overrides)
         cells = [c for c in (remaining(cell, done) for cell in cells) if c is not None]
     sweep_root = Path(cfg.paths.root_dir) / "outputs" / "studies"
     arguments = [[*cell.arguments(study, study_id, sweep_root), *overrides] for cell in cells]
