@@ -25,8 +25,9 @@ params:
 
 # Issue 13's study (docs/study.md): every arm, size and seed of conf/study/sharing.yaml, then the report and the page
 CORPORA ?= ../shared/data
+JOBS ?= 1
 study:
-	python scripts/study.py run paths.corpora=$(CORPORA)
+	python scripts/study.py run --jobs $(JOBS) paths.corpora=$(CORPORA)
 
 study-dry-run:
 	python scripts/study.py run --dry-run paths.corpora=$(CORPORA)

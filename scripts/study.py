@@ -2,6 +2,7 @@
 
     python scripts/study.py run paths.corpora=../shared/data          # every run, the report, docs/study.md
     python scripts/study.py run --dry-run paths.corpora=../shared/data  # print the train.py multiruns only
+    python scripts/study.py run --jobs 3 paths.corpora=../shared/data   # three models training at once
     python scripts/study.py run --id sharing-20250101-090000 --resume ...  # run only what has not FINISHED
     python scripts/study.py publish --id <study id> [overrides]        # report and page again from MLflow
     python scripts/study.py check                                      # docs/study.md against MLflow
@@ -33,6 +34,13 @@ def main() -> int:
     parser.add_argument("--study", default="sharing", help="conf/study/<name>.yaml (default: sharing)")
     parser.add_argument("--id", help="study id (run: default <study>-<date>-<time>; publish: required)")
     parser.add_argument("--resume", action="store_true", help="run: skip the runs the study id FINISHED")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="run: models training at once (default 1). Over 1, a cell's seeds train in parallel processes "
+        "(launcher=joblib) and cells with fewer seeds run side by side, each process with cores/jobs threads",
+    )
     parser.add_argument("--dry-run", action="store_true", help="run: print the multiruns, run nothing")
     parser.add_argument(
         "--page", default=str(PROJECT / "docs" / "study.md"), help="results page ('' for none)"
@@ -40,6 +48,8 @@ def main() -> int:
     parser.add_argument("--tracking-uri", help="check: the MLflow store (default: the one study.json names)")
     parser.add_argument("overrides", nargs="*", help="train.py overrides for every run")
     args = parser.parse_intermixed_args()
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     if args.action == "check":
         problems = check(Path(args.page), args.tracking_uri)
         print("\n".join(problems) or f"{args.page} matches its study's runs in MLflow")

@@ -2,6 +2,7 @@
 flat, one single-task model per task) at two sizes with two seeds on the demo corpus with a tiny BERT,
 reports and publishes the results page; `check` passes on it, and fails once a number on the page changes."""
 
+import re
 import statistics
 import subprocess
 import sys
@@ -47,9 +48,13 @@ def test_study_runs_every_arm_reports_publishes_and_checks(tmp_path, tiny_bert):
         "study.budget.min_epochs=1",
         f"paths.root_dir={tmp_path}",
     ]
-    out = study(tmp_path, "run", "--id", "toy", "--page", str(page), *overrides)
+    out = study(tmp_path, "run", "--id", "toy", "--jobs", "2", "--page", str(page), *overrides)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "study toy: 20 runs in 10 multiruns" in out.stdout and "matches MLflow" in out.stdout
+    # --jobs 2: each cell's two seeds in parallel processes, its output in its own log
+    assert re.search(r"hydra.launcher.n_jobs=2 threads=\d+ ", out.stdout)
+    cell_log = tmp_path / "outputs" / "studies" / "toy" / "toy-single-ner-n40.log"
+    assert "Joblib.Parallel(n_jobs=2" in cell_log.read_text()
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.study_id = 'toy'")

@@ -211,3 +211,18 @@ def test_study_resume_marks_runs_a_stopped_study_left_unfinished_killed(tmp_path
     assert client.get_run(finished).info.status == "FINISHED"
     assert [seed for *_, seed in done_seeds(load_runs(client, study_id="s1"))] == ["1"]
     assert close_stale_runs(client, "s1") == 0
+
+
+def test_study_wall_time_leaves_out_the_gaps_between_sessions():
+    from types import SimpleNamespace
+
+    from polyhead.report.page import busy_seconds
+
+    def run(start_min: float, end_min: float | None):
+        end = None if end_min is None else int(end_min * 60_000)
+        return SimpleNamespace(info=SimpleNamespace(start_time=int(start_min * 60_000), end_time=end))
+
+    # session 1: two runs side by side (0-30, 10-40 min); session 2 a day later: 1440-1460, one inside it
+    runs = [run(0, 30), run(10, 40), run(1440, 1460), run(1445, 1450), run(1500, None)]
+    assert busy_seconds(runs) == (40 + 20) * 60
+    assert busy_seconds([]) == 0

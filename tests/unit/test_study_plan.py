@@ -6,7 +6,18 @@ import math
 import pytest
 from conftest import PROJECT_ROOT, compose_config
 
-from polyhead.report.study import Cell, budget, compose_study, pin_precision, plan, remaining
+from polyhead.report.study import (
+    Cell,
+    budget,
+    cell_overrides,
+    compose_study,
+    pin_precision,
+    plan,
+    remaining,
+    run_cells,
+    run_study,
+    slots,
+)
 
 EXTRA_HEAD = "+model.heads.later={_target_: polyhead.models.heads.tagger.TokenTaggingHead, _partial_: true}"
 
@@ -103,3 +114,59 @@ def test_study_resume_trains_in_the_precision_of_its_finished_runs():
     assert pin_precision(set(), ["seed=1"]) == ["seed=1"]  # nothing finished yet: the CPU's best
     with pytest.raises(ValueError, match=r"\['32-true', 'bf16-mixed'\]: resume it with an explicit"):
         pin_precision({"bf16-mixed", "32-true"}, [])
+
+
+def test_study_jobs_give_each_cell_a_launcher_and_threads(cells):
+    many, one = cells[0], next(c for c in cells if c.size is None)
+    assert (len(many.seeds), len(one.seeds)) == (3, 1)
+    assert cell_overrides(many, jobs=3, cores=2) == [
+        "launcher=joblib",
+        "hydra.launcher.n_jobs=3",
+        "threads=1",
+    ]
+    assert cell_overrides(many, jobs=2, cores=8) == [
+        "launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "threads=4",
+    ]
+    assert cell_overrides(one, jobs=2, cores=8) == ["threads=4"]  # one seed: the basic launcher
+    assert (slots(many, 3), slots(many, 2), slots(one, 3)) == (3, 2, 1)
+
+
+FAKE_TRAIN = """import sys, time
+from pathlib import Path
+name = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("name="))
+log = Path(__file__).parent / "ran.txt"
+with log.open("a") as f:
+    f.write(f"start {name} {time.time()}\\n")
+time.sleep(float(next(a.split("=", 1)[1] for a in sys.argv if a.startswith("sleep="))))
+with log.open("a") as f:
+    f.write(f"end {name} {time.time()}\\n")
+sys.exit(3 if name == "bad" else 0)
+"""
+
+
+def test_study_runs_cells_side_by_side_within_jobs_in_order(tmp_path):
+    """A stand-in train.py records when each cell ran: jobs=3 runs the 3-seed cell alone, then the three
+    1-seed cells together, then the 2-seed one; a failing cell is reported and the others still run."""
+    (tmp_path / "train.py").write_text(FAKE_TRAIN)
+    seeds = {"three": (1, 2, 3), "a": (1,), "b": (1,), "bad": (1,), "two": (1, 2)}
+    cells = [Cell("multitask", ("tagger",), 100, s, 1, 1, ()) for s in seeds.values()]
+    arguments = [[f"name={name}", "sleep=1.5"] for name in seeds]
+    logs = [tmp_path / "logs" / f"{name}.log" for name in seeds]
+    assert run_cells(tmp_path, cells, arguments, logs, jobs=3) == ["multitask-tagger-n100"]  # "bad"
+    times: dict[str, list[float]] = {}
+    for line in (tmp_path / "ran.txt").read_text().splitlines():
+        event, name, at = line.split()
+        times.setdefault(name, []).append(float(at))
+    (s3, e3), (sa, ea), (sb, eb), (sx, ex), (s2, e2) = (times[n] for n in seeds)
+    assert e3 <= min(sa, sb, sx)  # the 3-seed cell takes all three jobs
+    assert max(sa, sb, sx) < min(ea, eb, ex)  # the 1-seed cells overlap
+    assert s2 >= max(ea, eb, ex) - 0.01 and all(log.is_file() for log in logs)
+
+
+def test_study_jobs_leave_the_launcher_to_the_study():
+    with pytest.raises(
+        ValueError, match="--jobs 2 sets each cell's launcher and threads: leave out threads=1"
+    ):
+        run_study(PROJECT_ROOT, "sharing", ["threads=1"], {"jobs": 2, "dry_run": True})

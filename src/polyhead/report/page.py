@@ -114,6 +114,16 @@ def _seconds(run) -> float:
     return ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000
 
 
+def busy_seconds(runs: list) -> float:
+    """The time at least one of `runs` was running: the union of their [start, end] intervals. A study run
+    over several sessions idles between them; this is its wall time without those gaps."""
+    busy, until = 0.0, float("-inf")
+    for start, end in sorted((r.info.start_time, r.info.end_time or r.info.start_time) for r in runs):
+        busy += max(0, end - max(start, until))
+        until = max(until, end)
+    return busy / 1000
+
+
 def study_facts(client: MlflowClient, study_id: str, runs: list) -> dict:
     """What the page says about how the study ran, from its runs and its latest report run's tags."""
     experiments = sorted({r.info.experiment_id for r in runs})
@@ -133,6 +143,7 @@ def study_facts(client: MlflowClient, study_id: str, runs: list) -> dict:
     # Runs with paths.root_dir outside the repository tag git_commit "unknown": use the study's checkout.
     facts["commit"] = facts["commit"] or f"{latest('study_commit')} (scripts/study.py's checkout)"
     facts["span"] = (end - start) / 1000
+    facts["busy"] = busy_seconds([*runs, *unfinished])
     facts["compute"] = sum(_seconds(r) for r in runs)
     return facts
 
@@ -164,8 +175,9 @@ def setup_block(facts: dict, runs: list) -> str:
         f"- commit: `{facts['commit']}`",
         f"- CPU: {facts['cpu']} ({facts['capability']}), {facts['threads']} threads, "
         f"trained in {facts['precision']}",
-        f"- wall time from the first run's start to the last run's end: {_hours(facts['span'])} "
-        f"(the runs' own times add up to {_hours(facts['compute'])})",
+        f"- wall time with at least one run training: {_hours(facts['busy'])}, counting the stopped runs "
+        f"(from the first run's start to the last run's end: {_hours(facts['span'])}; the FINISHED runs' "
+        f"own times add up to {_hours(facts['compute'])})",
         "",
         *run_minutes(runs),
     ]

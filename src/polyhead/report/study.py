@@ -9,7 +9,9 @@ models). Every run carries the study id as the MLflow tag `study_id`."""
 from __future__ import annotations
 
 import math
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -110,12 +112,12 @@ def done_seeds(finished: list) -> set[tuple]:
     return done
 
 
-def close_stale_runs(client: MlflowClient, study_id: str) -> int:
+def close_stale_runs(client: MlflowClient, study_id: str, mark: bool = True) -> int:
     """Marks KILLED the study's runs that a stopped study left unfinished, when it is resumed: those still
     RUNNING (their process died with the session or machine that ran them) and those FINISHED without a test
     metric (Lightning's MLflow logger marks a run FINISHED when `fit` ends, before `test`; a process killed
     in between leaves it so). Otherwise the page would count them as running, or the report would take a
-    run that was never tested. Returns how many."""
+    run that was never tested. Returns how many (mark=False: only counts them, as a dry run does)."""
     experiments = [e.experiment_id for e in client.search_experiments()]
     query = f"tags.study_id = '{study_id}' and attributes.status = "
     notes = {
@@ -125,11 +127,12 @@ def close_stale_runs(client: MlflowClient, study_id: str) -> int:
     stale = list(client.search_runs(experiments, query + "'RUNNING'"))
     finished = client.search_runs(experiments, query + "'FINISHED'")
     stale += [r for r in finished if not tested(r) and "report_of" not in r.data.tags]
-    for run in stale:
+    for run in stale if mark else []:
         client.set_tag(run.info.run_id, "study_note", notes[run.info.status])
         client.set_terminated(run.info.run_id, "KILLED")
     if stale:
-        print(f"resume: {len(stale)} run(s) a stopped study left unfinished marked KILLED", flush=True)
+        done = "marked" if mark else "to be marked (not in a dry run)"
+        print(f"resume: {len(stale)} run(s) a stopped study left unfinished {done} KILLED", flush=True)
     return len(stale)
 
 
@@ -162,23 +165,69 @@ def remaining(cell: Cell, done: set[tuple]) -> Cell | None:
     return Cell(cell.arm, cell.tasks, cell.size, seeds, cell.epochs, cell.val_every, cell.overrides)
 
 
-def run_cells(project: Path, cells: list[Cell], arguments: list[list[str]], dry_run: bool) -> list[str]:
-    """Runs `python train.py -m` for every cell in turn; returns the names of the cells that failed (a
-    failed job is a FAILED MLflow run, and the rest of its sweep still runs)."""
-    failed = []
-    for i, (cell, args) in enumerate(zip(cells, arguments), 1):
-        command = [sys.executable, str(project / "train.py"), "-m", *args]
-        print(f"[study {i}/{len(cells)}] {cell.name}: {shlex.join(command[1:])}", flush=True)
-        if dry_run:
-            continue
-        started = time.time()
-        code = subprocess.run(command, cwd=project).returncode
-        print(
-            f"[study {i}/{len(cells)}] {cell.name}: exit {code} after {time.time() - started:.0f} s",
-            flush=True,
+def cell_overrides(cell: Cell, jobs: int, cores: int) -> list[str]:
+    """How a cell runs when the study trains `jobs` models at once: its seeds in min(seeds, jobs) parallel
+    processes (the joblib launcher), each with cores // jobs torch threads (at least one)."""
+    parallel = min(len(cell.seeds), jobs)
+    launcher = ["launcher=joblib", f"hydra.launcher.n_jobs={parallel}"] if parallel > 1 else []
+    return [*launcher, f"threads={max(1, cores // jobs)}"]
+
+
+def slots(cell: Cell, jobs: int) -> int:
+    """How many of the study's `jobs` training processes the cell takes."""
+    return min(len(cell.seeds), jobs)
+
+
+def start_cell(project: Path, args: list[str], log: Path | None) -> subprocess.Popen:
+    """`python train.py -m <args>` in its own process group (stopping the study stops its workers too),
+    its output to `log` (None: here)."""
+    command = [sys.executable, str(project / "train.py"), "-m", *args]
+    if log is None:
+        return subprocess.Popen(command, cwd=project, start_new_session=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        return subprocess.Popen(
+            command, cwd=project, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-        if code:
-            failed.append(cell.name)
+
+
+def run_cells(
+    project: Path, cells: list[Cell], arguments: list[list[str]], logs: list[Path], jobs: int = 1
+) -> list[str]:
+    """Runs `python train.py -m` for every cell, in order, as many at once as keep at most `jobs` models
+    training (a cell takes `slots`; jobs=1: one cell at a time, its output here, else in its log). Returns
+    the names of the cells that failed (a failed job is a FAILED MLflow run; the rest of its sweep still
+    runs). A study stopped early stops the trainings it started."""
+    failed: list[str] = []
+    running: dict[subprocess.Popen, tuple[str, Cell, float]] = {}
+    queue = [
+        (f"[study {i}/{len(cells)}] {c.name}", c, a, g)
+        for i, (c, a, g) in enumerate(zip(cells, arguments, logs), 1)
+    ]
+    try:
+        while queue or running:
+            used = sum(slots(cell, jobs) for _, cell, _ in running.values())
+            if queue and (not running or used + slots(queue[0][1], jobs) <= jobs):
+                name, cell, args, log = queue.pop(0)
+                print(
+                    f"{name}: train.py -m {shlex.join(args)}" + (f" > {log}" if jobs > 1 else ""), flush=True
+                )
+                running[start_cell(project, args, log if jobs > 1 else None)] = (name, cell, time.time())
+                continue
+            for proc in [p for p in running if p.poll() is not None]:
+                name, cell, started = running.pop(proc)
+                print(f"{name}: exit {proc.returncode} after {time.time() - started:.0f} s", flush=True)
+                if proc.returncode:
+                    failed.append(cell.name)
+            time.sleep(1)
+    finally:
+        for proc in running:  # stopped early (SIGTERM, Ctrl-C): its trainings stop with it
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in running:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
     return failed
 
 
@@ -210,20 +259,35 @@ def run_study(project: Path, study: str, overrides: list[str], options: dict) ->
     tracking_uri = mlflow_config(cfg).tracking_uri
     study_id = options.get("id") or new_study_id(study)
     cells = plan(cfg)
+    dry_run, jobs = options.get("dry_run", False), options.get("jobs", 1)
+    owned = [o for o in overrides if o.lstrip("+~").startswith(("launcher=", "hydra.launcher.", "threads="))]
+    if jobs > 1 and owned:
+        raise ValueError(f"--jobs {jobs} sets each cell's launcher and threads: leave out {' '.join(owned)}")
     if options.get("resume"):
         client = MlflowClient(tracking_uri)
-        close_stale_runs(client, study_id)
-        finished = load_runs(client, study_id=study_id)  # all tested now; report runs left out
+        close_stale_runs(client, study_id, mark=not dry_run)
+        finished = [r for r in load_runs(client, study_id=study_id) if tested(r)]  # report runs left out
         done = done_seeds(finished)
         overrides = pin_precision({r.data.tags.get("hw/precision", "?") for r in finished}, overrides)
         cells = [c for c in (remaining(cell, done) for cell in cells) if c is not None]
     sweep_root = Path(cfg.paths.root_dir) / "outputs" / "studies"
-    arguments = [[*cell.arguments(study, study_id, sweep_root), *overrides] for cell in cells]
+    cores = len(os.sched_getaffinity(0))
+    arguments = [
+        [
+            *cell.arguments(study, study_id, sweep_root),
+            *(cell_overrides(cell, jobs, cores) if jobs > 1 else []),
+            *overrides,
+        ]
+        for cell in cells
+    ]
+    logs = [sweep_root / study_id / f"{study_id}-{cell.name}.log" for cell in cells]
     print(f"study {study_id}: {sum(len(c.seeds) for c in cells)} runs in {len(cells)} multiruns", flush=True)
-    started = time.time()
-    failed = run_cells(project, cells, arguments, options.get("dry_run", False))
-    if options.get("dry_run"):
+    if dry_run:
+        for i, (cell, args) in enumerate(zip(cells, arguments), 1):
+            print(f"[study {i}/{len(cells)}] {cell.name}: {shlex.join(['train.py', '-m', *args])}")
         return 0
+    started = time.time()
+    failed = run_cells(project, cells, arguments, logs, jobs)
     client = MlflowClient(tracking_uri)
     tags = {"study_command": options.get("command", ""), "study_wall_seconds": f"{time.time() - started:.0f}"}
     tags["study_commit"] = git_commit(str(project))
