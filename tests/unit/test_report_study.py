@@ -166,7 +166,8 @@ def test_report_study_page_is_filled_from_mlflow_and_matches_it(page):
     text = page.read_text()
     assert "Hand-written findings stay." in text and "not yet" not in text
     assert "- command: `python scripts/study.py run x=1`" in text
-    assert "- CPU: AMD EPYC (AVX2), 2 threads, trained in 32-true" in text
+    assert "- CPU: AMD EPYC (AVX2), torch threads per run: 2, trained in 32-true" in text
+    assert f"- study id: `{STUDY}`: 20 FINISHED runs (1 FAILED)" in text
     mean = statistics.fmean(value("single", "ner", "100", s) for s in (1, 2, 3))
     line = next(li for li in text.splitlines() if li.startswith("| 100 |") and f"{mean:.4f}" in li)
     assert "multitask ahead" in line or "cannot be told apart" in line
@@ -226,3 +227,18 @@ def test_study_wall_time_leaves_out_the_gaps_between_sessions():
     runs = [run(0, 30), run(10, 40), run(1440, 1460), run(1445, 1450), run(1500, None)]
     assert busy_seconds(runs) == (40 + 20) * 60
     assert busy_seconds([]) == 0
+
+
+def test_report_study_page_of_a_study_still_running_leaves_out_an_arm_not_run_yet(store, tmp_path):
+    """A study over several sessions publishes what it has: a comparison with an arm that has no FINISHED
+    run yet is named, not an error; `polyhead.report` without partial=true still stops on it."""
+    _, uri, client = store
+    path = tmp_path / "study.md"
+    path.write_text(PAGE)
+    later = "study/arm=multitask vs study/arm=distilled"
+    meta = {"study_id": STUDY, "tracking_uri": uri, "compare": [*COMPARE, later], "metrics": ["test/ner_f1"]}
+    text = publish(client, meta, path).read_text()
+    assert f"Not compared yet (no size where both sides have FINISHED runs): {later}." in text
+    assert "multitask − flat (95% CI)" in text and check(path) == []
+    with pytest.raises(ValueError, match="no configuration has study/arm=distilled"):
+        build_report(client, OPTIONS | {"compare": [later]}, tmp_path / "report")

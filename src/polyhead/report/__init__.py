@@ -9,7 +9,8 @@ params whose values name a configuration (default: every param that varies; runs
 differ in others are merged, see report.runs); compare="A vs B" (repeatable, syntax in report.compare;
 default: every pair of configurations); metrics= comma-separated globs (default test/*); level= interval
 coverage (default 0.95); out= folder (default <project>/outputs/reports/<id>); tracking_uri= (default the
-project's sqlite:///<project>/mlruns/mlflow.db); log=false skips MLflow.
+project's sqlite:///<project>/mlruns/mlflow.db); log=false skips MLflow; partial=true leaves out (and names) a
+comparison with a side no run has yet, e.g. a study's arm still training, instead of stopping.
 
 Writes learning_curve_<metric>.png (x = training examples of the metric's task, mean ± 1 std over seeds,
 one line per configuration), difference_<metric>.png (each comparison's A - B with its interval at every
@@ -30,11 +31,11 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from polyhead.config import project_root
-from polyhead.report.compare import differences, summarize
-from polyhead.report.runs import SELECTORS, load_runs, runs_frame
+from polyhead.report.compare import differences, parse_compare, summarize
+from polyhead.report.runs import SELECTORS, config_label, load_runs, runs_frame
 
 OPTIONS = {"sweep_id", "study_id", "experiment", "by", "compare", "metrics", "level", "out", "tracking_uri"}
-OPTIONS |= {"log"}
+OPTIONS |= {"log", "partial"}
 
 
 def build_report(client: MlflowClient, options: dict, out: Path) -> tuple[list, pd.DataFrame, pd.DataFrame]:
@@ -47,7 +48,8 @@ def build_report(client: MlflowClient, options: dict, out: Path) -> tuple[list, 
     frame, configs, varying, notes = runs_frame(runs, options.get("metrics", "test/*"), by)
     level = float(options.get("level", 0.95))
     summary = summarize(frame)
-    diffs = differences(frame, configs, varying, options.get("compare", []), level)
+    partial = str(options.get("partial", "false")).lower() == "true"
+    diffs = differences(frame, configs, varying, options.get("compare", []), level, partial)
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "runs.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
@@ -55,10 +57,21 @@ def build_report(client: MlflowClient, options: dict, out: Path) -> tuple[list, 
     header = f"{len(runs)} FINISHED runs ({_selection(options)}); configurations differ in: "
     header += ", ".join(varying) or "nothing (seeds only)"
     header += "".join(f".\nLeft out: {note}" for note in notes)
+    header += "".join(
+        f".\nNot compared (no size where both sides have FINISHED runs): {c}"
+        for c in uncompared(options, diffs)
+    )
     (out / "summary.md").write_text(summary_markdown(summary, header))
     (out / "differences.md").write_text(differences_markdown(diffs, header, level))
     draw(summary, diffs, level, out)
     return runs, summary, diffs
+
+
+def uncompared(options: dict, diffs: pd.DataFrame) -> list[str]:
+    """The requested comparisons the report has no row of (partial=true left them out)."""
+    done = set(zip(diffs.a, diffs.b))
+    sides = {text: parse_compare(text) for text in options.get("compare", [])}
+    return [text for text, (a, b) in sides.items() if (config_label(a), config_label(b)) not in done]
 
 
 def draw(summary: pd.DataFrame, diffs: pd.DataFrame, level: float, out: Path) -> None:

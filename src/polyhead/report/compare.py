@@ -125,11 +125,19 @@ def compare(
 
 
 def differences(
-    frame: pd.DataFrame, configs: dict[str, dict], varying: list[str], comparisons: list[str], level: float
+    frame: pd.DataFrame,
+    configs: dict[str, dict],
+    varying: list[str],
+    comparisons: list[str],
+    level: float,
+    partial: bool = False,
 ) -> pd.DataFrame:
-    """The requested comparisons, or by default every pair of configurations."""
+    """The requested comparisons, or by default every pair of configurations. partial: a comparison with a
+    side no configuration has yet (a study's arm not run yet) is left out instead of an error."""
     if comparisons:
         pairs = [parse_compare(c) for c in comparisons]
+        if partial:
+            pairs = [(a, b) for a, b in pairs if _matching(configs, a) and _matching(configs, b)]
     else:
         sides = [{k: str(configs[label].get(k)) for k in varying} for label in sorted(configs)]
         pairs = list(combinations(sides, 2))

@@ -13,13 +13,13 @@ import math
 import re
 import shutil
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from polyhead.report import build_report, file_stem
+from polyhead.report import build_report, file_stem, uncompared
 from polyhead.report.compare import size_order
 from polyhead.report.runs import train_limit
 
@@ -98,9 +98,13 @@ def metric_table(summary: pd.DataFrame, diffs: pd.DataFrame) -> list[str]:
     return lines
 
 
-def results_block(summary: pd.DataFrame, diffs: pd.DataFrame, metrics: list[str], assets: str) -> str:
-    """Per metric: its learning curves and differences as plots, and its table."""
-    lines = []
+def results_block(
+    summary: pd.DataFrame, diffs: pd.DataFrame, metrics: list[str], assets: str, uncompared: list[str]
+) -> str:
+    """Per metric: its learning curves and differences as plots, and its table; first, the comparisons the
+    runs cannot make yet."""
+    lines = [f"Not compared yet (no size where both sides have FINISHED runs): {c}." for c in uncompared]
+    lines += [""] if lines else []
     for metric in metrics:
         stem, rows = file_stem(metric), diffs[diffs.metric == metric]
         lines += [f"### `{metric}`", "", f"![{metric}: learning curves]({assets}/learning_curve_{stem}.png)"]
@@ -133,17 +137,19 @@ def study_facts(client: MlflowClient, study_id: str, runs: list) -> dict:
         experiments, f"tags.report_of = '{study_id}'", order_by=["attributes.start_time DESC"]
     )
     latest = lambda tag: next((r.data.tags[tag] for r in reports if r.data.tags.get(tag)), "?")  # noqa: E731
-    start = min(r.info.start_time for r in runs)
-    end = max(r.info.end_time or r.info.start_time for r in runs)
+    every = [*runs, *unfinished]
+    start = min(r.info.start_time for r in every)
+    end = max(r.info.end_time or r.info.start_time for r in every)
     facts = {"study_id": study_id, "command": latest("study_command"), "finished": len(runs)}
-    facts["unfinished"] = len(unfinished)
+    statuses = Counter(r.info.status for r in unfinished)
+    facts["unfinished"] = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) or "no others"
     tags = {"commit": "git_commit", "cpu": "hw/cpu_model", "capability": "hw/cpu_capability"}
     for key, tag in (tags | {"threads": "hw/threads", "precision": "hw/precision"}).items():
         facts[key] = ", ".join(sorted({r.data.tags.get(tag, "?") for r in runs} - {"unknown"}))
     # Runs with paths.root_dir outside the repository tag git_commit "unknown": use the study's checkout.
     facts["commit"] = facts["commit"] or f"{latest('study_commit')} (scripts/study.py's checkout)"
     facts["span"] = (end - start) / 1000
-    facts["busy"] = busy_seconds([*runs, *unfinished])
+    facts["busy"] = busy_seconds(every)
     facts["compute"] = sum(_seconds(r) for r in runs)
     return facts
 
@@ -170,14 +176,14 @@ def run_minutes(runs: list) -> list[str]:
 def setup_block(facts: dict, runs: list) -> str:
     """How the study ran: id, command, commit, CPU, wall time, and the time of one run per arm and size."""
     lines = [
-        f"- study id: `{facts['study_id']}`: {facts['finished']} FINISHED runs, {facts['unfinished']} others",
+        f"- study id: `{facts['study_id']}`: {facts['finished']} FINISHED runs ({facts['unfinished']})",
         f"- command: `{facts['command']}`",
         f"- commit: `{facts['commit']}`",
-        f"- CPU: {facts['cpu']} ({facts['capability']}), {facts['threads']} threads, "
+        f"- CPU: {facts['cpu']} ({facts['capability']}), torch threads per run: {facts['threads']}, "
         f"trained in {facts['precision']}",
-        f"- wall time with at least one run training: {_hours(facts['busy'])}, counting the stopped runs "
-        f"(from the first run's start to the last run's end: {_hours(facts['span'])}; the FINISHED runs' "
-        f"own times add up to {_hours(facts['compute'])})",
+        f"- wall time with at least one run training: {_hours(facts['busy'])} (from the first run's start to "
+        f"the last run's end: {_hours(facts['span'])}; the FINISHED runs' own times add up to "
+        f"{_hours(facts['compute'])})",
         "",
         *run_minutes(runs),
     ]
@@ -187,10 +193,11 @@ def setup_block(facts: dict, runs: list) -> str:
 def render(client: MlflowClient, meta: dict, out: Path, assets: str) -> tuple[dict[str, str], Path]:
     """The page's blocks for the study in `meta`, with its report written to `out`."""
     options = {"study_id": meta["study_id"], "by": ARM, "compare": meta["compare"], "log": "false"}
+    options["partial"] = "true"  # a study still running has a page of what it has so far
     runs, summary, diffs = build_report(client, options, out)
     blocks = {
         "setup": setup_block(study_facts(client, meta["study_id"], runs), runs),
-        "results": results_block(summary, diffs, meta["metrics"], assets),
+        "results": results_block(summary, diffs, meta["metrics"], assets, uncompared(options, diffs)),
     }
     return blocks, out
 
