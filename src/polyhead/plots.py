@@ -15,16 +15,18 @@ from matplotlib.figure import Figure
 def learning_curve(
     curves: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]], metric: str, path: Path
 ) -> Path:
-    """One line per configuration, `curves[label] = (train examples, mean, std)`, with a ± 1 std band."""
+    """One line per configuration, `curves[label] = (train examples, mean, std)`, with ± 1 std as error bars
+    (side by side where configurations share a size) and a band."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
     xs_all = []
-    for label, (x, mean, std) in curves.items():
+    for i, (label, (x, mean, std)) in enumerate(curves.items()):
         order = np.argsort(x)
         x, mean = np.asarray(x, float)[order], np.asarray(mean, float)[order]
-        std = np.nan_to_num(np.asarray(std, float)[order])  # one seed: no band
-        ax.plot(x, mean, marker="o", label=label)
-        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+        std = np.nan_to_num(np.asarray(std, float)[order])  # one seed: no bar
+        shift = 1.0 + 0.03 * (i - (len(curves) - 1) / 2)  # side by side on a log axis
+        line = ax.errorbar(x * shift, mean, yerr=std, marker="o", capsize=3, label=label)
+        ax.fill_between(x, mean - std, mean + std, alpha=0.15, color=line.lines[0].get_color())
         xs_all.extend(x)
     if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 10:
         ax.set_xscale("log")
