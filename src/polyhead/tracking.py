@@ -52,6 +52,18 @@ def mlflow_loggers(loggers: list[Logger]) -> list[MLFlowLogger]:
     return [lg for lg in loggers if isinstance(lg, MLFlowLogger)]
 
 
+def set_status(loggers: list[Logger], status: str) -> None:
+    """Sets the MLflow runs of `loggers` RUNNING or FINISHED. Lightning's MLFlowLogger ends its run FINISHED
+    when `fit` ends and again when `test` ends, but a polyhead run goes on (test, export, report): `run` sets
+    it RUNNING again after each and FINISHED when all is done, so a process killed in between leaves it
+    RUNNING, as a kill during training does, not FINISHED without test metrics or pipeline."""
+    for logger in mlflow_loggers(loggers):
+        if status == "RUNNING":
+            logger.experiment.update_run(logger.run_id, status)
+        else:
+            logger.experiment.set_terminated(logger.run_id, status)
+
+
 def logger_configs(cfg: DictConfig) -> dict[str, DictConfig]:
     """The configured loggers by name: `logger: {mlflow: {...}, csv: {...}}` (conf/logger/; several with
     `logger=[mlflow,csv]`, one dropped with `logger.csv=null`). A single `logger: {_target_: ...}`, the shape

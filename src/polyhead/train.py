@@ -31,6 +31,7 @@ from polyhead.tracking import (
     mlflow_config,
     mlflow_loggers,
     record_failed_job,
+    set_status,
     sweep_tags,
 )
 from polyhead.trainer import build_trainer
@@ -77,11 +78,15 @@ def run(
     log_run_start(cfg, loggers, datamodule, precision, resumed=run_id is not None, extra=tags)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if trainer.is_global_zero:  # Lightning ended the run FINISHED; it goes on
+        set_status(loggers, "RUNNING")
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None)  # leaves the best weights loaded
     if trainer.is_global_zero:  # under DDP, one process exports and reports
+        set_status(loggers, "RUNNING")
         pipeline = export_run(cfg, module.model, datamodule.collate, loggers) if cfg.export.enabled else None
         report(trainer, loggers, best, pipeline)
+        set_status(loggers, "FINISHED")
     score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     return float(score) if score is not None else None
 

@@ -1,4 +1,5 @@
-"""A callback for test_resume: at one training step it writes a marker file and waits to be killed."""
+"""Callbacks for test_resume: at one training step, or when testing starts, they write a marker file and wait
+to be killed."""
 
 import os
 import time
@@ -15,3 +16,12 @@ class StallAt(pl.Callback):
         if trainer.global_step == self.step:
             self.marker.write_text(str(os.getpid()))
             time.sleep(600)  # until SIGKILL
+
+
+class StallAtTest(pl.Callback):
+    def __init__(self, marker: str):
+        self.marker = Path(marker)
+
+    def on_test_start(self, trainer, pl_module):
+        self.marker.write_text(str(os.getpid()))
+        time.sleep(600)  # until SIGKILL

@@ -104,3 +104,21 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path, tiny_bert):
     assert dict(losses) == pytest.approx(dict(history(ref_client, ref.info.run_id, "train/loss")), abs=1e-5)
     print("test metrics bitwise equal:", all(after.data.metrics[k] == v for k, v in tests.items()))
     assert [s for s, _ in history(client, run.info.run_id, "data/train_examples")] == [0]
+
+
+@pytest.mark.slow
+def test_run_killed_after_training_before_its_test_is_left_running_not_finished(tmp_path, tiny_bert):
+    """Lightning's MLflow logger ends the run FINISHED when fit ends; polyhead keeps it RUNNING through test
+    and export, so a kill in between does not leave a FINISHED run without test metrics (a report or a
+    study would take it as done)."""
+    (tmp_path / "mlruns").mkdir()
+    marker = tmp_path / "testing"
+    stall = ["+callbacks.stall._target_=stall_callback.StallAtTest", f"+callbacks.stall.marker={marker}"]
+    victim = start(tmp_path, tiny_bert, *stall)
+    wait_for(marker, victim)
+    _, run = the_run(tmp_path)
+    assert run.info.status == "RUNNING" and "val/objective" in run.data.metrics
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    _, run = the_run(tmp_path)
+    assert run.info.status == "RUNNING" and not any(k.startswith("test/") for k in run.data.metrics)
