@@ -36,10 +36,18 @@ def test_run_dirs_hydra_run_and_sweep_dirs_are_claimed(tmp_path):
     cfg = compose_config("train", tmp_path, [], tmp_path / "out")  # drops `hydra`: compose it again raw
     from hydra import compose, initialize_config_dir
 
+    root = tmp_path / "elsewhere"
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        hydra_cfg = compose("train", return_hydra_config=True).hydra
-    for key in ("run", "sweep"):
-        assert OmegaConf.to_container(hydra_cfg[key])["dir"].startswith("${unique_dir:outputs/")
+        full = compose("train", overrides=[f"paths.root_dir={root}"], return_hydra_config=True)
+    for key, folder in (("run", "runs"), ("sweep", "multiruns")):
+        assert OmegaConf.to_container(full.hydra[key])["dir"].startswith(
+            "${unique_dir:${paths.root_dir}/outputs/"
+        )
+        # under paths.root_dir (beside its mlruns/), not under the working directory
+        assert (
+            Path(full.hydra[key].dir).parent == root / "outputs" / folder
+            and Path(full.hydra[key].dir).is_dir()
+        )
     assert cfg.trainer.max_time is None
 
 
