@@ -26,6 +26,7 @@ from polyhead.tracking import (
     log_run_metadata,
     mlflow_config,
     mlflow_loggers,
+    source_checkout,
 )
 from polyhead.trainer import build_trainer
 
@@ -103,7 +104,7 @@ def run_tags(cfg, stats: TextStats, datamodule, train_docs, val_docs, added) -> 
     """Commit, source encoder (and its own lineage), text fingerprints and sizes, skipped lines."""
     pieces = datamodule.num_pieces
     tags = {
-        "git_commit": git_commit(cfg.paths.root_dir),
+        "git_commit": git_commit(source_checkout(cfg)),
         "encoder": cfg.encoder.name,
         **encoder_lineage(cfg.encoder.name),  # continuing an adapted encoder: keep where it came from
         "text/documents": f"{len(train_docs)} train, {len(val_docs)} val",

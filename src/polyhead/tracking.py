@@ -26,6 +26,18 @@ def git_commit(root: str) -> str:
     return head.stdout.strip() + ("-dirty" if git_state(root).get("git_dirty") == "true" else "")
 
 
+def source_checkout(cfg: DictConfig) -> str:
+    """The git checkout whose commit a run records: the one polyhead's code runs from (an editable install
+    or PYTHONPATH=<checkout>/src, with its conf/), wherever paths.root_dir keeps the outputs; else, for an
+    installed package, the project in paths.root_dir."""
+    package = str(cfg.paths.package_dir)
+    try:
+        tracked = subprocess.run(["git", "ls-files"], cwd=package, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return str(cfg.paths.root_dir)
+    return package if tracked.stdout.strip() else str(cfg.paths.root_dir)
+
+
 def git_state(root: str) -> dict[str, str]:
     """`git_dirty` (true/false), `git_changed_files` (tracked files modified, staged or deleted) and
     `git_untracked_files` (new files .gitignore does not exclude): a run from an edited config says so."""
@@ -96,7 +108,7 @@ def log_run_metadata(
         for logger in loggers:
             logger.log_hyperparams(resolved)
     if "git_commit" in tags:
-        tags = {**git_state(cfg.paths.root_dir), **tags}
+        tags = {**git_state(source_checkout(cfg)), **tags}
     for logger in mlflow_loggers(loggers):
         client, run_id = logger.experiment, logger.run_id
         for key, value in tags.items():

@@ -32,6 +32,7 @@ from polyhead.tracking import (
     mlflow_loggers,
     record_failed_job,
     set_status,
+    source_checkout,
     sweep_tags,
 )
 from polyhead.trainer import build_trainer
@@ -111,7 +112,7 @@ def log_run_start(
     and the x axis of learning curves: the examples actually trained on, after data.train_limit."""
     tags = {
         **hardware_tags(precision),  # CPU model, torch's capability, threads, device, precision used
-        "git_commit": git_commit(cfg.paths.root_dir),
+        "git_commit": git_commit(source_checkout(cfg)),
         "encoder": cfg.encoder.name,
         **encoder_lineage(cfg.encoder.name),  # the pretraining run of a domain-adapted encoder
         **datamodule.fingerprints(),

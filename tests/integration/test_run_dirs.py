@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from test_train import compose_train
 
 from polyhead.config import claim_dir
-from polyhead.tracking import checkpoint_from_run, git_state
+from polyhead.tracking import checkpoint_from_run, git_commit, git_state, source_checkout
 from polyhead.train import run, run_job
 
 
@@ -140,3 +140,14 @@ def test_run_dirs_run_failing_after_it_started_is_failed_with_its_error(tmp_path
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     (r,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert r.info.status == "FAILED" and "zz_no_such_language" in r.data.tags["error"]
+
+
+def test_run_records_the_commit_of_the_code_it_ran_not_of_its_root_dir(tmp_path):
+    """paths.root_dir (here a folder outside any repository) keeps outputs; the commit is the checkout's whose
+    code and conf/ ran (this one, an editable install), so a study run with a private store still names it."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    if head.returncode:
+        pytest.skip("the project is not a git checkout")
+    cfg = compose_config("train", tmp_path, [], tmp_path / "out")
+    assert git_commit(str(tmp_path)) == "unknown"
+    assert git_commit(source_checkout(cfg)).removesuffix("-dirty") == head.stdout.strip()

@@ -263,7 +263,7 @@ def tracked_run(cfg: DictConfig, tags: dict[str, str]):
     from mlflow.tracking import MlflowClient
 
     from polyhead.hardware import run_tags
-    from polyhead.tracking import git_commit, git_state, mlflow_config, prepare_store
+    from polyhead.tracking import git_commit, git_state, mlflow_config, prepare_store, source_checkout
 
     spec = mlflow_config(cfg)
     if spec is None:
@@ -273,7 +273,7 @@ def tracked_run(cfg: DictConfig, tags: dict[str, str]):
     client = MlflowClient(spec.get("tracking_uri"))
     experiment = client.get_experiment_by_name(spec.experiment_name)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(spec.experiment_name)
-    root = cfg.paths.root_dir
+    root = source_checkout(cfg)
     tags = {
         **run_tags("fp32"),  # thinc's numpy ops: the CNN trains and runs in fp32
         "git_commit": git_commit(root),
