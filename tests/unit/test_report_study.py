@@ -166,7 +166,8 @@ def test_report_study_page_is_filled_from_mlflow_and_matches_it(page):
     text = page.read_text()
     assert "Hand-written findings stay." in text and "not yet" not in text
     assert "- command: `python scripts/study.py run x=1`" in text
-    assert "- CPU: AMD EPYC (AVX2), torch threads per run: 2, trained in 32-true" in text
+    assert "- CPU: AMD EPYC (AVX2); torch threads per run: 2; trained in 32-true" in text
+    assert "- commit: `abc123`" in text
     assert f"- study id: `{STUDY}`: 20 FINISHED runs (1 FAILED)" in text
     mean = statistics.fmean(value("single", "ner", "100", s) for s in (1, 2, 3))
     line = next(li for li in text.splitlines() if li.startswith("| 100 |") and f"{mean:.4f}" in li)
@@ -242,3 +243,15 @@ def test_report_study_page_of_a_study_still_running_leaves_out_an_arm_not_run_ye
     assert "multitask − flat (95% CI)" in text and check(path) == []
     with pytest.raises(ValueError, match="no configuration has study/arm=distilled"):
         build_report(client, OPTIONS | {"compare": [later]}, tmp_path / "report")
+
+
+def test_study_page_names_every_cpu_a_study_resumed_over_sessions_ran_on():
+    from types import SimpleNamespace
+
+    from polyhead.report.page import counted
+
+    runs = [
+        SimpleNamespace(data=SimpleNamespace(tags={"hw/cpu_model": cpu})) for cpu in ("EPYC", "Xeon", "EPYC")
+    ]
+    assert counted(runs, lambda t: t["hw/cpu_model"]) == "EPYC (2 runs), Xeon (1 run)"
+    assert counted(runs[::2], lambda t: t["hw/cpu_model"]) == "EPYC"

@@ -143,15 +143,28 @@ def study_facts(client: MlflowClient, study_id: str, runs: list) -> dict:
     facts = {"study_id": study_id, "command": latest("study_command"), "finished": len(runs)}
     statuses = Counter(r.info.status for r in unfinished)
     facts["unfinished"] = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) or "no others"
-    tags = {"commit": "git_commit", "cpu": "hw/cpu_model", "capability": "hw/cpu_capability"}
-    for key, tag in (tags | {"threads": "hw/threads", "precision": "hw/precision"}).items():
-        facts[key] = ", ".join(sorted({r.data.tags.get(tag, "?") for r in runs} - {"unknown"}))
-    # Runs with paths.root_dir outside the repository tag git_commit "unknown": use the study's checkout.
-    facts["commit"] = facts["commit"] or f"{latest('study_commit')} (scripts/study.py's checkout)"
+    # a study resumed over sessions may have run on several CPUs and commits: each with its number of runs
+    facts["cpu"] = counted(
+        runs, lambda t: f"{t.get('hw/cpu_model', '?')} ({t.get('hw/cpu_capability', '?')})"
+    )
+    facts["threads"] = counted(runs, lambda t: t.get("hw/threads", "?"))
+    facts["precision"] = counted(runs, lambda t: t.get("hw/precision", "?"))
+    facts["commit"] = counted(runs, lambda t: f"`{t.get('git_commit', '?')}`")
+    if set(r.data.tags.get("git_commit") for r in runs) == {"unknown"}:  # runs before 4b99936 with a root
+        # outside the checkout recorded no commit: the study's checkout
+        facts["commit"] = f"`{latest('study_commit')}` (scripts/study.py's checkout)"
     facts["span"] = (end - start) / 1000
     facts["busy"] = busy_seconds(every)
     facts["compute"] = sum(_seconds(r) for r in runs)
     return facts
+
+
+def counted(runs: list, key) -> str:
+    """The values of `key(tags)` over `runs`, most runs first, each with its count when there are several."""
+    counts = Counter(key(r.data.tags) for r in runs).most_common()
+    if len(counts) == 1:
+        return counts[0][0]
+    return ", ".join(f"{value} ({n} run{'s' if n > 1 else ''})" for value, n in counts)
 
 
 def _hours(seconds: float) -> str:
@@ -178,9 +191,8 @@ def setup_block(facts: dict, runs: list) -> str:
     lines = [
         f"- study id: `{facts['study_id']}`: {facts['finished']} FINISHED runs ({facts['unfinished']})",
         f"- command: `{facts['command']}`",
-        f"- commit: `{facts['commit']}`",
-        f"- CPU: {facts['cpu']} ({facts['capability']}), torch threads per run: {facts['threads']}, "
-        f"trained in {facts['precision']}",
+        f"- commit: {facts['commit']}",
+        f"- CPU: {facts['cpu']}; torch threads per run: {facts['threads']}; trained in {facts['precision']}",
         f"- wall time with at least one run training: {_hours(facts['busy'])} (from the first run's start to "
         f"the last run's end: {_hours(facts['span'])}; the FINISHED runs' own times add up to "
         f"{_hours(facts['compute'])})",
