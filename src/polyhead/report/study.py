@@ -166,17 +166,17 @@ def remaining(cell: Cell, done: set[tuple]) -> Cell | None:
     return Cell(cell.arm, cell.tasks, cell.size, seeds, cell.epochs, cell.val_every, cell.overrides)
 
 
+def slots(cell: Cell, jobs: int) -> int:
+    """How many of the study's `jobs` training processes the cell takes: one per seed, at most `jobs`."""
+    return min(len(cell.seeds), jobs)
+
+
 def cell_overrides(cell: Cell, jobs: int, cores: int) -> list[str]:
-    """How a cell runs when the study trains `jobs` models at once: its seeds in min(seeds, jobs) parallel
-    processes (the joblib launcher), each with cores // jobs torch threads (at least one)."""
-    parallel = min(len(cell.seeds), jobs)
+    """How a cell runs when the study trains `jobs` models at once: its seeds in `slots` parallel processes
+    (the joblib launcher), each with cores // jobs torch threads (at least one)."""
+    parallel = slots(cell, jobs)
     launcher = ["launcher=joblib", f"hydra.launcher.n_jobs={parallel}"] if parallel > 1 else []
     return [*launcher, f"threads={max(1, cores // jobs)}"]
-
-
-def slots(cell: Cell, jobs: int) -> int:
-    """How many of the study's `jobs` training processes the cell takes."""
-    return min(len(cell.seeds), jobs)
 
 
 def start_cell(project: Path, args: list[str], log: Path | None) -> subprocess.Popen:
