@@ -1,4 +1,4 @@
-"""The plain Hugging Face way, for side-by-side ratios: one model per task, each running its own encoder.
+"""The plain Hugging Face way, for side-by-side ratios: one model per head, each running its own encoder.
 
 Inference: AutoModelForTokenClassification (tagger, NER) and AutoModelForSequenceClassification (textcat)
 built from the same encoder weights, each tokenising the words itself, in length-sorted batches, with the
@@ -23,16 +23,16 @@ def first_piece_labels(pred: torch.Tensor, word_ids: list[int | None]) -> list[i
     return labels
 
 
-def hf_models(encoder_dir: str, tasks: dict[str, int], dtype: torch.dtype = torch.float32) -> dict:
-    """task -> (kind, model): a token or sequence classifier over the same encoder weights."""
+def hf_models(encoder_dir: str, heads: dict[str, tuple[str, int]], dtype: torch.dtype = torch.float32):
+    """name -> (kind, model) for name -> (kind, number of labels): a token ("token") or sequence
+    ("sequence") classifier over the same encoder weights."""
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    models = {}
-    for task, n_labels in tasks.items():
-        cls = AutoModelForSequenceClassification if task == "textcat" else AutoModelForTokenClassification
-        model = cls.from_pretrained(encoder_dir, num_labels=n_labels).eval().to(dtype)
-        models[task] = ("sequence" if task == "textcat" else "token", model)
-    return models
+    classes = {"token": AutoModelForTokenClassification, "sequence": AutoModelForSequenceClassification}
+    return {
+        name: (kind, classes[kind].from_pretrained(encoder_dir, num_labels=n_labels).eval().to(dtype))
+        for name, (kind, n_labels) in heads.items()
+    }
 
 
 @torch.inference_mode()

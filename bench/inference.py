@@ -2,10 +2,12 @@
 
 Each configuration runs in its own process (peak RSS is per process). Speed: `nlp.pipe` over the first
 `--texts` EWT test texts, median of `--repeats` passes after a warm-up pass; the HF rows run the same texts
-through one or three separate HF models (bench/hf_baseline.py) in length-sorted batches of the same size.
-Accuracy (UPOS, entity F1, genre macro-F1) is spaCy's scorer on the whole of EWT test ⋈ UNER test, so the
-cost of each runtime shows next to its speed. `--rounds R` runs every configuration R times, alternating,
-and keeps each one's median: on a shared machine, compare ratios from one run.
+through one separate HF model per head, or one model (bench/hf_baseline.py), in length-sorted batches of
+the same size. Every configuration runs the heads HF has a model class for (tagging, NER, text
+classification; `hf_heads`), all of them or the first; the table names them. Accuracy (UPOS, entity F1,
+genre macro-F1) is spaCy's scorer on the whole of EWT test ⋈ UNER test, so the cost of each runtime shows
+next to its speed. `--rounds R` runs every configuration R times, alternating, and keeps each one's median:
+on a shared machine, compare ratios from one run.
 
     python bench/inference.py outputs/runs/<run>/spacy_pipeline --corpora ../shared/data
 """
@@ -21,17 +23,17 @@ from pathlib import Path
 
 from isolated import run_rounds
 
-CONFIGS = {  # name -> (runner, precision, components to disable)
-    "polyhead auto, 3 heads": ("polyhead", "auto", []),
-    "polyhead fp32 (torch), 3 heads": ("polyhead", "fp32", []),
-    "polyhead fp32 (torch), tagger only": ("polyhead", "fp32", ["ner", "textcat"]),
-    "polyhead onnx, 3 heads": ("polyhead", "onnx", []),
-    "polyhead onnx-int8, 3 heads": ("polyhead", "onnx-int8", []),
-    "polyhead int8 (torch), 3 heads": ("polyhead", "int8", []),
-    "polyhead bf16, 3 heads": ("polyhead", "bf16", []),
-    "HF fp32, 3 models": ("hf", "fp32", []),
-    "HF fp32, 1 model": ("hf", "fp32", ["ner", "textcat"]),
-    "HF bf16, 3 models": ("hf", "bf16", []),
+CONFIGS = {  # name -> (runner, precision, heads: "all" or "one", the first; see `hf_heads`)
+    "polyhead auto, all heads": ("polyhead", "auto", "all"),
+    "polyhead fp32 (torch), all heads": ("polyhead", "fp32", "all"),
+    "polyhead fp32 (torch), one head": ("polyhead", "fp32", "one"),
+    "polyhead onnx, all heads": ("polyhead", "onnx", "all"),
+    "polyhead onnx-int8, all heads": ("polyhead", "onnx-int8", "all"),
+    "polyhead int8 (torch), all heads": ("polyhead", "int8", "all"),
+    "polyhead bf16, all heads": ("polyhead", "bf16", "all"),
+    "HF fp32, one model per head": ("hf", "fp32", "all"),
+    "HF fp32, 1 model": ("hf", "fp32", "one"),
+    "HF bf16, one model per head": ("hf", "bf16", "all"),
 }
 BASELINE = "HF fp32, 1 model"
 
@@ -53,6 +55,36 @@ def gold_examples(corpora: str):
     return examples, to_docbin(examples)
 
 
+def hf_heads(pipeline: str) -> dict:
+    """name -> (HF model kind, number of labels) of every head of the pipeline that plain HF has a model class
+    for, in pipeline order: a tagging head (and NER, its BIO subclass) is a token classifier, a text
+    classifier a sequence classifier. A head kind HF has no such model for (the parser) runs in no
+    configuration, so both sides do the same work. Read from the heads' head.json, without their weights."""
+    from polyhead.export.components import read_head_spec
+    from polyhead.models.heads.tagger import TokenTaggingHead
+    from polyhead.models.heads.textcat import TextClassificationHead
+
+    names = json.loads((Path(pipeline) / "meta.json").read_text())["pipeline"]
+    heads = {}
+    for name in names:
+        spec = Path(pipeline) / name / "head.json"
+        head = read_head_spec(spec) if spec.exists() else None
+        if isinstance(head, TextClassificationHead):
+            heads[name] = ("sequence", len(head.labels))
+        elif isinstance(head, TokenTaggingHead):
+            heads[name] = ("token", len(head.labels))
+    return heads
+
+
+def run_heads(pipeline: str, which: str) -> tuple[dict, list[str]]:
+    """The heads a configuration runs ("all" or "one", the first) and the pipeline's heads it disables."""
+    heads = hf_heads(pipeline)
+    kept = heads if which == "all" else dict(list(heads.items())[:1])
+    names = json.loads((Path(pipeline) / "meta.json").read_text())["pipeline"]
+    disable = [n for n in names if (Path(pipeline) / n / "head.json").exists() and n not in kept]
+    return kept, disable
+
+
 def timed(fn, repeats: int) -> list[float]:
     fn()  # warm-up: kernels, allocator, ONNX export on first use
     times = []
@@ -63,7 +95,7 @@ def timed(fn, repeats: int) -> list[float]:
     return times
 
 
-def measure_polyhead(pipeline: str, examples, docbin, precision: str, disable: list, args) -> dict:
+def measure_polyhead(pipeline: str, examples, docbin, precision: str, disable: list[str], args) -> dict:
     import spacy
     from spacy.tokens import Doc
     from spacy.training import Example
@@ -86,18 +118,15 @@ def measure_polyhead(pipeline: str, examples, docbin, precision: str, disable: l
     }
 
 
-def measure_hf(pipeline: str, examples, precision: str, disable: list, args) -> dict:
+def measure_hf(pipeline: str, examples, precision: str, heads: dict, args) -> dict:
     import spacy
     import torch
     from hf_baseline import hf_annotate, hf_models
     from transformers import AutoTokenizer
 
     encoder_dir = str(Path(pipeline) / "encoder" / "model")
-    trained = spacy.load(pipeline)  # the same label sets as polyhead's heads (BIO tags for NER)
-    heads = {t: trained.get_pipe(t).head for t in ("tagger", "ner", "textcat") if t in trained.pipe_names}
-    tasks = {t: len(h.labels) for t, h in heads.items() if t not in disable}
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    models = hf_models(encoder_dir, tasks, dtype)
+    models = hf_models(encoder_dir, heads, dtype)  # the label sets of polyhead's heads (BIO tags for NER)
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
     nlp = spacy.blank("en")
     docs = [nlp.make_doc(ex.text) for ex in examples[: args.texts]]
@@ -109,12 +138,14 @@ def measure_hf(pipeline: str, examples, precision: str, disable: list, args) -> 
 def measure(name: str, args) -> dict:
     from polyhead.hardware import detect
 
-    runner, precision, disable = CONFIGS[name]
+    runner, precision, which = CONFIGS[name]
+    heads, disable = run_heads(args.pipeline, which)
     examples, docbin = gold_examples(args.corpora)
     if runner == "polyhead":
         result = measure_polyhead(args.pipeline, examples, docbin, precision, disable, args)
     else:
-        result = measure_hf(args.pipeline, examples, precision, disable, args)
+        result = measure_hf(args.pipeline, examples, precision, heads, args)
+    result["heads"] = list(heads)
     result["words_per_sec"] = result["words"] / statistics.median(result["seconds"])
     result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     result["hardware"] = detect().tags()
@@ -129,14 +160,14 @@ def table(results: dict, hardware: str) -> str:
     lines = [
         f"CPU: {hardware}",
         f"{'configuration':<36} {'runs as':>9} {'words/s':>8} {'x HF 1':>7} {'RSS GB':>7} "
-        f"{'UPOS':>6} {'ent F1':>6} {'genre F':>7}",
+        f"{'UPOS':>6} {'ent F1':>6} {'genre F':>7}  heads",
     ]
     for name, r in results.items():
         ratio = f"{r['words_per_sec'] / base:7.2f}" if base else "      -"
         lines.append(
             f"{name:<36} {r.get('resolved_precision') or CONFIGS[name][1]:>9} {r['words_per_sec']:>8.0f} "
             f"{ratio} {r['peak_rss_gb']:>7.2f} {pct(r.get('upos'))} {pct(r.get('ents_f'))} "
-            f"{pct(r.get('genre_macro_f'))}"
+            f"{pct(r.get('genre_macro_f'))}  {','.join(r['heads'])}"
         )
     return "\n".join(lines)
 
