@@ -17,6 +17,7 @@ STUDY = "st-1"
 ALL = {"tagger": 12000, "ner": 1600}  # the whole training set of each task ("all")
 SEEDS = {"100": (1, 2, 3), "None": (1, 2)}
 T0 = 1_700_000_000_000  # ms
+DEV_PEAK = 0.005  # a task's best dev score is its test score + DEV_PEAK; its last one is test - 0.02
 
 
 def value(arm: str, task: str, size: str, seed: int) -> float:
@@ -46,9 +47,15 @@ def store(tmp_path_factory):
         metrics |= {"data/train_examples": sum(counts.values())}
         scores = {f"test/{t}_{'acc' if t == 'tagger' else 'f1'}": value(arm, t, size, seed) for t in tasks}
         metrics |= scores | {"test/objective": statistics.fmean(scores.values()), "val/objective": 0.1}
+        history = [  # three validations: each task's dev score peaks at step 1 (DEV_PEAK), the loss at step 2
+            Metric(name.replace("test/", "val/"), score + shift, 0, step)
+            for name, score in scores.items()
+            for step, shift in enumerate((-0.05, DEV_PEAK, -0.02))
+        ]
+        history += [Metric("val/loss", loss, 0, step) for step, loss in enumerate((0.9, 0.6, 0.4))]
         client.log_batch(
             rid,
-            metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()],
+            metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()] + history,
             params=[Param(k, v) for k, v in params.items()],
         )
         client.set_terminated(rid, status, end_time=next(clock) + 30_000 * len(tasks))
@@ -122,6 +129,27 @@ def test_report_study_differences_paired_by_seed_at_every_size(report):
     assert flat["diff"].tolist() == pytest.approx([0.01, 0.01])  # decay - flat, every seed
 
 
+def test_report_best_dev_is_the_best_value_over_each_runs_history(store, tmp_path):
+    _, _, client = store
+    options = OPTIONS | {"compare": COMPARE[:1], "metrics": "best/val/*"}
+    _, summary, diffs = build_report(client, options, tmp_path)
+    single = summary[(summary.config == "study/arm=single") & (summary.train_limit == "100")]
+    tagger = single[single.metric == "best/val/tagger_acc"].iloc[0]
+    assert tagger["mean"] == pytest.approx(
+        statistics.fmean(value("single", "tagger", "100", s) + DEV_PEAK for s in (1, 2, 3))
+    )
+    assert tagger["train_examples"] == 100
+    ner = summary[(summary.metric == "best/val/ner_f1") & (summary.train_limit == "all")]
+    assert set(ner.train_examples) == {ALL["ner"]}  # per task, as for the test metric
+    loss = summary[(summary.metric == "best/val/loss") & (summary.config == "study/arm=multitask")]
+    assert loss["mean"].tolist() == pytest.approx([0.4, 0.4])  # a loss's best is its lowest
+    assert "test/tagger_acc" not in set(summary.metric)  # only what metrics= names
+    row = diffs[(diffs.metric == "best/val/ner_f1") & (diffs.train_limit == "100")].iloc[0]
+    a = [value("multitask", "ner", "100", s) for s in (1, 2, 3)]
+    b = [value("single", "ner", "100", s) for s in (1, 2, 3)]
+    assert row["diff"] == pytest.approx(statistics.fmean(a) - statistics.fmean(b))
+
+
 def test_report_study_draws_curves_and_differences(report):
     out = report[0]
     for stem in ("test_tagger_acc", "test_ner_f1"):
@@ -140,6 +168,10 @@ not yet
 <!-- study:results -->
 not yet
 <!-- /study:results -->
+
+<!-- study:dev -->
+not yet
+<!-- /study:dev -->
 """
 
 
@@ -173,6 +205,10 @@ def test_report_study_page_is_filled_from_mlflow_and_matches_it(page):
     line = next(li for li in text.splitlines() if li.startswith("| 100 |") and f"{mean:.4f}" in li)
     assert "multitask ahead" in line or "cannot be told apart" in line
     assert "| all (1,600) |" in text
+    dev = text.split("<!-- study:dev -->")[1]
+    assert dev.startswith("\n### `best/val/tagger_acc`") and "### `best/val/ner_f1`" in dev
+    peak = statistics.fmean(value("single", "ner", "100", s) + DEV_PEAK for s in (1, 2, 3))
+    assert any(li.startswith("| 100 |") and f"{peak:.4f}" in li for li in dev.splitlines())
     for name in ("learning_curve_test_ner_f1.png", "difference_test_ner_f1.png", "summary.csv", "study.json"):
         assert (page.parent / "study" / name).is_file()
     assert check(page) == []

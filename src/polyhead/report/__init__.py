@@ -7,7 +7,8 @@
 Options (key=value): sweep_id, study_id (tags) and/or experiment select FINISHED runs; by= comma-separated
 params whose values name a configuration (default: every param that varies; runs of one configuration that
 differ in others are merged, see report.runs); compare="A vs B" (repeatable, syntax in report.compare;
-default: every pair of configurations); metrics= comma-separated globs (default test/*); level= interval
+default: every pair of configurations); metrics= comma-separated globs (default test/*; best/<metric>, e.g.
+best/val/*, is a metric's best value over the run's history, the lowest for a loss); level= interval
 coverage (default 0.95); out= folder (default <project>/outputs/reports/<id>); tracking_uri= (default the
 project's sqlite:///<project>/mlruns/mlflow.db); log=false skips MLflow; partial=true leaves out (and names) a
 comparison with a side no run has yet, e.g. a study's arm still training, instead of stopping.
@@ -32,7 +33,7 @@ from mlflow.tracking import MlflowClient
 
 from polyhead.config import project_root
 from polyhead.report.compare import differences, parse_compare, summarize
-from polyhead.report.runs import SELECTORS, config_label, load_runs, runs_frame
+from polyhead.report.runs import SELECTORS, best_values, config_label, load_runs, runs_frame
 
 OPTIONS = {"sweep_id", "study_id", "experiment", "by", "compare", "metrics", "level", "out", "tracking_uri"}
 OPTIONS |= {"log", "partial"}
@@ -45,7 +46,9 @@ def build_report(client: MlflowClient, options: dict, out: Path) -> tuple[list, 
     if not runs:
         raise ValueError(f"no FINISHED runs for {_selection(options)} in {client.tracking_uri}")
     by = [k.strip() for k in options["by"].split(",") if k.strip()] if options.get("by") else None
-    frame, configs, varying, notes = runs_frame(runs, options.get("metrics", "test/*"), by)
+    metrics = options.get("metrics", "test/*")
+    best = best_values(client, runs, metrics.split(","))
+    frame, configs, varying, notes = runs_frame(runs, metrics, by, best)
     level = float(options.get("level", 0.95))
     summary = summarize(frame)
     partial = str(options.get("partial", "false")).lower() == "true"

@@ -1,10 +1,11 @@
 """A study's results page (docs/study.md), filled from MLflow, and the check that it still matches the runs.
 
 The page keeps hand-written text outside its generated blocks (`<!-- study:NAME -->` up to
-`<!-- /study:NAME -->`).
-`publish` rewrites the blocks and the page's folder (docs/study/: the plots as PNG, summary.csv,
-differences.csv, study.json) from the study's runs and report; `check` reads the runs back from MLflow,
-renders every block again and lists each difference from the committed page and tables."""
+`<!-- /study:NAME -->`): setup (command, commit, CPU, wall time, minutes per run), results (per test metric
+of the study: plots and a table of means and intervals) and dev (the same table for each task's best dev
+score, best/val/<metric>). `publish` rewrites the blocks and the page's folder (docs/study/: the plots as
+PNG, summary.csv, differences.csv, study.json) from the study's runs and report; `check` reads the runs back
+from MLflow, renders every block again and lists each difference from the committed page and tables."""
 
 from __future__ import annotations
 
@@ -114,6 +115,16 @@ def results_block(
     return "\n".join(lines)
 
 
+def dev_block(summary: pd.DataFrame, diffs: pd.DataFrame, metrics: list[str]) -> str:
+    """Per dev metric (best/val/<task metric>: the task's best dev score over a run's validations,
+    wherever the checkpoint the run tested was), its table, without plots."""
+    lines = []
+    for metric in metrics:
+        lines += [f"### `{metric}`", ""]
+        lines += [*metric_table(summary[summary.metric == metric], diffs[diffs.metric == metric]), ""]
+    return "\n".join(lines)
+
+
 def _seconds(run) -> float:
     return ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000
 
@@ -203,15 +214,28 @@ def setup_block(facts: dict, runs: list) -> str:
 
 
 def render(client: MlflowClient, meta: dict, out: Path, assets: str) -> tuple[dict[str, str], Path]:
-    """The page's blocks for the study in `meta`, with its report written to `out`."""
+    """The page's blocks for the study in `meta`, with its report written to `out`: setup, results (test
+    metrics) and dev (their best dev scores)."""
     options = {"study_id": meta["study_id"], "by": ARM, "compare": meta["compare"], "log": "false"}
+    options["metrics"] = report_metrics(meta["metrics"])
     options["partial"] = "true"  # a study still running has a page of what it has so far
     runs, summary, diffs = build_report(client, options, out)
     blocks = {
         "setup": setup_block(study_facts(client, meta["study_id"], runs), runs),
         "results": results_block(summary, diffs, meta["metrics"], assets, uncompared(options, diffs)),
     }
+    blocks["dev"] = dev_block(summary, diffs, dev_metrics(meta["metrics"]))
     return blocks, out
+
+
+def dev_metrics(metrics: list[str]) -> list[str]:
+    """best/val/<m> for each test/<m> of the page: the task's best dev score over a run's validations."""
+    return [f"best/val/{m.removeprefix('test/')}" for m in metrics if m.startswith("test/")]
+
+
+def report_metrics(metrics: list[str]) -> str:
+    """The report's metrics= for a study page: every test metric and the dev metrics of `metrics`."""
+    return ",".join(["test/*", *dev_metrics(metrics)])
 
 
 def publish(client: MlflowClient, meta: dict, page: Path) -> Path:

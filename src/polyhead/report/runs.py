@@ -27,6 +27,7 @@ IGNORED_PARAMS = (
 )
 COLUMNS = ["run_id", "config", "train_limit", "train_examples", "seed", "metric", "value"]
 SELECTORS = {"sweep_id": "sweep_id", "study_id": "study_id"}  # option -> the tag it selects runs by
+BEST = "best/"  # best/<metric>: the best value of <metric> over the run's history (see best_values)
 
 
 def load_runs(client: MlflowClient, experiment: str | None = None, **tags: str | None) -> list[Run]:
@@ -54,15 +55,32 @@ def load_runs(client: MlflowClient, experiment: str | None = None, **tags: str |
             return runs
 
 
+def best_values(client: MlflowClient, runs: list[Run], patterns: list[str]) -> dict[str, dict[str, float]]:
+    """run id -> {best/<metric>: the best value of <metric> over every step the run logged it} for each metric
+    whose best/ name matches a glob in `patterns`: the lowest for a loss (a name ending in `loss`), else the
+    highest. best/val/tagger_acc is a task's best dev score over the run's validations, wherever the
+    checkpoint the run kept (best val/objective, all tasks at once) was; the latest value is the last one."""
+    wanted = [p for p in patterns if p.startswith(BEST)]
+    values: dict[str, dict[str, float]] = {}
+    for run in runs if wanted else []:
+        values[run.info.run_id] = {}
+        for name in run.data.metrics:
+            if any(fnmatch.fnmatchcase(BEST + name, pattern) for pattern in wanted):
+                history = [m.value for m in client.get_metric_history(run.info.run_id, name)]
+                values[run.info.run_id][BEST + name] = (min if name.endswith("loss") else max)(history)
+    return values
+
+
 def config_label(params: dict[str, str | None]) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items()) or "all runs"
 
 
 def runs_frame(
-    runs: list[Run], metrics: str = "test/*", by: list[str] | None = None
+    runs: list[Run], metrics: str = "test/*", by: list[str] | None = None, best: dict | None = None
 ) -> tuple[pd.DataFrame, dict[str, dict], list[str], list[str]]:
     """The long table of every metric matching a glob in `metrics` (comma-separated), the params of each
     configuration (by label), the params that tell configurations apart, and notes on what was left out.
+    A run's metrics are its latest values and, where `best` (best_values) has them, its best/ values.
 
     A configuration is labelled by the params in `by`, or by default by every param that varies between
     runs (less seeds, sizes and paths). The latest run counts when runs with the same params share a size
@@ -82,7 +100,7 @@ def runs_frame(
         configs.setdefault(label, {k: p[k] for k in varying if k in p} if by else p)
         seed, limit = run.data.params.get("seed", run.info.run_id), train_limit(run)
         signature = tuple(sorted(p.items()))
-        for name, value in run.data.metrics.items():
+        for name, value in {**run.data.metrics, **(best or {}).get(run.info.run_id, {})}.items():
             if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
                 x = train_examples(run, name)
                 rows.append((run.info.run_id, label, limit, x, seed, name, value, signature))
@@ -131,8 +149,8 @@ def train_limit(run: Run) -> str:
 def train_examples(run: Run, metric: str = "") -> float:
     """The examples a metric's task trained on: `data/train_examples/<task>` for a metric `<split>/<task>_...`
     when the run logged it, else data/train_examples (metric or param); for runs logged before those
-    existed, a numeric train_limit."""
-    name = metric.partition("/")[2]
+    existed, a numeric train_limit. best/<metric> is <metric>'s."""
+    name = metric.removeprefix(BEST).partition("/")[2]
     for key, value in run.data.metrics.items():
         task = key.removeprefix(X_METRIC + "/")
         if key.startswith(X_METRIC + "/") and name.startswith(task + "_"):

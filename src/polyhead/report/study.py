@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from polyhead.report import build_report, log_report
-from polyhead.report.page import check, publish
+from polyhead.report.page import check, publish, report_metrics
 from polyhead.report.runs import load_runs, train_limit
 from polyhead.tracking import git_commit, mlflow_config
 
@@ -240,6 +240,7 @@ def report(cfg: DictConfig, client: MlflowClient, study_id: str, out: Path, tags
     """The study's report (configurations = study/arm, the study's comparisons) in `out`, logged to MLflow
     as the run `report <study id>` with `tags`; returns its run id."""
     options = {"study_id": study_id, "by": "study/arm", "compare": list(cfg.study.compare)}
+    options["metrics"] = report_metrics(list(cfg.study.metrics))
     runs, _, _ = build_report(client, options, out)
     return log_report(client, runs, study_id, out, tags)
 
