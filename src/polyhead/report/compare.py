@@ -33,7 +33,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     keys = ["metric", "config", "train_limit", "train_examples"]
     for (metric, config, limit, x), group in frame.groupby(keys, dropna=False, sort=False):
         mean, std, n = mean_std(group["value"].tolist())
-        seeds = " ".join(sorted(map(str, group["seed"]), key=_natural))
+        seeds = " ".join(sorted(map(str, group["seed"]), key=seed_order))
         rows.append((metric, config, limit, x, mean, std, n, seeds))
     rows.sort(key=lambda r: (r[0], r[1], size_order(r[2], r[3])))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
@@ -53,7 +53,7 @@ def _numeric(value) -> bool:
     return True
 
 
-def _natural(seed: str) -> tuple:
+def seed_order(seed: str) -> tuple:
     return (0, int(seed), "") if seed.lstrip("-").isdigit() else (1, 0, seed)
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from polyhead.report import build_report, file_stem, uncompared
-from polyhead.report.compare import size_order
+from polyhead.report.compare import seed_order, size_order
 from polyhead.report.runs import train_limit
 
 BLOCK = re.compile(r"(<!-- study:(\w+) -->\n)(.*?)(<!-- /study:\2 -->)", re.S)
@@ -167,6 +167,7 @@ def study_facts(client: MlflowClient, study_id: str, runs: list) -> dict:
     facts["span"] = (end - start) / 1000
     facts["busy"] = busy_seconds(every)
     facts["compute"] = sum(_seconds(r) for r in runs)
+    facts["kept"] = {r.info.run_id: kept_validation(client, r) for r in runs}
     return facts
 
 
@@ -182,19 +183,60 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
+def _arm(run) -> str:
+    heads = sorted({k.split("/")[2] for k in run.data.params if k.startswith("model/heads/")})
+    return f"{run.data.params.get(ARM, '?')} ({'+'.join(heads)})"
+
+
+def arm_size_table(runs: list, title: str, cell) -> list[str]:
+    """A table with a row per arm (its heads) and a column per size, each cell `cell(its runs)`."""
+    groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        groups[_arm(run)][train_limit(run)].append(run)
+    sizes = sorted({s for by_size in groups.values() for s in by_size}, key=lambda s: size_order(s, 0.0))
+    lines = [f"| {title} | " + " | ".join(sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for arm, by_size in sorted(groups.items()):
+        lines.append(
+            f"| {arm} | " + " | ".join(cell(v) if (v := by_size.get(s)) else "–" for s in sizes) + " |"
+        )
+    return lines
+
+
 def run_minutes(runs: list) -> list[str]:
     """A table of the mean wall time of one run (minutes) per arm (heads) and size."""
-    minutes: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for run in runs:
-        heads = sorted({k.split("/")[2] for k in run.data.params if k.startswith("model/heads/")})
-        arm = f"{run.data.params.get(ARM, '?')} ({'+'.join(heads)})"
-        minutes[arm][train_limit(run)].append(_seconds(run) / 60)
-    sizes = sorted({s for by_size in minutes.values() for s in by_size}, key=lambda s: size_order(s, 0.0))
-    lines = ["| minutes per run (mean) | " + " | ".join(sizes) + " |", "|---|" + "---|" * len(sizes)]
-    for arm, by_size in sorted(minutes.items()):
-        cells = [f"{sum(v) / len(v):.1f}" if (v := by_size.get(s)) else "–" for s in sizes]
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    return lines
+    return arm_size_table(
+        runs, "minutes per run (mean)", lambda rs: f"{sum(map(_seconds, rs)) / len(rs) / 60:.1f}"
+    )
+
+
+def kept_validation(client: MlflowClient, run) -> tuple[int, int] | None:
+    """(k, K): the checkpoint the run tested is that of its k-th of K validations, the first best value of its
+    checkpoint monitor (ModelCheckpoint keeps a new best only if strictly better); None without one."""
+    monitor = run.data.params.get("callbacks/checkpoint/monitor")
+    history = (
+        sorted(client.get_metric_history(run.info.run_id, monitor), key=lambda m: m.step) if monitor else []
+    )
+    if not history:
+        return None
+    values = [m.value for m in history]
+    best = (min if run.data.params.get("callbacks/checkpoint/mode") == "min" else max)(values)
+    return values.index(best) + 1, len(values)
+
+
+def kept_validations(kept: dict[str, tuple[int, int] | None], runs: list) -> list[str]:
+    """A table of the validation each run's tested checkpoint is from, per seed, per arm and size: "2, 3, 2 of
+    8"; the last one kept means the run was still improving when its budget ended."""
+
+    def cell(rs: list) -> str:
+        seeds = sorted(rs, key=lambda r: seed_order(r.data.params.get("seed", "")))
+        pairs = [kept.get(r.info.run_id) for r in seeds]
+        if any(p is None for p in pairs):
+            return "?"
+        if len({total for _, total in pairs}) == 1:
+            return ", ".join(str(k) for k, _ in pairs) + f" of {pairs[0][1]}"
+        return ", ".join(f"{k} of {total}" for k, total in pairs)
+
+    return arm_size_table(runs, "validation of the tested checkpoint (per seed)", cell)
 
 
 def setup_block(facts: dict, runs: list) -> str:
@@ -209,6 +251,11 @@ def setup_block(facts: dict, runs: list) -> str:
         f"{_hours(facts['compute'])})",
         "",
         *run_minutes(runs),
+        "",
+        "The validation each run's tested checkpoint (its monitor's best) is from: the last one means the "
+        "run was still improving when its epochs ran out.",
+        "",
+        *kept_validations(facts["kept"], runs),
     ]
     return "\n".join(lines) + "\n"
 
