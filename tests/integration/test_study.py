@@ -18,6 +18,9 @@ PAGE = """# Toy study
 
 <!-- study:results -->
 <!-- /study:results -->
+
+<!-- study:dev -->
+<!-- /study:dev -->
 """
 SIZES, SEEDS = (40, 100), (1, 2)
 
@@ -80,6 +83,9 @@ def test_study_runs_every_arm_reports_publishes_and_checks(tmp_path, tiny_bert):
         assert len(values) == len(SEEDS)
         assert f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f} ({len(SEEDS)})" in text
     assert "- command: `python scripts/study.py run --id toy" in text
+    assert "| validation of the tested checkpoint (per seed) | 40 | 100 |" in text
+    assert re.search(r"\| multitask \(ner\+tagger\+textcat\) \| \d, \d of \d \| \d, \d of \d \|", text)
+    assert "### `best/val/ner_f1`" in text.split("<!-- study:dev -->")[1]
     assert (page.parent / "study" / "learning_curve_test_ner_f1.png").read_bytes()[:4] == b"\x89PNG"
     (report,) = client.search_runs([trained[0].info.experiment_id], "tags.report_of = 'toy'")
     logged = {a.path for a in client.list_artifacts(report.info.run_id)}

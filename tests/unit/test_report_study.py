@@ -214,6 +214,19 @@ def test_report_study_page_is_filled_from_mlflow_and_matches_it(page):
     assert check(page) == []
 
 
+def test_report_study_page_without_the_dev_block_still_publishes_and_checks(store, tmp_path):
+    _, uri, client = store
+    path = tmp_path / "study.md"
+    path.write_text(PAGE.split("<!-- study:dev -->")[0])  # a page from before the dev block
+    meta = {"study_id": STUDY, "tracking_uri": uri, "compare": COMPARE, "metrics": ["test/ner_f1"]}
+    text = publish(client, meta, path).read_text()
+    assert "best/val" not in text and "| all (1,600) |" in text
+    assert check(path) == []
+    path.write_text(text.replace("<!-- study:results -->", "<!-- study:result -->"))
+    with pytest.raises(ValueError, match=r"no block\(s\) \['results'\]"):
+        publish(client, meta, path)
+
+
 def test_report_study_check_finds_a_changed_page_or_table(page):
     mean = statistics.fmean(value("multitask", "tagger", "100", s) for s in (1, 2, 3))
     page.write_text(page.read_text().replace(f"{mean:.4f}", f"{mean + 0.01:.4f}"))

@@ -25,6 +25,7 @@ from polyhead.report.compare import seed_order, size_order
 from polyhead.report.runs import train_limit
 
 BLOCK = re.compile(r"(<!-- study:(\w+) -->\n)(.*?)(<!-- /study:\2 -->)", re.S)
+OPTIONAL = {"dev"}  # blocks a page shows only if it has their markers (pages published before they existed)
 ARM = "study/arm"
 
 
@@ -33,8 +34,8 @@ def read_blocks(text: str) -> dict[str, str]:
 
 
 def fill(text: str, blocks: dict[str, str]) -> str:
-    """`text` with each generated block replaced; a block the page lacks is an error."""
-    missing = set(blocks) - set(read_blocks(text))
+    """`text` with each generated block replaced; a block the page lacks is an error, unless optional."""
+    missing = set(blocks) - set(read_blocks(text)) - OPTIONAL
     if missing:
         raise ValueError(
             f"the page has no block(s) {sorted(missing)} (<!-- study:NAME --> ... <!-- /study:NAME -->)"
@@ -324,6 +325,8 @@ def check(page: Path, tracking_uri: str | None = None) -> list[str]:
             return [f"{page}: {error}"]
         committed = read_blocks(page.read_text())
         for name, text in blocks.items():
+            if name in OPTIONAL and name not in committed:
+                continue
             if committed.get(name) != text:
                 problems.append(f"{page}: block {name} differs from the runs in MLflow")
         for table in ("summary.csv", "differences.csv"):
