@@ -55,34 +55,33 @@ def gold_examples(corpora: str):
     return examples, to_docbin(examples)
 
 
-def hf_heads(pipeline: str) -> dict:
+def hf_heads(pipeline: str) -> tuple[dict, list[str]]:
     """name -> (HF model kind, number of labels) of every head of the pipeline that plain HF has a model class
     for, in pipeline order: a tagging head (and NER, its BIO subclass) is a token classifier, a text
-    classifier a sequence classifier. A head kind HF has no such model for (the parser) runs in no
-    configuration, so both sides do the same work. Read from the heads' head.json, without their weights."""
+    classifier a sequence classifier; and the names of all the pipeline's heads. A head kind HF has no such
+    model for (the parser) runs in no configuration, so both sides do the same work. Read from the heads'
+    head.json, without their weights."""
     from polyhead.export.components import read_head_spec
     from polyhead.models.heads.tagger import TokenTaggingHead
     from polyhead.models.heads.textcat import TextClassificationHead
 
     names = json.loads((Path(pipeline) / "meta.json").read_text())["pipeline"]
-    heads = {}
-    for name in names:
-        spec = Path(pipeline) / name / "head.json"
-        head = read_head_spec(spec) if spec.exists() else None
+    specs = {name: Path(pipeline) / name / "head.json" for name in names}
+    heads = {name: read_head_spec(spec) for name, spec in specs.items() if spec.exists()}
+    kinds = {}
+    for name, head in heads.items():
         if isinstance(head, TextClassificationHead):
-            heads[name] = ("sequence", len(head.labels))
+            kinds[name] = ("sequence", len(head.labels))
         elif isinstance(head, TokenTaggingHead):
-            heads[name] = ("token", len(head.labels))
-    return heads
+            kinds[name] = ("token", len(head.labels))
+    return kinds, list(heads)
 
 
 def run_heads(pipeline: str, which: str) -> tuple[dict, list[str]]:
     """The heads a configuration runs ("all" or "one", the first) and the pipeline's heads it disables."""
-    heads = hf_heads(pipeline)
+    heads, every = hf_heads(pipeline)
     kept = heads if which == "all" else dict(list(heads.items())[:1])
-    names = json.loads((Path(pipeline) / "meta.json").read_text())["pipeline"]
-    disable = [n for n in names if (Path(pipeline) / n / "head.json").exists() and n not in kept]
-    return kept, disable
+    return kept, [name for name in every if name not in kept]
 
 
 def timed(fn, repeats: int) -> list[float]:

@@ -42,17 +42,20 @@ def store(tmp_path_factory):
         params = {"study/arm": arm, "study/id": study, "data/train_limit": size, "seed": str(seed)}
         params |= {"optim/layer_decay": "1.0" if arm == "flat" else "0.9", "data/tasks": str(list(tasks))}
         params |= {f"model/heads/{t}/_target_": f"heads.{t}" for t in tasks}
+        params |= {"callbacks/checkpoint/monitor": "val/objective", "callbacks/checkpoint/mode": "max"}
         counts = {t: ALL[t] if size == "None" else int(size) for t in tasks}
         metrics = {f"data/train_examples/{t}": n for t, n in counts.items()}
         metrics |= {"data/train_examples": sum(counts.values())}
         scores = {f"test/{t}_{'acc' if t == 'tagger' else 'f1'}": value(arm, t, size, seed) for t in tasks}
-        metrics |= scores | {"test/objective": statistics.fmean(scores.values()), "val/objective": 0.1}
+        metrics |= scores | {"test/objective": statistics.fmean(scores.values())}
         history = [  # three validations: each task's dev score peaks at step 1 (DEV_PEAK), the loss at step 2
             Metric(name.replace("test/", "val/"), score + shift, 0, step)
             for name, score in scores.items()
             for step, shift in enumerate((-0.05, DEV_PEAK, -0.02))
         ]
         history += [Metric("val/loss", loss, 0, step) for step, loss in enumerate((0.9, 0.6, 0.4))]
+        objective = [0.1, 0.2, 0.3] if arm == "single" else [0.1, 0.3, 0.2]  # kept: a single run's last
+        history += [Metric("val/objective", v, 0, step) for step, v in enumerate(objective)]
         client.log_batch(
             rid,
             metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()] + history,
@@ -205,6 +208,8 @@ def test_report_study_page_is_filled_from_mlflow_and_matches_it(page):
     line = next(li for li in text.splitlines() if li.startswith("| 100 |") and f"{mean:.4f}" in li)
     assert "multitask ahead" in line or "cannot be told apart" in line
     assert "| all (1,600) |" in text
+    assert "| multitask (ner+tagger) | 2, 2, 2 of 3 | 2, 2 of 3 |" in text  # the validation kept, per seed
+    assert "| single (ner) | 3, 3, 3 of 3 | 3, 3 of 3 |" in text
     dev = text.split("<!-- study:dev -->")[1]
     assert dev.startswith("\n### `best/val/tagger_acc`") and "### `best/val/ner_f1`" in dev
     peak = statistics.fmean(value("single", "ner", "100", s) + DEV_PEAK for s in (1, 2, 3))
