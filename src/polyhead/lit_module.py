@@ -12,9 +12,12 @@ from polyhead.optim import build_optimizer
 
 
 class MultitaskModule(pl.LightningModule):
-    def __init__(self, model: MultitaskModel, optim, objective: dict[str, float]):
+    """`grad_norm_every`: every that many steps, log each task's gradient norm into the shared encoder."""
+
+    def __init__(self, model: MultitaskModel, optim, objective: dict[str, float], grad_norm_every: int = 0):
         super().__init__()
         self.model, self.optim_cfg, self.objective = model, optim, objective
+        self.grad_norm_every = int(grad_norm_every or 0)
         self.metrics = nn.ModuleDict(
             {
                 split: nn.ModuleDict({t: h.metric() for t, h in model.heads.items()})
@@ -35,16 +38,26 @@ class MultitaskModule(pl.LightningModule):
         return enc, logits, targets
 
     def training_step(self, batch, batch_idx):
-        _, logits, targets = self._forward(batch)
+        enc, logits, targets = self._forward(batch)
         losses = self.model.losses(logits, targets)
         if not losses:
             return None  # nothing labelled in this batch: skip the step
         total = self.model.total_loss(losses)
-        size = len(batch["examples"])
+        self.log_losses(total, losses, len(batch["examples"]))
+        self.log_grad_norms(enc, losses, len(batch["examples"]))
+        return total
+
+    def log_losses(self, total: torch.Tensor, losses: dict[str, torch.Tensor], size: int) -> None:
         self.log("train/loss", total, prog_bar=True, batch_size=size)
         for task, loss in losses.items():
             self.log(f"train/{task}_loss", loss, prog_bar=True, batch_size=size)
-        return total
+
+    def log_grad_norms(self, enc, losses: dict[str, torch.Tensor], size: int) -> None:
+        """Every `grad_norm_every` steps, `train/grad_norm/<task>` (task_grad_norms)."""
+        if not self.grad_norm_every or self.global_step % self.grad_norm_every or not enc.words.requires_grad:
+            return
+        for task, norm in task_grad_norms(enc, losses, self.model.loss_weights).items():
+            self.log(f"train/grad_norm/{task}", norm, batch_size=size)
 
     def _eval_step(self, batch, split: str):
         enc, logits, targets = self._forward(batch)
@@ -82,10 +95,11 @@ class MultitaskModule(pl.LightningModule):
 
     def on_validation_epoch_end(self):
         self._log_metrics("val")
-        mix = self.model.encoder.mix
-        if mix is not None:
+        mixes = {"": self.model.encoder.mix} if self.model.encoder.mix is not None else {}
+        mixes.update({f"{task}/": mix for task, mix in self.model.encoder.task_mixes.items()})
+        for prefix, mix in mixes.items():  # scalar_mix/layer_00, or per task scalar_mix/<task>/layer_00
             for i, w in enumerate(torch.softmax(mix.weights.detach().float(), 0).tolist()):
-                self.log(f"scalar_mix/layer_{i:02d}", w)
+                self.log(f"scalar_mix/{prefix}layer_{i:02d}", w)
 
     def on_test_epoch_end(self):
         self._log_metrics("test")
@@ -105,3 +119,18 @@ class MultitaskModule(pl.LightningModule):
             self.model, self.trainer.estimated_stepping_batches, self.optim_cfg
         )
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def task_grad_norms(
+    enc, losses: dict[str, torch.Tensor], weights: dict[str, float]
+) -> dict[str, torch.Tensor]:
+    """Per task, the norm of the gradient its weighted loss sends into the shared encoder output (word and
+    text vectors), so a starved or dominating task shows. One backward pass through each head, not through
+    the encoder; the graph is kept for the training step's own backward."""
+    norms = {}
+    for task, loss in losses.items():
+        grads = torch.autograd.grad(
+            weights[task] * loss, [enc.words, enc.cls], retain_graph=True, allow_unused=True
+        )
+        norms[task] = torch.stack([g.float().pow(2).sum() for g in grads if g is not None]).sum().sqrt()
+    return norms

@@ -20,17 +20,34 @@ def encoder_depth(name: str, num_layers: int) -> int:
     return 0 if "embed" in name else num_layers
 
 
+TASK_PARAM = re.compile(r"^(?:heads|encoder\.task_mixes)\.([^.]+)\.")
+
+
 def param_groups(
-    model: nn.Module, lr: float, head_lr: float, layer_decay: float, weight_decay: float
+    model: nn.Module,
+    lr: float,
+    head_lr: float,
+    layer_decay: float,
+    weight_decay: float,
+    task_lr: dict[str, float] | None = None,
 ) -> list[dict]:
-    """Named AdamW groups: encoder depth d gets lr * layer_decay ** (num_layers - d); heads get head_lr."""
-    num_layers = model.encoder.num_layers
+    """Named AdamW groups: encoder depth d gets lr * layer_decay ** (num_layers - d); heads get head_lr, or a
+    task's own rate in `task_lr` for its head and its layer mix (group `head_<task>`)."""
+    num_layers, task_lr = model.encoder.num_layers, dict(task_lr or {})
+    unknown = sorted(set(task_lr) - set(getattr(model, "heads", {}))) if task_lr else []
+    if unknown:
+        raise ValueError(
+            f"optim.task_lr names {unknown}, which are not tasks of the model ({list(model.heads)})"
+        )
     groups: dict[str, dict] = {}
     for name, param in model.named_parameters():
+        task = TASK_PARAM.match(name)
         if name.startswith("encoder.model."):
             depth = encoder_depth(name, num_layers)
             key, group_lr = f"layer_{depth:02d}", lr * layer_decay ** (num_layers - depth)
-        else:  # heads and the scalar mix
+        elif task and task.group(1) in task_lr:
+            key, group_lr = f"head_{task.group(1)}", float(task_lr[task.group(1)])
+        else:  # heads and the scalar mixes
             key, group_lr = "heads", head_lr
         decay = not NO_DECAY.search(name) and param.ndim > 1
         key += "" if decay else "_no_decay"
@@ -63,7 +80,7 @@ def schedule_lambda(kind: str, total_steps: int, warmup: float, ratio: float = 3
 
 
 def build_optimizer(model: nn.Module, total_steps: int, cfg) -> tuple[torch.optim.Optimizer, dict]:
-    groups = param_groups(model, cfg.lr, cfg.head_lr, cfg.layer_decay, cfg.weight_decay)
+    groups = param_groups(model, cfg.lr, cfg.head_lr, cfg.layer_decay, cfg.weight_decay, cfg.get("task_lr"))
     optimizer = torch.optim.AdamW(
         groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, fused=cfg.get("fused")
     )

@@ -87,3 +87,49 @@ def test_multitask_gradual_unfreezing_top_down(model):
     assert trainable() == {"0", "1", "pooler"}
     callback.apply(module, 3)
     assert "embeddings" in trainable()
+
+
+def test_multitask_per_task_mixes_give_each_head_its_own_layers(tiny_bert, collate):
+    torch.manual_seed(0)
+    encoder = Encoder(str(tiny_bert), window=30, stride=20, scalar_mix="per_task", tasks=["upos", "ner"])
+    encoder.eval()
+    with torch.no_grad():
+        encoder.task_mixes["upos"].weights.copy_(torch.tensor([0.0, 0.0, 20.0]))  # ~ the last layer alone
+        encoder.task_mixes["ner"].weights.copy_(torch.tensor([20.0, 0.0, 0.0]))  # ~ the embeddings alone
+    alignment = collate.align(["the team won".split(), ["a"]])
+    shared = encoder(alignment)
+    views = encoder.task_views(shared, ["upos", "ner"])
+    states = encoder.model(
+        input_ids=alignment.input_ids, attention_mask=alignment.attention_mask, output_hidden_states=True
+    ).hidden_states
+    from polyhead.models.encoder import word_outputs
+
+    last, first = word_outputs(states[-1], alignment), word_outputs(states[0], alignment)
+    assert shared.words.shape[-1] == 3 * 32  # every layer side by side, pooled once
+    assert torch.allclose(views["upos"].words, last.words, atol=1e-4)
+    assert torch.allclose(views["ner"].words, first.words, atol=1e-4)
+    assert torch.allclose(views["upos"].cls, last.cls, atol=1e-4)
+    assert not torch.allclose(views["upos"].words, views["ner"].words)
+
+
+def test_multitask_per_task_mix_needs_tasks_and_a_known_mode(tiny_bert):
+    with pytest.raises(ValueError, match="needs the model's tasks"):
+        Encoder(str(tiny_bert), window=30, stride=20, scalar_mix="per_task")
+    with pytest.raises(ValueError, match="false, true or per_task"):
+        Encoder(str(tiny_bert), window=30, stride=20, scalar_mix="per-task")
+
+
+def test_multitask_task_grad_norms_follow_the_loss_weights(model, collate):
+    from polyhead.lit_module import task_grad_norms
+
+    model.train()
+    batch = collate([Example(words="the team won".split(), tags=["NOUN", "NOUN", "VERB"], cats=("a",))])
+    enc, logits = model(batch["alignment"])
+    losses = model.losses(logits, model.targets(batch["examples"], enc.word_mask.shape[1], "cpu"))
+    assert set(losses) == {"tagger", "textcat"}
+    base = {k: float(v) for k, v in task_grad_norms(enc, losses, {"tagger": 1.0, "textcat": 1.0}).items()}
+    scaled = {k: float(v) for k, v in task_grad_norms(enc, losses, {"tagger": 1.0, "textcat": 10.0}).items()}
+    assert base["tagger"] > 0 and base["textcat"] > 0
+    assert scaled["textcat"] == pytest.approx(10 * base["textcat"], rel=1e-4)
+    assert scaled["tagger"] == pytest.approx(base["tagger"], rel=1e-6)
+    model.total_loss(losses).backward()  # the graph survives for the step's own backward

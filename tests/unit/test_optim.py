@@ -78,3 +78,20 @@ def test_optim_scheduler_applies_to_every_group(model):
     ratios = {name: after[name] / before[name] for name in before}
     assert len(set(round(r, 6) for r in ratios.values())) == 1  # the decay pattern survives the schedule
     assert torch.is_tensor(next(iter(optimizer.param_groups))["params"][0])
+
+
+def test_optim_task_lr_gives_a_task_its_own_head_group(tiny_bert):
+    encoder = Encoder(str(tiny_bert), window=30, stride=20, scalar_mix="per_task", tasks=["upos", "xpos"])
+    model = MultitaskModel(
+        encoder, {"upos": TokenTaggingHead(32, ["A"]), "xpos": TokenTaggingHead(32, ["B"])}
+    )
+    groups = param_groups(model, 1e-3, 5e-3, 0.5, 0.01, task_lr={"xpos": 2e-2})
+    by_name = {g["name"]: g for g in groups}
+    names = {id(p): n for n, p in model.named_parameters()}
+    xpos = [names[id(p)] for key in ("head_xpos", "head_xpos_no_decay") for p in by_name[key]["params"]]
+    assert by_name["head_xpos"]["lr"] == pytest.approx(2e-2)
+    assert sorted(xpos) == sorted(n for n in names.values() if ".xpos." in n)  # its head and its mix
+    assert by_name["heads"]["lr"] == pytest.approx(5e-3)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match=r"optim.task_lr names \['ner'\]"):
+        param_groups(model, 1e-3, 5e-3, 0.5, 0.01, task_lr={"ner": 1e-2})

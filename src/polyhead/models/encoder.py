@@ -31,9 +31,21 @@ class ScalarMix(nn.Module):
         w = torch.softmax(self.weights, dim=0)
         return self.gamma * sum(wi * h for wi, h in zip(w, layers))
 
+    def mix_stacked(self, stacked: torch.Tensor) -> torch.Tensor:  # (..., L, H) -> (..., H)
+        w = torch.softmax(self.weights, dim=0).to(stacked.dtype)
+        return self.gamma.to(stacked.dtype) * torch.einsum("...lh,l->...h", stacked, w)
+
+
+MIX_MODES = (False, True, "per_task")
+
 
 class Encoder(nn.Module):
-    """Runs the transformer once over a batch's windows and returns word vectors for every head."""
+    """Runs the transformer once over a batch's windows and returns word vectors for every head.
+
+    `scalar_mix`: false reads the last layer; true one learned mix of all layers for every head; `per_task`
+    one mix per task in `tasks` (UDify / MaChAmp), each head reading the layers it likes from the same pass.
+    Per task, the layers are pooled to words once, side by side, and each task's mix is taken after pooling
+    (pooling is linear, so this equals mixing first), in `task_views`."""
 
     def __init__(
         self,
@@ -41,13 +53,18 @@ class Encoder(nn.Module):
         pooling: str = "first",
         window: int = 256,
         stride: int = 192,
-        scalar_mix: bool = False,
+        scalar_mix: bool | str = False,
         attn_implementation: str | None = "eager",
         dropout: float | None = None,
         freeze_word_embeddings: bool = False,
         keep_layers: list[int] | None = None,
+        tasks: list[str] | None = None,
     ):
         super().__init__()
+        if scalar_mix not in MIX_MODES:
+            raise ValueError(f"encoder.scalar_mix must be false, true or per_task, got {scalar_mix!r}")
+        if scalar_mix == "per_task" and not tasks:
+            raise ValueError("encoder.scalar_mix=per_task needs the model's tasks")
         path = resolve_encoder(name)
         self.name, self.pooling, self.window, self.stride = name, pooling, window, stride
         config = AutoConfig.from_pretrained(path)
@@ -61,7 +78,10 @@ class Encoder(nn.Module):
         if keep_layers is not None:  # a distilled student: the listed layers of the pretrained stack
             keep_transformer_layers(self.model, list(keep_layers))
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as found
-        self.mix = ScalarMix(self.model.config.num_hidden_layers + 1) if scalar_mix else None
+        n_states = self.model.config.num_hidden_layers + 1  # the embeddings and every layer
+        self.mix = ScalarMix(n_states) if scalar_mix is True else None
+        per_task = scalar_mix == "per_task"
+        self.task_mixes = nn.ModuleDict({t: ScalarMix(n_states) for t in tasks or []} if per_task else {})
         # The word-embedding matrix is half of a small encoder's weights (11.7M of MiniLM's 22.7M): frozen,
         # its backward scatter and its AdamW update are skipped. GradualUnfreezing leaves it frozen.
         self.frozen = {"model.embeddings.word_embeddings.weight"} if freeze_word_embeddings else set()
@@ -77,15 +97,38 @@ class Encoder(nn.Module):
     def num_layers(self) -> int:
         return self.model.config.num_hidden_layers
 
+    @property
+    def scalar_mix(self) -> bool | str:
+        return "per_task" if len(self.task_mixes) else self.mix is not None
+
     def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Wordpiece vectors of every window: the last layer, or the scalar mix of all layers."""
-        out = self.model(  # (N, T) -> (N, T, H)
-            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=self.mix is not None
-        )
-        return self.mix(out.hidden_states) if self.mix is not None else out.last_hidden_state
+        """Wordpiece vectors of every window: the last layer, the scalar mix of all layers, or with per-task
+        mixes every layer side by side.  # (N, T) -> (N, T, H), or (N, T, (L + 1) * H) per task"""
+        all_states = self.mix is not None or len(self.task_mixes) > 0
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=all_states)
+        if self.mix is not None:
+            return self.mix(out.hidden_states)
+        return torch.cat(out.hidden_states, -1) if len(self.task_mixes) else out.last_hidden_state
 
     def forward(self, alignment: Alignment) -> EncoderOutput:
+        """The shared output: what every head reads, or with per-task mixes every layer's word vectors."""
         return word_outputs(self.hidden(alignment.input_ids, alignment.attention_mask), alignment)
+
+    def task_views(self, shared: EncoderOutput, tasks) -> dict[str, EncoderOutput]:
+        """What each task's head reads of the shared output: the same object, or its own mix of the layers."""
+        if not len(self.task_mixes):
+            return {task: shared for task in tasks}
+        size = self.hidden_size
+        words = shared.words.unflatten(-1, (-1, size))  # (B, W, (L + 1) * H) -> (B, W, L + 1, H)
+        cls = shared.cls.unflatten(-1, (-1, size))
+        return {
+            task: EncoderOutput(
+                self.task_mixes[task].mix_stacked(words),
+                shared.word_mask,
+                self.task_mixes[task].mix_stacked(cls),
+            )
+            for task in tasks
+        }
 
 
 def layer_stack(model: nn.Module) -> nn.ModuleList:

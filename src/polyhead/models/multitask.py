@@ -20,8 +20,11 @@ class MultitaskModel(nn.Module):
         self.loss_weights = {task: float((loss_weights or {}).get(task, 1.0)) for task in heads}
 
     def forward(self, alignment: Alignment) -> tuple[EncoderOutput, dict[str, torch.Tensor]]:
+        """One encoder pass, then every head on its view of it; `enc` is the shared output (the tensors each
+        task's gradient flows back into)."""
         enc = self.encoder(alignment)
-        return enc, {task: head(enc) for task, head in self.heads.items()}
+        views = self.encoder.task_views(enc, self.heads.keys())
+        return enc, {task: head(views[task]) for task, head in self.heads.items()}
 
     def targets(self, examples: list[Example], width: int, device: torch.device) -> dict[str, torch.Tensor]:
         return {task: head.targets(examples, width).to(device) for task, head in self.heads.items()}
