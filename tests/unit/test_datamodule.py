@@ -82,3 +82,31 @@ def test_datamodule_length_grouped_batches_cover_everything_once():
     assert spread < 0.2 * sum(max(lengths) - min(lengths) for _ in batches)
     sampler.set_epoch(1)
     assert list(sampler) != batches
+
+
+@pytest.mark.parametrize(("alpha", "shares"), [(1.0, [80, 20]), (0.0, [50, 50]), (0.5, [67, 33])])
+def test_datamodule_corpus_shares_follow_size_to_the_alpha(alpha, shares):
+    from polyhead.data.collate import corpus_shares
+
+    assert corpus_shares([80, 20], alpha) == shares
+
+
+def test_datamodule_sampling_alpha_draws_each_corpus_its_share_per_epoch(tmp_path):
+    big = jsonl(tmp_path, "big.jsonl", [{"tokens": ["a", f"w{i}"], "tags": ["X", "Y"]} for i in range(8)])
+    small = jsonl(tmp_path, "small.jsonl", [{"tokens": ["b"], "ents": [[0, 1, "PER"]]} for _ in range(2)])
+    dm = MultitaskDataModule(
+        train=[spec(big, ["tagger"]), spec(small, ["ner"])], dev=[], test=[], batch_size=2, sampling_alpha=0
+    )
+    dm.load()
+    sampler = dm.train_dataloader().batch_sampler
+    seen = [[], []]
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        drawn = [i for batch in sampler for i in batch]
+        assert len(drawn) == 10 and len(sampler) == 5  # the epoch keeps its length
+        corpus = [dm.train_corpus(dm.examples["train"][i]) for i in drawn]
+        assert corpus.count(0) == 5 and corpus.count(1) == 5  # uniform over the two corpora
+        seen[0].append(sorted(i for i, c in zip(drawn, corpus) if c == 0))
+    assert len({tuple(s) for s in seen[0]}) > 1  # the big corpus gives different examples each epoch
+    with pytest.raises(CorpusError, match=r"data.sampling_alpha: must be in \[0, 1\]"):
+        MultitaskDataModule(train=[spec(big, ["tagger"])], dev=[], test=[], sampling_alpha=2)

@@ -38,6 +38,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     Under DDP (`num_replicas` > 1) every process draws the same order and keeps every num_replicas-th
     example from `rank` on. Training pads the order by repeating its start, so all processes take the same
     number of steps; evaluation does not, so no example is counted twice in the reduced metrics.
+
+    `corpora` (each example's corpus) with `alpha` != 1 redraws each epoch's examples per corpus
+    (`corpus_sample`): the epoch keeps its length, the corpora their share n_i ** alpha.
     """
 
     def __init__(
@@ -49,6 +52,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         pool: int = 50,
         num_replicas: int = 1,
         rank: int = 0,
+        corpora: list[int] | None = None,
+        alpha: float = 1.0,
     ):
         self.lengths, self.batch_size, self.seed, self.shuffle, self.pool = (
             lengths,
@@ -58,6 +63,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             pool,
         )
         self.num_replicas, self.rank = num_replicas, rank
+        self.corpora, self.alpha = corpora, float(alpha)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -79,6 +85,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         order = list(range(len(self.lengths)))
         if self.shuffle:
             rng.shuffle(order)
+        if self.shuffle and self.corpora is not None and self.alpha != 1.0:
+            order = corpus_sample(order, self.corpora, self.alpha, rng)
         order = self._shard(order)
         if self.pool:  # evaluation (no shuffle) sorts the whole split
             size = self.batch_size * self.pool if self.shuffle else len(order)
@@ -92,3 +100,29 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         if self.shuffle:
             rng.shuffle(batches)
         return iter(batches)
+
+
+def corpus_shares(sizes: list[int], alpha: float) -> list[int]:
+    """Examples per corpus in an epoch of sum(sizes): corpus i gets a share n_i ** alpha / sum_j n_j ** alpha
+    (alpha 1: as read, 0: uniform over corpora, 0.5: MaChAmp's smoothing), rounded so the shares add up."""
+    total, weights = sum(sizes), [n**alpha if n else 0.0 for n in sizes]
+    exact = [total * w / sum(weights) for w in weights]
+    shares = [int(x) for x in exact]
+    for i in sorted(range(len(sizes)), key=lambda i: shares[i] - exact[i])[: total - sum(shares)]:
+        shares[i] += 1  # largest remainders first
+    return shares
+
+
+def corpus_sample(order: list[int], corpora: list[int], alpha: float, rng: random.Random) -> list[int]:
+    """`order` (shuffled indices) redrawn to each corpus's share: a corpus drawn less than its size gives its
+    first examples in `order` (different ones each epoch), one drawn more repeats its shuffled examples."""
+    by_corpus: dict[int, list[int]] = {}
+    for i in order:
+        by_corpus.setdefault(corpora[i], []).append(i)
+    keys = sorted(by_corpus)
+    out = []
+    for key, share in zip(keys, corpus_shares([len(by_corpus[k]) for k in keys], alpha)):
+        pool = by_corpus[key]
+        out += (pool * (share // len(pool) + 1))[:share]
+    rng.shuffle(out)
+    return out

@@ -124,6 +124,7 @@ class MultitaskDataModule(pl.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         tasks: list[str] | None = None,
+        sampling_alpha: float = 1.0,
     ):
         super().__init__()
         self.specs = {
@@ -136,6 +137,9 @@ class MultitaskDataModule(pl.LightningDataModule):
         # Only these tasks' annotation is kept (null: every task the corpora feed); examples left with none
         # are skipped. A single-task run sets it to its one head (conf/study/sharing.yaml).
         self.tasks = list(tasks) if tasks is not None else None
+        if not 0.0 <= float(sampling_alpha) <= 1.0:
+            raise CorpusError("data.sampling_alpha", None, f"must be in [0, 1], got {sampling_alpha}")
+        self.sampling_alpha = float(sampling_alpha)  # per-corpus shares of an epoch (collate.corpus_shares)
         self.examples: dict[str, list[Example]] = {}
         self.labels: dict[str, list[str]] = {}
         self.collate: Callable | None = None
@@ -192,6 +196,8 @@ class MultitaskDataModule(pl.LightningDataModule):
             shuffle=True,
             pool=50 if self.group_by_length else 0,
             **self._replicas(),
+            corpora=[self.train_corpus(ex) for ex in self.examples["train"]],
+            alpha=self.sampling_alpha,
         )
         return DataLoader(
             self.examples["train"],
@@ -199,6 +205,12 @@ class MultitaskDataModule(pl.LightningDataModule):
             collate_fn=self.collate,
             num_workers=self.num_workers,
         )
+
+    def train_corpus(self, ex: Example) -> int:
+        """The index of the training corpus an example was read from (its source is "path:line")."""
+        paths = [spec.path for spec in self.specs["train"]]
+        path = ex.source.rpartition(":")[0]
+        return paths.index(path) if path in paths else len(paths)
 
     def _eval_loader(self, split: str) -> DataLoader:
         lengths = [len(ex.words) for ex in self.examples[split]]
