@@ -71,7 +71,9 @@ def run(
     pl.seed_everything(cfg.seed, workers=True)
     check_hparams(cfg)  # values torch would reject fail here, before any run is tracked
     datamodule = datamodule or load_data(cfg)  # bad corpora fail here, before any run is tracked
-    module = module or MultitaskModule(build_model(cfg, datamodule.labels), cfg.optim, dict(cfg.objective))
+    module = module or MultitaskModule(
+        build_model(cfg, datamodule.labels), cfg.optim, dict(cfg.objective), cfg.model.get("grad_norm_every")
+    )
     ckpt_path, run_id = resolve_resume(cfg)
     loggers = instantiate_loggers(cfg, run_id)
     spec = RunSpec(OmegaConf.to_yaml(cfg, resolve=True), datamodule.labels)

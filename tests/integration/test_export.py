@@ -142,3 +142,41 @@ def test_export_reduced_precision_at_load_time(trained, precision):
         same = sum(x.pos_ == y.pos_ for x, y in zip(a, b)) / len(a)
         assert same >= 0.5  # reduced precision changes scores a little, not the whole output
     assert low.get_pipe("encoder").encoder.model.encoder.layer[0].output.dense.weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("scalar_mix", [True, "per_task"])
+def test_export_layer_mixes_reach_the_pipeline(tmp_path, tiny_bert, scalar_mix):
+    from polyhead.models.encoder import Encoder
+    from polyhead.models.heads.ner import EntityRecognitionHead
+    from polyhead.models.heads.tagger import TokenTaggingHead
+    from polyhead.models.multitask import MultitaskModel
+
+    torch.manual_seed(0)
+    tasks = ["tagger", "ner"]
+    encoder = Encoder(str(tiny_bert), window=30, stride=20, scalar_mix=scalar_mix, tasks=tasks)
+    heads = {
+        "tagger": TokenTaggingHead(32, ["NOUN", "VERB", "DET"]),
+        "ner": EntityRecognitionHead(32, ["PER"]),
+    }
+    model = MultitaskModel(encoder, heads).eval()
+    with torch.no_grad():  # mixes far from uniform: a pipeline that dropped them would predict otherwise
+        for mix in [encoder.mix, *encoder.task_mixes.values()]:
+            if mix is not None:
+                mix.weights.copy_(torch.randn(3) * 3)
+                mix.gamma.fill_(2.0)
+    collate = Collator(load_tokenizer(str(tiny_bert)), 30, 20, "first")
+    nlp = spacy.load(export_pipeline(model, collate, tmp_path / "mixed", precision="fp32"))
+    docs = list(nlp.pipe(TEXTS, batch_size=2))
+    words = [[t.text for t in d if not t.is_space] for d in nlp.tokenizer.pipe(TEXTS)]
+    with torch.inference_mode():
+        expected = model.predict(collate.align(words))
+    for i, doc in enumerate(docs):
+        kept = [t for t in doc if not t.is_space]
+        assert [t.pos_ for t in kept] == expected["tagger"][i]
+        got = [(kept.index(e[0]), kept.index(e[-1]) + 1, e.label_) for e in doc.ents]
+        assert got == [tuple(s) for s in expected["ner"][i]]
+    encoder_pipe = nlp.get_pipe("encoder").encoder
+    assert encoder_pipe.scalar_mix == scalar_mix
+    for key, value in encoder.state_dict().items():
+        if "mix" in key.split(".")[0]:
+            assert torch.equal(encoder_pipe.state_dict()[key], value), key

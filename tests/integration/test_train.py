@@ -33,7 +33,14 @@ def only_run(tmp_path):
 
 
 def test_train_run_logs_finished_mlflow_run_with_all_task_metrics(tmp_path, tiny_bert):
-    cfg = compose_train(tmp_path, tiny_bert, "seed=3", "encoder.scalar_mix=true", "callbacks=unfreeze")
+    cfg = compose_train(
+        tmp_path,
+        tiny_bert,
+        "seed=3",
+        "encoder.scalar_mix=per_task",
+        "callbacks=unfreeze",
+        "model.grad_norm_every=1",
+    )
     score = run(cfg)
     client, runs = only_run(tmp_path)
     assert len(runs) == 1
@@ -61,7 +68,10 @@ def test_train_run_logs_finished_mlflow_run_with_all_task_metrics(tmp_path, tiny
     assert r.data.params["encoder/pooling"] == "first"
     assert r.data.tags["git_commit"]
     assert any(t.startswith("corpus/demo_train.jsonl") for t in r.data.tags)
-    assert "scalar_mix/layer_00" in metrics and "unfreeze/trainable_layers" in metrics
+    assert {"scalar_mix/ner/layer_00", "scalar_mix/tagger/layer_02"} <= set(metrics)  # one mix per task
+    assert "unfreeze/trainable_layers" in metrics
+    norms = {k for k in metrics if k.startswith("train/grad_norm/")}  # once the encoder trains (unfreezing)
+    assert norms == {"train/grad_norm/tagger", "train/grad_norm/ner", "train/grad_norm/textcat"}
     lr_keys = [k for k in metrics if k.startswith("lr")]
     assert len(lr_keys) >= 3, lr_keys  # one learning rate per parameter group
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}

@@ -27,7 +27,9 @@ from polyhead.models.heads.registry import HEADS, head_key, lookup_head
 from polyhead.tokens.wordpieces import load_tokenizer
 
 if not Doc.has_extension("polyhead"):
-    Doc.set_extension("polyhead", default=None)  # {"words": (n_words, H), "index": token ids, "cls": (H,)}
+    # {"words": (n_words, H), "index": token ids, "cls": (H,)}; with per-task layer mixes, instead of words
+    # and cls, "tasks": {task: {"words", "cls"}}: each head's own view of the one encoder pass
+    Doc.set_extension("polyhead", default=None)
 
 
 def _check_dir(path: Path, files: list[str]) -> None:
@@ -86,21 +88,29 @@ class PolyheadEncoder(BatchedComponent):
         for chunk in minibatch(order, size=self.batch_size):
             texts = [[docs[i][j].text for j in index[i]] for i in chunk]
             out = self.runtime()(self.collate.align(texts))
+            views = self.encoder.task_views(out, self.encoder.task_mixes.keys())
             for row, i in enumerate(chunk):
                 n = len(index[i])
-                docs[i]._.polyhead = {
-                    "words": out.words[row, :n].float(),
-                    "index": index[i],
-                    "cls": out.cls[row].float(),
+                vectors = {
+                    task: {"words": v.words[row, :n].float(), "cls": v.cls[row].float()}
+                    for task, v in views.items()
                 }
+                shared = {"words": out.words[row, :n].float(), "cls": out.cls[row].float()}
+                docs[i]._.polyhead = {"index": index[i], **({"tasks": vectors} if vectors else shared)}
 
     def to_disk(self, path, exclude=()) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.encoder.model.save_pretrained(path / "model")  # safetensors
         self.collate.tokenizer.save_pretrained(path / "model")
-        settings = {k: getattr(self.encoder, k) for k in ("pooling", "window", "stride")}
+        settings = {k: getattr(self.encoder, k) for k in ("pooling", "window", "stride", "scalar_mix")}
+        settings["tasks"] = list(self.encoder.task_mixes.keys()) or None
         (path / "encoder.json").write_text(json.dumps(settings, indent=2))
+        mixes = {k: v.contiguous() for k, v in self.encoder.state_dict().items() if "mix" in k.split(".")[0]}
+        if mixes:  # the learned layer mixes: not part of the transformer's own weights
+            from safetensors.torch import save_file
+
+            save_file(mixes, str(path / "mixes.safetensors"))
 
     def from_disk(self, path, exclude=()) -> PolyheadEncoder:
         path = Path(path)
@@ -108,17 +118,24 @@ class PolyheadEncoder(BatchedComponent):
         settings = json.loads((path / "encoder.json").read_text())
         try:
             encoder = Encoder(str(path / "model"), **settings)
+            if encoder.scalar_mix:
+                from safetensors.torch import load_file
+
+                encoder.load_state_dict(load_file(str(path / "mixes.safetensors")), strict=False)
         except Exception as err:
             raise OSError(f"{path / 'model'}: could not load the encoder weights ({err})") from err
-        self.set_model(encoder, Collator(load_tokenizer(str(path / "model")), **settings))
+        window = {k: settings[k] for k in ("pooling", "window", "stride")}
+        self.set_model(encoder, Collator(load_tokenizer(str(path / "model")), **window))
         return self
 
 
-def batch_vectors(docs: list[Doc]) -> EncoderOutput:
-    """Re-pad the vectors the encoder component stored into the (B, W, H) batch the heads expect."""
-    states = [doc._.polyhead for doc in docs]
-    if any(s is None for s in states):
+def batch_vectors(docs: list[Doc], task: str) -> EncoderOutput:
+    """Re-pad the vectors the encoder component stored (`task`'s own, with per-task layer mixes) into the
+    (B, W, H) batch the heads expect."""
+    found = [doc._.polyhead for doc in docs]
+    if any(s is None for s in found):
         raise ValueError("polyhead heads need the 'encoder' component to run first")
+    states = [{**s, **s["tasks"][task]} if "tasks" in s else s for s in found]
     width = max(1, max(len(s["index"]) for s in states))
     hidden = states[0]["cls"].shape[-1]
     words = torch.zeros(len(docs), width, hidden)
@@ -150,7 +167,7 @@ class PolyheadHead(BatchedComponent):
 
     @torch.inference_mode()
     def annotate(self, docs: list[Doc]) -> None:
-        enc = batch_vectors(docs)
+        enc = batch_vectors(docs, self.name)
         predictions = self.head.decode(self.head(enc), enc.word_mask)
         settings = self.settings
         for doc, pred in zip(docs, predictions):

@@ -19,7 +19,8 @@ def build_model(cfg: DictConfig, labels: dict[str, list[str]]) -> MultitaskModel
             f"model.heads has {missing} but no training corpus provides labels for it; "
             f"add a corpus for it or drop the head (e.g. '~model.heads.{missing[0]}')"
         )
-    encoder = instantiate(cfg.encoder)
+    per_task = cfg.encoder.get("scalar_mix") == "per_task"  # one layer mix per task: the encoder needs them
+    encoder = instantiate(cfg.encoder, **({"tasks": list(cfg.model.heads)} if per_task else {}))
     heads = {
         task: instantiate(spec)(hidden_size=encoder.hidden_size, labels=labels[task])
         for task, spec in cfg.model.heads.items()
