@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from polyhead.errors import find_user_error
 
-HYDRA_FILES = {".hydra"}  # what Hydra itself writes into a run folder, besides the job's .log file
+HYDRA_DIR, HYDRA_DIR_FILES = ".hydra", {"config.yaml", "hydra.yaml", "overrides.yaml"}  # and the job's .log
 
 
 def run_cli(task: Callable[[DictConfig], object], cfg: DictConfig):
@@ -41,20 +41,32 @@ def _multirun() -> bool:
 
 
 def remove_unused_output_dir() -> Path | None:
-    """Delete this run's Hydra output folder if it holds only Hydra's own files (.hydra/, the job log):
-    a run that failed before writing checkpoints, a pipeline or an encoder. Returns the folder removed."""
+    """Delete this run's Hydra output folder if this process created it and it holds only Hydra's own files
+    (.hydra/, the job log): a run that failed before writing checkpoints, a pipeline or an encoder. Only a
+    folder `hydra.run.dir` claimed through ${unique_dir:...} is new for certain (polyhead.config.claim_dir
+    never returns one that exists); a fixed hydra.run.dir may hold an earlier run's files, and is kept.
+    Returns the folder removed."""
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
 
     if not HydraConfig.initialized():
         return None
     try:
-        folder = HydraConfig.get().runtime.output_dir
+        hydra = HydraConfig.get()
+        folder, asked = hydra.runtime.output_dir, OmegaConf.to_container(hydra.run, resolve=False)["dir"]
     except Exception:  # composed without a run (tests): no folder of its own
         return None
-    if not folder or not Path(folder).is_dir():
+    if not folder or not Path(folder).is_dir() or not str(asked).startswith("${unique_dir:"):
         return None
     folder = Path(folder)
-    if any(p.name not in HYDRA_FILES and p.suffix != ".log" for p in folder.iterdir()):
+    if not all(_hydra_file(p) for p in folder.iterdir()):
         return None
     shutil.rmtree(folder, ignore_errors=True)
     return folder
+
+
+def _hydra_file(path: Path) -> bool:
+    """A file Hydra writes into a run folder: the job's .log, or .hydra/ with its three YAML files."""
+    if path.name == HYDRA_DIR:
+        return path.is_dir() and all(p.name in HYDRA_DIR_FILES for p in path.iterdir())
+    return path.suffix == ".log" and path.is_file()

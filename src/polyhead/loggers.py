@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -50,17 +50,51 @@ def instantiate_logger(cfg: DictConfig, spec: DictConfig, run_id: str | None) ->
 
 def resolve_resume(cfg: DictConfig) -> tuple[str | None, str | None]:
     """`resume` is a checkpoint path or an MLflow run id: returns (checkpoint, MLflow run id to continue).
-    A checkpoint names its MLflow run; the run is continued only when an MLflow logger is configured."""
+    A checkpoint names its MLflow run; the run is continued only when an MLflow logger is configured.
+
+    The checkpoint is read here, before any run is reopened: one that cannot resume is a UserError and leaves
+    the run as it was. The run then goes on writing checkpoints into the folder of the one it resumed from,
+    so its `checkpoint_dir` tag never moves and ModelCheckpoint restores the best before the kill (Lightning
+    restores `best_model_score` only when its folder is unchanged; in a new one the first validation after a
+    resume became the best)."""
     if not cfg.get("resume"):
         return None, None
     resume, mlflow = str(cfg.resume), mlflow_config(cfg)
     if Path(resume).is_file():
-        return resume, read_checkpoint(resume).get("mlflow_run_id") if mlflow is not None else None
-    if looks_like_path(resume) or resume.endswith(".ckpt"):
+        ckpt, run_id = resume, None
+    elif looks_like_path(resume) or resume.endswith(".ckpt"):
         raise UserError(f"resume={resume}: no such checkpoint file")
-    if mlflow is None or not mlflow.get("tracking_uri"):
+    elif mlflow is None or not mlflow.get("tracking_uri"):
         raise UserError(f"resume={resume}: not a checkpoint file, and no MLflow logger to find a run in")
-    return checkpoint_from_run(mlflow.tracking_uri, resume), resume
+    else:
+        ckpt, run_id = checkpoint_from_run(mlflow.tracking_uri, resume), resume
+    state = read_resumable(resume, ckpt)
+    if run_id is None and mlflow is not None:
+        run_id = state.get("mlflow_run_id")
+    continue_in(cfg, Path(ckpt).absolute().parent)
+    return ckpt, run_id
+
+
+def read_resumable(resume: str, ckpt: str) -> dict:
+    """The checkpoint `resume` names, read whole; a truncated, foreign or weights-only file is a UserError."""
+    if resume == ckpt:
+        state = read_checkpoint(ckpt)  # its error names the file
+    else:
+        try:
+            state = read_checkpoint(ckpt)
+        except UserError as err:
+            raise UserError(f"resume={resume}: {err}") from err
+    if not isinstance(state, dict) or not {"state_dict", "optimizer_states", "loops"} <= state.keys():
+        raise UserError(f"resume={resume}: {ckpt} holds no training state to resume (saved weights only?)")
+    return state
+
+
+def continue_in(cfg: DictConfig, folder: Path) -> None:
+    """Point the checkpoint callback (when one is configured) at `folder`, the resumed checkpoint's own."""
+    spec = (cfg.get("callbacks") or {}).get("checkpoint")
+    if spec is not None:
+        with open_dict(cfg):
+            spec.dirpath = str(folder)
 
 
 class NullLogger(Logger):

@@ -21,6 +21,7 @@ from polyhead.models.vocabulary import add_domain_words, frequent_split_words
 from polyhead.preflight import check_hparams, load_encoder_tokenizer
 from polyhead.tracking import (
     LINEAGE_FILE,
+    checkpoint_folder,
     encoder_lineage,
     git_commit,
     log_run_metadata,
@@ -111,7 +112,7 @@ def run_tags(cfg, stats: TextStats, datamodule, train_docs, val_docs, added) -> 
         "text/pieces": f"{pieces['train']} train, {pieces['val']} val",
         "text/skipped_lines": str(stats.total_skipped),
         "vocab/added_words": str(len(added)),
-        "checkpoint_dir": str(Path(cfg.paths.output_dir) / "checkpoints"),
+        "checkpoint_dir": str(checkpoint_folder(cfg)),  # a resumed run's stays where its checkpoints are
         "encoder_dir": str(Path(cfg.paths.output_dir) / "encoder"),
     }
     for path, digest in stats.fingerprints.items():

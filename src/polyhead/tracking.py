@@ -138,6 +138,15 @@ def checkpoint_dir(tracking_uri: str, run_id: str) -> Path:
     return Path(ckpt_dir)
 
 
+def checkpoint_folder(cfg: DictConfig) -> Path:
+    """Where this run's checkpoints go, its `checkpoint_dir` tag: the checkpoint callback's folder, which
+    for a resumed run is the one it resumed from (polyhead.loggers.resolve_resume)."""
+    spec = (cfg.get("callbacks") or {}).get("checkpoint")
+    if spec is not None and spec.get("dirpath"):
+        return Path(str(spec.dirpath))
+    return Path(cfg.paths.output_dir) / "checkpoints"
+
+
 def checkpoint_from_run(tracking_uri: str, run_id: str) -> str:
     """The last checkpoint of an earlier MLflow run, to resume it."""
     ckpt = checkpoint_dir(tracking_uri, run_id) / "last.ckpt"
@@ -192,7 +201,7 @@ def record_failed_job(
     if tags:
         query = f"tags.sweep_id = '{tags['sweep_id']}' and tags.job_num = '{tags['job_num']}'"
     else:
-        ckpt_dir = str(Path(cfg.paths.output_dir) / "checkpoints").replace("'", "\\'")
+        ckpt_dir = str(checkpoint_folder(cfg)).replace("'", "\\'")
         query = f"tags.checkpoint_dir = '{ckpt_dir}'"
     runs = client.search_runs([experiment_id], query, max_results=5, order_by=["attributes.start_time DESC"])
     if not tags:  # this job's run: started, resumed (ended by Lightning) or left running since `since`

@@ -25,6 +25,7 @@ from polyhead.loggers import instantiate_loggers, resolve_resume
 from polyhead.models.build import build_collator, build_model
 from polyhead.preflight import check_hparams, load_encoder_tokenizer
 from polyhead.tracking import (
+    checkpoint_folder,
     encoder_lineage,
     git_commit,
     log_run_metadata,
@@ -40,16 +41,17 @@ from polyhead.trainer import build_trainer
 log = logging.getLogger(__name__)
 
 
-def run_job(cfg: DictConfig) -> float | None:
-    """`python train.py` calls this. A job of a Hydra multirun that fails (bad hyper-parameters, NaN loss)
-    is recorded as a FAILED MLflow run, with the error as a tag, before the error goes on to Hydra: the
-    basic sweeper runs the remaining jobs and exits non-zero at the end, the Optuna sweeper marks the trial
-    failed and goes on while failures stay under `hydra.sweeper.max_failure_rate`. A single run failing
-    after its MLflow run started is marked FAILED with the error tag too; one failing before leaves none.
-    Without an MLflow logger there is no run to mark."""
+def run_job(cfg: DictConfig, job=None) -> float | None:
+    """`python train.py` calls this, with `job` (default `run`; born-again training passes its own).
+    A job of a Hydra multirun that fails (bad hyper-parameters, NaN loss) is recorded as a FAILED MLflow run,
+    with the error as a tag, before the error goes on to Hydra: the basic sweeper runs the remaining jobs
+    and exits non-zero at the end, the Optuna sweeper marks the trial failed and goes on while failures stay
+    under `hydra.sweeper.max_failure_rate`. A single run failing after its MLflow run started is marked
+    FAILED with the error tag too; one failing before leaves none. Without an MLflow logger there is no run
+    to mark."""
     tags, started = sweep_tags(), time.time()
     try:
-        return run(cfg)
+        return (job or run)(cfg)
     except Exception as err:
         if mlflow_config(cfg) is not None:
             run_id = record_failed_job(cfg, tags, err, since=started)
@@ -94,9 +96,10 @@ def run(
     return float(score) if score is not None else None
 
 
-def load_data(cfg: DictConfig) -> MultitaskDataModule:
-    """The configured corpora, read and checked, with the collator of the configured encoder."""
-    datamodule: MultitaskDataModule = instantiate(cfg.data)
+def load_data(cfg: DictConfig, make=instantiate) -> MultitaskDataModule:
+    """The configured corpora, read and checked, with the collator of the configured encoder. `make` builds
+    the data module: a config read back from a checkpoint (distill's teacher) passes stored_config's."""
+    datamodule: MultitaskDataModule = make(cfg.data)
     datamodule.load()
     datamodule.collate = build_collator(cfg.encoder, load_encoder_tokenizer(cfg.encoder.name))
     return datamodule
@@ -119,7 +122,7 @@ def log_run_start(
         **encoder_lineage(cfg.encoder.name),  # the pretraining run of a domain-adapted encoder
         **datamodule.fingerprints(),
         **datamodule.corpus_repairs(),  # entity tags read as conlleval reads them (IOB1 B-X after O...)
-        "checkpoint_dir": str(Path(cfg.paths.output_dir) / "checkpoints"),
+        "checkpoint_dir": str(checkpoint_folder(cfg)),  # a resumed run's stays where its checkpoints are
         **sweep_tags(),
         **(extra or {}),
     }

@@ -1,5 +1,7 @@
 """distill.py on a tiny random BERT: a trained 2-layer teacher -> a 1-layer student, tracked and exported."""
 
+import os
+
 import pytest
 import spacy
 import torch
@@ -144,6 +146,64 @@ def test_distill_teacher_targets_are_cached(teacher, tmp_path):
     examples[0].meta["teacher"] = {"tagger": first.of("tagger", 0)}
     padded, mask = gather_teacher(examples[:2], "tagger", logits)
     assert mask[0].sum() == len(examples[0].words) and not mask[1].any()
+
+
+def test_distill_teacher_key_is_the_checkpoint_content(tmp_path):
+    """A checkpoint replaced in place with the same size and mtime is another teacher; the same bytes found
+    through another path or run are the same teacher."""
+    from polyhead.distill.teacher import Teacher
+
+    path = tmp_path / "best.ckpt"
+    path.write_bytes(b"a" * 3_000_000)
+    stamp = path.stat()
+    before = Teacher(None, None, None, {}, path, "run-1").key
+    path.write_bytes(b"a" * 2_999_999 + b"b")  # retrained and copied over: same name and size ...
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # ... and mtime (cp -p, rsync -t, a tar)
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stamp.st_size, stamp.st_mtime_ns)
+    after = Teacher(None, None, None, {}, path, "run-1").key
+    assert after != before
+    copy = tmp_path / "copy.ckpt"
+    copy.write_bytes(path.read_bytes())
+    assert Teacher(None, None, None, {}, copy, None).key == after
+
+
+def test_distill_teacher_targets_cut_short_are_labelled_again(teacher, tmp_path):
+    root, run_id = teacher
+    t = load_teacher(run_id, f"sqlite:///{root}/mlruns/mlflow.db")
+    examples = read_corpus(t.cfg.data.dev[0].path, "jsonl")[:20]
+    first = teacher_targets(t, examples, tmp_path / "cache")
+    (folder,) = first.paths
+    meta = folder / "meta.json"
+    meta.write_text(meta.read_text()[:40])  # what a kill during a plain write_text left behind
+    again = teacher_targets(t, examples, tmp_path / "cache")
+    assert again.cached == [False] and again.paths == first.paths
+    assert all(torch.equal(again.logits[task], first.logits[task]) for task in first.logits)
+    assert teacher_targets(t, examples, tmp_path / "cache").cached == [True]
+    logits = folder / "targets.safetensors"
+    logits.write_bytes(logits.read_bytes()[:100])
+    assert teacher_targets(t, examples, tmp_path / "cache").cached == [False]
+    assert teacher_targets(t, examples, tmp_path / "cache").cached == [True]
+    assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "targets.safetensors"]  # no temp left
+
+
+def test_distill_teacher_targets_refuse_a_cache_others_could_write(teacher, tmp_path):
+    root, run_id = teacher
+    t = load_teacher(run_id, f"sqlite:///{root}/mlruns/mlflow.db")
+    examples = read_corpus(t.cfg.data.dev[0].path, "jsonl")[:20]
+    cache = tmp_path / "cache"
+    (folder,) = teacher_targets(t, examples, cache).paths
+    meta = folder / "meta.json"
+    if os.getuid() == 0:  # root can hand the file to another user, as a shared cache would hold it
+        os.chown(meta, 4242, 4242)
+        with pytest.raises(UserError, match=f"^{meta}: cache file is owned by uid 4242, not by you"):
+            teacher_targets(t, examples, cache)
+        os.chown(meta, os.getuid(), os.getgid())
+    for planted in (meta, folder, cache):
+        planted.chmod(0o666 if planted == meta else 0o777)
+        with pytest.raises(UserError, match=f"^{planted}: cache (file|folder) is writable by other users"):
+            teacher_targets(t, examples, cache)
+        planted.chmod(0o600 if planted == meta else 0o700)
+    assert teacher_targets(t, examples, cache).cached == [True]
 
 
 def test_distill_second_student_reads_the_cache(teacher):

@@ -1,17 +1,23 @@
 """kill -9 mid-epoch, then `resume=<run id>`: the killed MLflow run is continued (not a new one) to FINISHED,
 its test metrics equal an uninterrupted run's with the same seed, and the steps trained again after the
-last checkpoint are not logged twice."""
+last checkpoint are not logged twice. The resumed run keeps writing into the killed run's checkpoint folder
+and beats the best from before the kill, or tests that one; a checkpoint that cannot resume is one error
+and leaves the run as it was."""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import PROJECT_ROOT
 from mlflow.tracking import MlflowClient
+
+from polyhead.export.checkpoint import pick_checkpoint
+from polyhead.tracking import prepare_store
 
 STEPS_PER_EPOCH, KILL_AT = 4, 6  # 3 epochs of 4 steps; killed after step 6, in epoch 2 (checkpoint: step 4)
 
@@ -36,13 +42,19 @@ def train_command(tmp_path, tiny_bert, *extra) -> list[str]:
     return [sys.executable, str(PROJECT_ROOT / "train.py"), *tiny, *extra]
 
 
-def start(tmp_path, tiny_bert, *extra) -> subprocess.Popen:
-    env = {
+def environment() -> dict[str, str]:
+    """No hub; stall_callback importable; polyhead from where this test imports it (PYTHONPATH=<src>)."""
+    paths = [os.environ.get("PYTHONPATH", ""), str(PROJECT_ROOT / "tests" / "integration")]
+    return {
         "HF_HUB_OFFLINE": "1",
         "PATH": "/usr/bin:/bin",
         "TOKENIZERS_PARALLELISM": "false",
-        "PYTHONPATH": str(PROJECT_ROOT / "tests" / "integration"),  # stall_callback
+        "PYTHONPATH": os.pathsep.join(p for p in paths if p),
     }
+
+
+def start(tmp_path, tiny_bert, *extra) -> subprocess.Popen:
+    env = environment()
     cmd = train_command(tmp_path, tiny_bert, *extra)
     return subprocess.Popen(
         cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -122,3 +134,67 @@ def test_run_killed_after_training_before_its_test_is_left_running_not_finished(
     victim.wait()
     _, run = the_run(tmp_path)
     assert run.info.status == "RUNNING" and not any(k.startswith("test/") for k in run.data.metrics)
+
+
+def test_resume_from_a_truncated_checkpoint_is_one_error_and_leaves_the_run(tmp_path, tiny_bert):
+    """A run killed while writing last.ckpt (Lightning's save, before atomic saves): resuming it fails with
+    one `error:` line before the run is reopened; its checkpoint_dir tag and folder stay for a later resume,
+    `export run_id=` and `teacher=`."""
+    (tmp_path / "mlruns").mkdir()
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    prepare_store(uri, "polyhead", None)
+    client = MlflowClient(uri)
+    ckpt_dir = tmp_path / "killed" / "checkpoints"
+    ckpt_dir.mkdir(parents=True)
+    torch.save({"state_dict": {"w": torch.zeros(10_000)}, "global_step": 4}, ckpt_dir / "best.ckpt")
+    cut = (ckpt_dir / "best.ckpt").read_bytes()[:20_000]
+    (ckpt_dir / "last.ckpt").write_bytes(cut)
+    experiment = client.get_experiment_by_name("polyhead").experiment_id
+    run_id = client.create_run(experiment, tags={"checkpoint_dir": str(ckpt_dir)}).info.run_id
+
+    cmd = train_command(tmp_path, tiny_bert, f"resume={run_id}")
+    out = subprocess.run(cmd, cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=600)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert out.returncode == 1 and "Traceback" not in out.stdout + out.stderr, out.stderr[-3000:]
+    assert len(errors) == 1 and f"resume={run_id}: {ckpt_dir / 'last.ckpt'}: cannot read" in errors[0]
+    (run,) = client.search_runs([experiment])
+    assert run.info.run_id == run_id and run.info.status == "RUNNING" and "error" not in run.data.tags
+    assert run.data.tags["checkpoint_dir"] == str(ckpt_dir)
+    assert (ckpt_dir / "last.ckpt").read_bytes() == cut
+    assert not list((tmp_path / "outputs").glob("*/*")), "the failed resume left an output folder"
+
+
+@pytest.mark.slow
+def test_resume_keeps_the_best_checkpoint_from_before_the_kill(tmp_path, tiny_bert):
+    """Best at epoch 0 (0.9), killed in epoch 1, resumed: epochs 1 and 2 score 0.5 and 0.7, worse than the
+    best before the kill. The run tests, reports and returns epoch 0's checkpoint, kept in the run's one
+    checkpoint folder. Before, the resumed run wrote to a new folder, ModelCheckpoint forgot the best score
+    there, and epoch 2 (0.7) became the best."""
+    (tmp_path / "mlruns").mkdir()
+    scripted = [
+        "+callbacks.score._target_=stall_callback.ScriptedScore",
+        "+callbacks.score.scores=[0.9,0.5,0.7]",
+        "callbacks.checkpoint.monitor=val/scripted",
+    ]
+    marker = tmp_path / "stalled"
+    stall = ["+callbacks.stall._target_=stall_callback.StallAt", f"+callbacks.stall.step={KILL_AT}"]
+    victim = start(tmp_path, tiny_bert, *scripted, *stall, f"+callbacks.stall.marker={marker}")
+    wait_for(marker, victim)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    client, run = the_run(tmp_path)
+    ckpt_dir = Path(run.data.tags["checkpoint_dir"])
+    best = ckpt_dir / f"best-epoch00-step{STEPS_PER_EPOCH}.ckpt"
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == [best.name, "last.ckpt"]
+
+    resumed = start(tmp_path, tiny_bert, *scripted, f"resume={run.info.run_id}")
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out[-3000:]
+    assert f"best checkpoint: {best.resolve()}\n" in out, out[-3000:]  # the one trainer.test tested
+    client, after = the_run(tmp_path)
+    assert after.info.status == "FINISHED" and after.data.tags["checkpoint_dir"] == str(ckpt_dir)
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == [best.name, "last.ckpt"]
+    last = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 3 * STEPS_PER_EPOCH  # the resumed run wrote into the same folder
+    assert [v for _, v in history(client, run.info.run_id, "val/scripted")] == pytest.approx([0.9, 0.5, 0.7])
+    assert pick_checkpoint(ckpt_dir) == best  # what `export run_id=` and `teacher=` take

@@ -84,6 +84,42 @@ def test_runtimes_onnx_cache_is_reused_and_keyed_by_weights(auto_run, tmp_path, 
     assert runtimes.onnx_model(encoder, quantize=False) != first
 
 
+def test_runtimes_onnx_cache_refuses_a_planted_export(tiny_bert, tmp_path, monkeypatch):
+    """A file at encoder-<weights key>.onnx that another user owns, or others may write, is never loaded;
+    polyhead's own export, even under a group-writable umask, is."""
+    import os
+
+    from polyhead.errors import UserError
+    from polyhead.export import runtimes
+    from polyhead.models.encoder import Encoder
+
+    monkeypatch.setenv("POLYHEAD_CACHE", str(tmp_path / "cache"))
+    encoder = Encoder(str(tiny_bert), window=30, stride=20)
+    (tmp_path / "cache").mkdir(mode=0o700)
+    planted = tmp_path / "cache" / f"encoder-{runtimes.weights_key(encoder)}.onnx"
+    planted.write_bytes(b"not the encoder")
+    if os.getuid() == 0:  # root can hand the file to another user, as a shared cache would hold it
+        os.chown(planted, 4242, 4242)
+        with pytest.raises(UserError, match=f"^{planted}: cache file is owned by uid 4242, not by you"):
+            runtimes.onnx_model(encoder, quantize=False)
+        os.chown(planted, os.getuid(), os.getgid())
+    planted.chmod(0o666)
+    with pytest.raises(UserError, match=f"^{planted}: cache file is writable by other users"):
+        runtimes.onnx_model(encoder, quantize=False)
+    planted.unlink()
+    (tmp_path / "cache").chmod(0o777)
+    with pytest.raises(UserError, match=f"^{tmp_path / 'cache'}: cache folder is writable by other users"):
+        runtimes.onnx_model(encoder, quantize=False)
+    (tmp_path / "cache").chmod(0o700)
+    old = os.umask(0o002)
+    try:
+        path = runtimes.onnx_model(encoder, quantize=False)  # exported by polyhead itself
+        assert runtimes.onnx_model(encoder, quantize=False) == path  # and trusted the next time
+    finally:
+        os.umask(old)
+    assert path == planted and path.stat().st_mode & 0o777 == 0o600 and path.read_bytes()[:4] != b"not "
+
+
 def test_runtimes_onnx_without_onnxruntime_names_the_install(auto_run, monkeypatch):
     import builtins
 

@@ -26,6 +26,11 @@ class WordThroughput(pl.Callback):
     def on_validation_end(self, trainer, pl_module):
         self._last = time.perf_counter()
 
+    @property
+    def words_per_sec(self) -> float | None:
+        """Words per second so far this epoch (callbacks.progress prints it too); None before a batch ends."""
+        return self.words / self.seconds if self.seconds > 0 else None
+
     def on_train_epoch_end(self, trainer, pl_module):
-        if self.seconds > 0:
-            pl_module.log("train/words_per_sec", self.words / self.seconds)
+        if self.words_per_sec is not None:
+            pl_module.log("train/words_per_sec", self.words_per_sec)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from polyhead.data.schema import CorpusError, Example, find_cycle
+from polyhead.data.schema import CorpusError, Example, find_cycle, word_defect
 from polyhead.data.spans import tags_to_spans
 
 CONLLU_COLUMNS = ["id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc"]
+UPOS = frozenset(  # Universal Dependencies' 17 universal part-of-speech tags
+    "ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split()
+)
 
 
 def blocks(lines: list[str]):
@@ -63,6 +66,7 @@ def parse_conllu(
                 conllu_tree(sentence, path) if columns.deprel is not None else (None, None, [])
             )
             extra = {"extra_roots": roots[1:]} if len(roots) > 1 else {}  # lines of the roots after the first
+            extra |= {"unknown_upos": sentence.unknown_upos} if sentence.unknown_upos else {}
             examples.append(
                 Example(words, spaces, tags, None, cats, meta.get("sent_id"), source, extra, heads, deps)
             )
@@ -90,6 +94,7 @@ class Sentence:
     deprels: list[str] = field(default_factory=list)  # DEPREL of every word, when trees are read
     mwt: tuple[int, int, int, bool] = (0, 0, 0, True)  # line, first and last word, space of the open range
     empty: tuple[int, int] = (0, 0)  # word an empty node follows, its last decimal part
+    unknown_upos: list[int] = field(default_factory=list)  # lines of UPOS tags that are none of UD's 17
 
 
 def conllu_sentence(block, path, columns: Columns) -> tuple[dict, Sentence]:
@@ -105,11 +110,15 @@ def conllu_sentence(block, path, columns: Columns) -> tuple[dict, Sentence]:
             raise CorpusError(path, n, f"expected 10 tab-separated columns, found {len(cols)}")
         if cols[1] == "":
             raise CorpusError(path, n, f"token {cols[0]} has an empty FORM (column 2)")
+        if defect := word_defect(cols[1]):
+            raise CorpusError(path, n, f"token {cols[0]}'s FORM {cols[1]!r} {defect}")
         space = "SpaceAfter=No" not in cols[9].split("|")
         if conllu_id(path, n, cols[0], sent, space):
             tag = cols[columns.tag]
             if tag == "" or (tag == "_" and columns.tag_name == "upos"):
                 raise CorpusError(path, n, f"empty {columns.tag_name} tag")
+            if columns.tag_name == "upos" and tag not in UPOS:
+                sent.unknown_upos.append(n)
             word_id, (_, _, mwt_end, mwt_space) = len(sent.words) + 1, sent.mwt
             sent.words.append(cols[1])
             sent.spaces.append(space if word_id > mwt_end else word_id == mwt_end and mwt_space)
@@ -221,6 +230,9 @@ def parse_columns(
         if not rows:
             continue
         words = [cols[word_column].strip() for _, cols in rows]  # BTC has "word \tO"
+        for (n, _), word in zip(rows, words):
+            if word and (defect := word_defect(word)):
+                raise CorpusError(path, n, f"word {word!r} {defect}")
         tags = [cols[tag_column].strip() for _, cols in rows]
         lines_of, repairs = [n for n, _ in rows], []  # repairs: indices of tags read as opening an entity
         ents = tags_to_spans(tags, scheme, path=str(path), lines=lines_of, strict=strict, repairs=repairs)

@@ -125,6 +125,7 @@ class MultitaskDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         tasks: list[str] | None = None,
         sampling_alpha: float = 1.0,
+        max_words: int | None = 1000,
     ):
         super().__init__()
         self.specs = {
@@ -140,6 +141,7 @@ class MultitaskDataModule(pl.LightningDataModule):
         if not 0.0 <= float(sampling_alpha) <= 1.0:
             raise CorpusError("data.sampling_alpha", None, f"must be in [0, 1], got {sampling_alpha}")
         self.sampling_alpha = float(sampling_alpha)  # per-corpus shares of an epoch (collate.corpus_shares)
+        self.max_words = max_words  # a longer example stops the run (check_length); None: no limit
         self.examples: dict[str, list[Example]] = {}
         self.labels: dict[str, list[str]] = {}
         self.collate: Callable | None = None
@@ -150,6 +152,7 @@ class MultitaskDataModule(pl.LightningDataModule):
             examples: list[Example] = []
             for spec in specs:
                 part = spec.read()
+                check_length(part, self.max_words)
                 if spec.join:
                     join_by_id(examples, part, spec.path, spec.on_mismatch)
                 else:
@@ -224,6 +227,19 @@ class MultitaskDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader("test")
+
+
+def check_length(examples: list[Example], max_words: int | None) -> None:
+    """Refuse an example of more than `max_words` words: the encoder runs all its windows in one pass
+    (100,000 words: 2,000 windows), and so long a "sentence" is nearly always a file whose blank lines are
+    missing. Cutting it would split entities, trees and the text a category belongs to: it is not cut."""
+    if max_words is None:
+        return
+    for ex in examples:
+        if len(ex.words) > max_words:
+            why = f"{len(ex.words):,} words in one example, more than data.max_words={max_words}"
+            hint = "a blank line missing between sentences? Split the text, or raise data.max_words"
+            raise ex.error(f"{why}: {hint} (null: no limit)")
 
 
 def only_tasks(examples: list[Example], tasks: list[str]) -> list[Example]:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from polyhead.data.schema import CorpusError, Example
 
 log = logging.getLogger(__name__)
+TOO_DEEP = "JSON nested too deeply: a corpus line is an object of plain lists and values"
 
 FIELDS = ("text", "tokens", "spaces", "tags", "ents", "cats", "id", "heads", "deps")
 ALIASES = {  # other tools' names for the same thing: spaCy / doccano "entities", Prodigy "spans", ...
@@ -28,6 +29,8 @@ def json_lines(numbered_lines, path) -> Iterator[tuple[int, object]]:
             yield n, json.loads(line)
         except json.JSONDecodeError as err:
             raise CorpusError(path, n, f"invalid JSON: {err.msg} at column {err.colno}") from None
+        except RecursionError:
+            raise CorpusError(path, n, TOO_DEEP) from None
 
 
 def parse_jsonl(lines: list[str], path, lang: str = "en") -> list[Example]:
@@ -46,6 +49,8 @@ def parse_jsonl(lines: list[str], path, lang: str = "en") -> list[Example]:
             examples.append(json_example(canonical_fields(obj), nlp, f"{path}:{n}"))
         except (TypeError, ValueError) as err:  # Example's length checks, malformed fields
             raise CorpusError(path, n, str(err).split(f"{path}:{n}: ", 1)[-1]) from None
+        except RecursionError:  # nested almost as deep as json.loads allows: quoting a field recursed
+            raise CorpusError(path, n, TOO_DEEP) from None
     if unread:
         where = ", ".join(f"{key!r} (first on line {n})" for key, n in sorted(unread.items()))
         log.warning("%s: ignoring field(s) polyhead does not read: %s", path, where)

@@ -7,19 +7,22 @@ import csv
 import hashlib
 import io
 import logging
+import zlib
 from pathlib import Path
 
-from polyhead.data.conll import parse_columns, parse_conllu
+from polyhead.data.conll import UPOS, parse_columns, parse_conllu
 from polyhead.data.jsonl import cats_from_json, json_lines, parse_jsonl
 from polyhead.data.lines import parse_lines
-from polyhead.data.schema import CorpusError, Example
+from polyhead.data.schema import CorpusError, Example, word_defect
 
 __all__ = ["READERS", "fingerprint", "json_lines", "read_corpus", "read_text"]
 log = logging.getLogger(__name__)
+DOCBIN_RATIO, DOCBIN_FLOOR = 100, 64 << 20  # a DocBin may inflate to 100x its size (64 MiB at least)
 
 
 def read_text(path, encoding: str = "utf-8") -> list[str]:
-    """Lines of a text file (BOM stripped); bad bytes, a missing or an empty file raise CorpusError."""
+    """Lines of a text file (BOM stripped; LF, CRLF and old Mac CR endings, as Python's universal newlines);
+    bad bytes, a NUL, a missing or an empty file raise CorpusError."""
     path = Path(path)
     if not path.is_file():
         raise CorpusError(path, None, "file not found")
@@ -31,23 +34,36 @@ def read_text(path, encoding: str = "utf-8") -> list[str]:
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as err:
-        line = data[: err.start].decode(encoding, errors="replace").count("\n") + 1
+        line = universal_newlines(data[: err.start].decode(encoding, errors="replace")).count("\n") + 1
         raise CorpusError(
             path,
             line,
             f"not valid {name} (byte {data[err.start]:#04x}); give the file's encoding "
             "(options: {encoding: latin-1}, say) or re-encode it",
         ) from None
-    text = text.removeprefix("\ufeff")
+    text = universal_newlines(text.removeprefix("\ufeff"))
     if not text.strip():
         raise CorpusError(path, None, "empty file")
-    return [line.removesuffix("\r") for line in text.split("\n")]  # not splitlines(): it splits on U+2028
+    nul = text.find("\0")
+    if nul >= 0:
+        why = "binary file (NUL character); UTF-16 text needs its encoding (options: {encoding: utf-16})"
+        raise CorpusError(path, text.count("\n", 0, nul) + 1, why)
+    return text.split("\n")  # not splitlines(): it splits on U+2028 too
 
 
-def nonempty(examples: list[Example], path) -> list[Example]:
-    """The examples, or a CorpusError when there are none."""
+def universal_newlines(text: str) -> str:
+    """CRLF and lone CR line endings as LF: a CR-only block is lines, not one line ending in CRs."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def checked(examples: list[Example], path) -> list[Example]:
+    """The examples, or a CorpusError when there are none or a word is no word (see word_defect)."""
     if not examples:
         raise CorpusError(path, None, "no examples found")
+    for ex in examples:
+        for i, word in enumerate(ex.words, 1):
+            if defect := word_defect(word):
+                raise ex.error(f"word {i} {word!r} {defect}")
     return examples
 
 
@@ -77,7 +93,7 @@ def read_csv(
                 source=f"{path}:{n}",
             )
         )
-    return nonempty(examples, path)
+    return checked(examples, path)
 
 
 def csv_rows(lines: list[str], path, delimiter: str, needed) -> list[tuple[int, dict]]:
@@ -136,7 +152,18 @@ def read_conllu(
     extra = [n for ex in examples for n in ex.meta.get("extra_roots", ())]
     what = "sentence(s) with more than one root word, kept as given (the parser predicts one root per text)"
     warn_places(path, sum("extra_roots" in ex.meta for ex in examples), what, extra)
-    return nonempty(examples, path)
+    warn_unknown_upos(path, examples)
+    return checked(examples, path)
+
+
+def warn_unknown_upos(path, examples: list[Example]) -> None:
+    """A `tag_column: upos` corpus with tags that are none of UD's 17 (a shifted column, a typo) is read as
+    given, with one warning that names the tags and their first lines."""
+    lines = [n for ex in examples for n in ex.meta.get("unknown_upos", ())]
+    names = sorted({tag for ex in examples if "unknown_upos" in ex.meta for tag in ex.tags} - UPOS)
+    what = f"word(s) with a UPOS tag UD does not have ({', '.join(names[:5])}; UD's 17 are "
+    what += f"{' '.join(sorted(UPOS))})"
+    warn_places(path, len(lines), what, lines)
 
 
 def warn_places(path, count: int, what: str, lines: list[int]) -> None:
@@ -161,17 +188,17 @@ def read_columns(
     what = "tag(s) that do not continue an entity read as opening one (as conlleval does; strict: true "
     what += "refuses them)"
     warn_places(path, len(repaired), what, repaired)
-    return nonempty(examples, path)
+    return checked(examples, path)
 
 
 def read_jsonl(path, lang: str = "en", encoding: str = "utf-8") -> list[Example]:
     """One JSON object a line: `text` (char-offset ents) or `tokens` (token-offset ents), tags, cats."""
-    return nonempty(parse_jsonl(read_text(path, encoding), path, lang), path)
+    return checked(parse_jsonl(read_text(path, encoding), path, lang), path)
 
 
 def read_lines(path, encoding: str = "utf-8", **options) -> list[Example]:
     """One text a line with its label in front: `label text`, fastText `__label__X text`, or a regex."""
-    return nonempty(parse_lines(read_text(path, encoding), path, **options), path)
+    return checked(parse_lines(read_text(path, encoding), path, **options), path)
 
 
 def read_docbin(path, tag_attr: str = "pos", lang: str = "en") -> list[Example]:
@@ -182,8 +209,10 @@ def read_docbin(path, tag_attr: str = "pos", lang: str = "en") -> list[Example]:
 
     if not Path(path).is_file():
         raise CorpusError(path, None, "file not found")
+    data = Path(path).read_bytes()
+    check_inflated_size(data, path)
     try:
-        docs = list(DocBin().from_bytes(Path(path).read_bytes()).get_docs(spacy.blank(lang).vocab))
+        docs = list(DocBin().from_bytes(data).get_docs(spacy.blank(lang).vocab))
     except Exception as err:
         raise CorpusError(path, None, f"not a spaCy DocBin: {err}") from None
     examples = []
@@ -202,7 +231,22 @@ def read_docbin(path, tag_attr: str = "pos", lang: str = "en") -> list[Example]:
                 deps=[t.dep_ for t in doc] if parsed else None,
             )
         )
-    return nonempty(examples, path)
+    return checked(examples, path)
+
+
+def check_inflated_size(data: bytes, path) -> None:
+    """A DocBin is zlib data that spaCy inflates whole: measure it in 1 MiB steps first, and refuse one
+    that inflates to more than DOCBIN_RATIO times its size (a decompression bomb, not a corpus)."""
+    cap, inflater, size = max(DOCBIN_FLOOR, DOCBIN_RATIO * len(data)), zlib.decompressobj(), 0
+    try:
+        while data:
+            size += len(inflater.decompress(data, 1 << 20))
+            data = inflater.unconsumed_tail
+            if size > cap:
+                why = f"inflates to more than {cap >> 20} MiB ({DOCBIN_RATIO}x its size or 64 MiB at least)"
+                raise CorpusError(path, None, f"not a spaCy DocBin polyhead reads: it {why}")
+    except zlib.error as err:
+        raise CorpusError(path, None, f"not a spaCy DocBin: {err}") from None
 
 
 READERS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -55,6 +56,13 @@ class Example:
         dropped = [name for task, kind in ANNOTATIONS.items() if task not in tasks for name in kind.fields]
         return replace(self, **dict.fromkeys(dropped))
 
+    def error(self, message: str) -> CorpusError:
+        """A CorpusError at the example's source: its file and line (a DocBin's "doc N" leads the message)."""
+        path, _, where = self.source.rpartition(":")
+        if where.isdigit():
+            return CorpusError(path, int(where), message)
+        return CorpusError(path, None, f"{where}: {message}") if path else CorpusError(where, None, message)
+
     @property
     def text(self) -> str:
         spaces = self.spaces if self.spaces is not None else [True] * len(self.words)
@@ -84,6 +92,27 @@ ANNOTATIONS: dict[str, Annotation] = {
     ),
 }
 TASKS = tuple(ANNOTATIONS)
+
+
+# Unicode categories that draw nothing on their own: format controls (U+200B zero width space, U+FEFF,
+# U+202E right-to-left override), combining marks with no letter to sit on, separators, control characters.
+INVISIBLE = frozenset({"Cf", "Mn", "Me", "Cc", "Zs", "Zl", "Zp"})
+
+
+def word_defect(word: str) -> str | None:
+    """Why `word` cannot be a word (empty, a NUL or other control character, a lone surrogate, nothing
+    visible), or None. A mark after its letter (e + U+0301) or a joiner inside a word is part of it, and a
+    word of whitespace only is the whitespace token spaCy's tokenizer makes of "a  b": both are fine."""
+    if word.isascii() and word.isprintable():
+        return None if word else "is empty"
+    for char in word:
+        category = unicodedata.category(char)
+        if category == "Cs" or (category == "Cc" and not char.isspace()):
+            what = "a lone surrogate" if category == "Cs" else "the control character"
+            return f"contains {what} U+{ord(char):04X}"
+    if word.isspace() or any(unicodedata.category(char) not in INVISIBLE for char in word):
+        return None
+    return f"has no visible character ({' '.join(f'U+{ord(char):04X}' for char in word[:8])})"
 
 
 def find_cycle(heads: list[int]) -> list[int]:

@@ -16,14 +16,17 @@ from torch import nn
 from polyhead.lit_module import MultitaskModule
 from polyhead.models.encoder import check_keep_layers, keep_transformer_layers
 from polyhead.models.multitask import MultitaskModel
+from polyhead.models.stored_config import SECTIONS, is_plain
 
 OWN_KEYS = ("seed", "threads", "resume", "run_name", "optim", "trainer", "callbacks", "logger", "paths")
 
 
 def student_config(teacher_cfg: DictConfig, cfg: DictConfig) -> DictConfig:
-    """The student run's config: the teacher's data, encoder, heads, objective and export; the distill
-    command's seed, trainer, optimiser, callbacks, loggers and paths; the encoder cut to student.keep."""
-    out = OmegaConf.create(OmegaConf.to_container(teacher_cfg, resolve=True))
+    """The student run's config: the teacher's data, encoder, heads, objective and export (checked data,
+    models.stored_config) and plain values; the distill command's seed, trainer, optimiser, callbacks,
+    loggers and paths; the encoder cut to student.keep. Nothing else of the teacher's is kept."""
+    teacher = OmegaConf.to_container(teacher_cfg, resolve=True)
+    out = OmegaConf.create({k: v for k, v in teacher.items() if k in SECTIONS or is_plain(v)})
     own = OmegaConf.to_container(cfg, resolve=False)  # ${paths...} stay interpolations until the run resolves
     with open_dict(out):
         for key in OWN_KEYS:
@@ -76,35 +79,55 @@ def gather_teacher(examples, task: str, like: torch.Tensor) -> tuple[torch.Tenso
 
 
 class DistillationModule(MultitaskModule):
-    """MultitaskModule whose training loss is, per task, alpha * soft loss + (1 - alpha) * gold loss (the
-    gold part only where the batch has gold labels, masked as training masks it). Evaluation is unchanged:
-    gold dev and test sets, the same metrics."""
+    """MultitaskModule whose training loss is, for each task the teacher scores, (1 - λ) * soft loss +
+    λ * gold loss (the gold part only where the batch has gold labels, masked as training masks it); a task
+    with no soft targets learns from gold alone. λ is 1 - alpha, or with `anneal` rises linearly from 0 to 1
+    over training (teacher annealing, Clark et al. 2019: the target moves from the teacher to the gold
+    label). Evaluation is unchanged: gold dev and test sets, the same metrics."""
 
-    def __init__(self, model: MultitaskModel, optim, objective: dict, temperature: float, alpha: float):
-        super().__init__(model, optim, objective)
-        self.temperature, self.alpha = float(temperature), float(alpha)
+    def __init__(
+        self,
+        model: MultitaskModel,
+        optim,
+        objective: dict,
+        temperature: float,
+        alpha: float,
+        anneal: bool = False,
+        grad_norm_every: int = 0,
+    ):
+        super().__init__(model, optim, objective, grad_norm_every)
+        self.temperature, self.alpha, self.anneal = float(temperature), float(alpha), bool(anneal)
+
+    def gold_share(self) -> float:
+        """λ: the gold loss's share of a taught task's loss at this step."""
+        if not self.anneal:
+            return 1.0 - self.alpha
+        total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
+        return min(1.0, self.global_step / max(1, total))
 
     def training_step(self, batch, batch_idx):
-        _, logits, targets = self._forward(batch)
-        gold = self.model.losses(logits, targets)
-        losses = {}
-        for task, head in self.model.heads.items():
-            parts = []
-            if any(task in ex.meta.get("teacher", {}) for ex in batch["examples"]):
-                teacher, mask = gather_teacher(batch["examples"], task, logits[task])
-            else:  # a head without soft targets (its scores are neither per word nor per text)
-                teacher, mask = None, torch.zeros(1, dtype=torch.bool)
-            if mask.any():
-                exclusive = getattr(head, "exclusive", True)
-                soft = soft_loss(logits[task], teacher, mask, self.temperature, exclusive)
-                parts.append(self.alpha * soft)
-                self.log(f"train/{task}_kl", soft, batch_size=len(batch["examples"]))
-            if task in gold:
-                parts.append((1 - self.alpha) * gold[task])
-            if parts:
-                losses[task] = sum(parts)
+        enc, logits, targets = self._forward(batch)
+        losses = self.taught_losses(batch["examples"], logits, self.model.losses(logits, targets))
         if not losses:
             return None
         total = self.model.total_loss(losses)
-        self.log("train/loss", total, prog_bar=True, batch_size=len(batch["examples"]))
+        self.log_losses(total, losses, len(batch["examples"]))
+        self.log_grad_norms(enc, losses, len(batch["examples"]))
         return total
+
+    def taught_losses(self, examples, logits, gold: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per task: (1 - λ) * soft + λ * gold where the teacher scored the batch, else gold alone."""
+        share, losses = self.gold_share(), {}
+        for task, head in self.model.heads.items():
+            if any(task in ex.meta.get("teacher", {}) for ex in examples):
+                teacher, mask = gather_teacher(examples, task, logits[task])
+            else:  # no teacher for this task, or a head without soft targets
+                teacher, mask = None, torch.zeros(1, dtype=torch.bool)
+            if not mask.any():
+                if task in gold:
+                    losses[task] = gold[task]
+                continue
+            soft = soft_loss(logits[task], teacher, mask, self.temperature, getattr(head, "exclusive", True))
+            self.log(f"train/{task}_kl", soft, batch_size=len(examples))
+            losses[task] = (1 - share) * soft + (share * gold[task] if task in gold else 0.0)
+        return losses

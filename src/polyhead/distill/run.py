@@ -27,6 +27,7 @@ from polyhead.distill.teacher import (
 from polyhead.errors import UserError
 from polyhead.models.build import build_model
 from polyhead.models.encoder import check_keep_layers
+from polyhead.models.stored_config import build_stored
 from polyhead.tracking import mlflow_config
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def run_job(cfg: DictConfig):
     scfg = student_config(teacher.cfg, cfg)
     from polyhead.train import load_data
 
-    datamodule = load_data(scfg)  # the teacher's corpora: gold train texts, dev and test
+    datamodule = load_data(scfg, make=build_stored)  # the teacher's corpora: gold train texts, dev and test
     gold = datamodule.examples["train"] if cfg.transfer.gold_texts else []
     raw = read_raw_texts(cfg, teacher.cfg.export.lang)  # unreadable text fails here, naming the file
     parts = [gold, *raw.values()]  # each part's targets are cached on their own
@@ -85,7 +86,7 @@ def train_layers_student(scfg: DictConfig, teacher: Teacher, datamodule, example
     from polyhead.train import run
 
     datamodule.examples["train"], datamodule.labels = examples, teacher.labels
-    model = build_model(scfg, teacher.labels)
+    model = build_model(scfg, teacher.labels, make=build_stored)  # the teacher's encoder and heads: data
     student_from_teacher(teacher.model, model, list(scfg.student.keep))
     module = DistillationModule(
         model, scfg.optim, dict(scfg.objective), scfg.student.temperature, scfg.student.alpha

@@ -2,8 +2,10 @@
 
 The teacher's targets are its raw scores (logits) per word (tagger, ner) and per text (textcat) on every
 transfer text, computed once in length-sorted batches and cached on disk under a key made of the
-teacher's checkpoint and the texts' fingerprint, so every later student reads them instead of running
-the teacher again. Soft distributions at any temperature and hard labels are both derived from them.
+teacher's checkpoint content and the texts' fingerprint, so every later student reads them instead of
+running the teacher again. Soft distributions at any temperature and hard labels are both derived from them.
+Each file is written whole (a kill leaves none half written), an entry that cannot be read is labelled again,
+and one another user could have written is refused (polyhead.cache).
 """
 
 from __future__ import annotations
@@ -12,20 +14,23 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
+from polyhead.cache import cached_file, check_private, private_dir, write_private
 from polyhead.data.collate import Collator
 from polyhead.data.schema import Example
 from polyhead.errors import UserError
-from polyhead.export.checkpoint import load_checkpoint, pick_checkpoint
+from polyhead.export.checkpoint import load_checkpoint, pick_checkpoint, run_spec
 from polyhead.models.multitask import MultitaskModel
 from polyhead.preflight import looks_like_path
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1  # bump when the cache layout changes
+CACHE_VERSION = 2  # bump when the cache layout changes (2: teachers keyed by checkpoint content)
+CACHE_FILES = ("targets.safetensors", "meta.json")
 
 
 @dataclass
@@ -37,11 +42,15 @@ class Teacher:
     checkpoint: Path
     run_id: str | None  # the MLflow run it was trained in, when known
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """What identifies the teacher's weights: its run and checkpoint file (name, size, mtime)."""
-        stat = self.checkpoint.stat()
-        return f"{self.run_id or '-'}:{self.checkpoint.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        """What identifies the teacher's weights: the sha256 of its checkpoint's bytes (a file replaced in
+        place keeps its name, and may keep its size and mtime), read in 1 MiB chunks."""
+        digest = hashlib.sha256()
+        with self.checkpoint.open("rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
 
 
 def load_teacher(spec: str, tracking_uri: str | None) -> Teacher:
@@ -53,11 +62,12 @@ def load_teacher(spec: str, tracking_uri: str | None) -> Teacher:
         raise UserError(f"teacher={spec}: no such checkpoint file or folder")
     else:
         path, run_id = finished_run_checkpoint(spec, tracking_uri), spec
-    model, collate, cfg = load_checkpoint(path)  # a checkpoint without its run spec is a UserError here
+    model, collate, cfg = load_checkpoint(path)  # its config is checked data; nothing it names is called
     from polyhead.callbacks.state import read_checkpoint
 
     ckpt = read_checkpoint(path)
-    return Teacher(model, collate, cfg, ckpt["polyhead"]["labels"], path, run_id or ckpt.get("mlflow_run_id"))
+    _, labels = run_spec(ckpt, path)
+    return Teacher(model, collate, cfg, labels, path, run_id or ckpt.get("mlflow_run_id"))
 
 
 def finished_run_checkpoint(run_id: str, tracking_uri: str | None) -> Path:
@@ -145,10 +155,11 @@ def teacher_targets(
     """The teacher's logits on `examples`: read from the cache when this teacher already labelled exactly
     these texts, else computed once in batches and written there."""
     key = hashlib.sha256(f"{CACHE_VERSION}|{teacher.key}|{texts_fingerprint(examples)}".encode()).hexdigest()
-    folder = Path(cache_root) / key[:24]
-    if (folder / "targets.safetensors").is_file() and (folder / "meta.json").is_file():
+    folder = private_dir(Path(cache_root)) / key[:24]
+    cached = cached_targets(folder, len(examples))
+    if cached is not None:
         log.info("teacher targets: reading the cache %s", folder)
-        return read_targets(folder)
+        return cached
     log.info("teacher targets: labelling %d texts (cache %s)", len(examples), folder)
     logits = compute_logits(teacher, examples, batch_size)
     return write_targets(folder, logits, teacher, len(examples))
@@ -174,30 +185,53 @@ def compute_logits(teacher: Teacher, examples: list[Example], batch_size: int) -
     return out
 
 
+def cached_targets(folder: Path, n: int) -> Targets | None:
+    """The cached targets of n texts in `folder`, or None when there are none or they cannot be read
+    (damaged: they are labelled again). A folder or file others could have written is refused."""
+    if not folder.exists():
+        return None
+    check_private(folder)
+    if not all([cached_file(folder / name) for name in CACHE_FILES]):
+        return None
+    from safetensors import SafetensorError
+
+    try:
+        return read_targets(folder, n)
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
+        log.warning("teacher targets: %s cannot be read (%s); labelling the texts again", folder, err)
+        return None
+
+
 def write_targets(folder: Path, logits: dict[str, list[torch.Tensor]], teacher: Teacher, n: int) -> Targets:
+    """Write the targets and then their meta.json (which marks the entry complete), each file whole."""
     from safetensors.torch import save_file
 
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     flat, offsets = {}, {}
     kinds = {task: "word" if values[0].ndim == 2 else "text" for task, values in logits.items()}
     for task, values in logits.items():
         sizes = [v.shape[0] if v.ndim == 2 else 1 for v in values]
         offsets[task] = [0, *torch.tensor(sizes).cumsum(0).tolist()]
         flat[task] = torch.cat([v if v.ndim == 2 else v.unsqueeze(0) for v in values]).contiguous()
-    tmp = folder / "targets.safetensors.tmp"
-    save_file(flat, str(tmp))
-    tmp.replace(folder / "targets.safetensors")  # the cache is complete or absent, never half written
+    write_private(folder / "targets.safetensors", lambda tmp: save_file(flat, str(tmp)))
     meta = {"teacher": teacher.key, "run_id": teacher.run_id, "texts": n, "offsets": offsets, "kinds": kinds}
-    (folder / "meta.json").write_text(json.dumps(meta))
+    write_private(folder / "meta.json", lambda tmp: tmp.write_text(json.dumps(meta)))
     return Targets(flat, offsets, kinds, cached=[False], paths=[folder])
 
 
-def read_targets(folder: Path) -> Targets:
+def read_targets(folder: Path, n: int | None = None) -> Targets:
+    """Targets written by write_targets; ValueError when the two files do not fit together (or n texts)."""
     from safetensors.torch import load_file
 
     meta = json.loads((folder / "meta.json").read_text())
     flat = load_file(str(folder / "targets.safetensors"))
-    return Targets(flat, meta["offsets"], meta["kinds"], cached=[True], paths=[folder])
+    offsets, kinds = meta["offsets"], meta["kinds"]
+    texts = meta["texts"] if n is None else n
+    for task in {*flat, *offsets, *kinds}:
+        known = task in flat and task in offsets and task in kinds
+        if not known or len(offsets[task]) != texts + 1 or flat[task].shape[0] != offsets[task][-1]:
+            raise ValueError(f"task {task!r}: its logits, offsets and the {texts} texts disagree")
+    return Targets(flat, offsets, kinds, cached=[True], paths=[folder])
 
 
 def attach_targets(examples: list[Example], targets: Targets) -> list[Example]:

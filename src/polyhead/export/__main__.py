@@ -16,7 +16,7 @@ def export(cfg: DictConfig) -> Path:
     """The pipeline directory, or the package directory when package=true."""
     from polyhead.callbacks.state import read_checkpoint
     from polyhead.export.checkpoint import best_checkpoint, load_checkpoint, pick_checkpoint
-    from polyhead.export.package import build_package
+    from polyhead.export.package import build_package, check_lang, package_folder
     from polyhead.export.pipeline import PACKAGE_META, export_run
 
     if bool(cfg.run_id) == bool(cfg.checkpoint):
@@ -31,7 +31,10 @@ def export(cfg: DictConfig) -> Path:
         from_file = OmegaConf.load(cfg.export_from).get("export", {}) if cfg.export_from else {}
         overrides = {k: v for k, v in cfg.export.items() if v is not None}
         run_cfg.export = OmegaConf.merge(run_cfg.export, from_file, overrides)
-        run_cfg.paths.output_dir = cfg.paths.output_dir
+        run_cfg.paths = {"output_dir": cfg.paths.output_dir}  # a checkpoint's own paths are never read
+    check_lang(run_cfg.export.lang)
+    if cfg.package:  # before anything is written: the package folder is built from these
+        package_folder(run_cfg.export.get("name"), run_cfg.export.lang, run_cfg.export.get("version"))
     pipeline = export_run(run_cfg, model, collate, loggers=[])
     print(f"spaCy pipeline: {pipeline}  (from {ckpt})")
     if not cfg.package:

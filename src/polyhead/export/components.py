@@ -22,9 +22,12 @@ from polyhead.data.collate import Collator
 from polyhead.errors import UserError
 from polyhead.export.runtimes import build_runtime
 from polyhead.hardware import INFERENCE_PRECISIONS
-from polyhead.models.encoder import Encoder, EncoderOutput
+from polyhead.models.encoder import ATTN_IMPLEMENTATIONS, Encoder, EncoderOutput
 from polyhead.models.heads.registry import HEADS, head_key, lookup_head
 from polyhead.tokens.wordpieces import load_tokenizer
+
+# What encoder.json may hold: what to_disk writes, and an attention kind of ATTN_IMPLEMENTATIONS.
+ENCODER_SETTINGS = ("pooling", "window", "stride", "scalar_mix", "tasks", "attn_implementation")
 
 if not Doc.has_extension("polyhead"):
     # {"words": (n_words, H), "index": token ids, "cls": (H,)}; with per-task layer mixes, instead of words
@@ -115,7 +118,7 @@ class PolyheadEncoder(BatchedComponent):
     def from_disk(self, path, exclude=()) -> PolyheadEncoder:
         path = Path(path)
         _check_dir(path, ["encoder.json", "model/config.json", "model/model.safetensors"])
-        settings = json.loads((path / "encoder.json").read_text())
+        settings = read_encoder_settings(path / "encoder.json")
         try:
             encoder = Encoder(str(path / "model"), **settings)
             if encoder.scalar_mix:
@@ -127,6 +130,27 @@ class PolyheadEncoder(BatchedComponent):
         window = {k: settings[k] for k in ("pooling", "window", "stride")}
         self.set_model(encoder, Collator(load_tokenizer(str(path / "model")), **window))
         return self
+
+
+def read_encoder_settings(file: Path) -> dict:
+    """encoder.json's settings, only those `to_disk` writes: any other would reach transformers (an
+    `attn_implementation` naming a hub kernel is code fetched and run at spacy.load)."""
+    try:
+        settings = json.loads(file.read_text())
+    except ValueError as err:
+        raise PipelineError(f"{file}: not valid JSON ({err})") from None
+    if not isinstance(settings, dict):
+        raise PipelineError(f"{file}: must be an object of the encoder's settings")
+    unknown = sorted(set(settings) - set(ENCODER_SETTINGS))
+    if unknown:
+        raise PipelineError(
+            f"{file}: {unknown[0]!r} is not a setting a pipeline may give ({ENCODER_SETTINGS})"
+        )
+    attn = settings.get("attn_implementation")
+    if attn not in ATTN_IMPLEMENTATIONS:
+        allowed = [a for a in ATTN_IMPLEMENTATIONS if a]
+        raise PipelineError(f"{file}: attn_implementation={attn!r} is not one of {allowed}; refusing to load")
+    return settings
 
 
 def batch_vectors(docs: list[Doc], task: str) -> EncoderOutput:

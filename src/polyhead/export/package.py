@@ -12,6 +12,7 @@ with the same `python -m build` commands `spacy package` runs.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -20,9 +21,10 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 import polyhead
+from polyhead.errors import UserError
 
 LOADER = Path(__file__).with_name("polyhead_components.py")
 RUNTIME_REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors")
@@ -73,6 +75,39 @@ def stage_pipeline(pipeline_dir: Path, stage: Path, meta: dict) -> None:
     (stage / "meta.json").write_text(json.dumps(merged, indent=2))
 
 
+class PackageError(UserError, ValueError):
+    """Package settings `spacy package` would turn into a folder outside the packages folder, or refuse."""
+
+
+def check_lang(lang) -> str:
+    """`lang` is a language spaCy has (spacy.util.get_lang_class): a plain identifier such as en, xx."""
+    from spacy.util import get_lang_class
+
+    if not isinstance(lang, str) or not lang.isidentifier():
+        raise PackageError(f"export.lang={lang!r}: not a spaCy language code (en, de, xx, ...)")
+    try:
+        get_lang_class(lang)
+    except Exception:
+        raise PackageError(f"export.lang={lang!r}: spaCy has no such language (en, de, xx, ...)") from None
+    return lang
+
+
+def package_folder(name, lang, version) -> str:
+    """`<lang>_<name>-<version>`, the folder `spacy package` writes, once each part is checked: name a
+    Python identifier, lang a spaCy language, version a PEP 440 version of plain characters."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise PackageError(f"export.name={name!r}: a package name must be a Python identifier")
+    check_lang(lang)
+    version = str(version)
+    try:
+        Version(version)
+    except InvalidVersion:
+        raise PackageError(f"export.version={version!r}: not a PEP 440 version (e.g. 1.0.0)") from None
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+!_-]*", version):
+        raise PackageError(f"export.version={version!r}: use a version of plain characters (e.g. 1.0.0)")
+    return f"{name if name.startswith(f'{lang}_') else f'{lang}_{name}'}-{version}"
+
+
 def build_package(
     pipeline_dir: str | Path, output_dir: str | Path, meta: dict, build: Sequence[str] = ("sdist", "wheel")
 ) -> Path:
@@ -82,19 +117,18 @@ def build_package(
     kinds = [str(kind) for kind in build]
     if any(k not in ("sdist", "wheel") for k in kinds):
         raise ValueError(f"build={kinds}: each must be sdist or wheel")
+    merged = {**json.loads((pipeline_dir / "meta.json").read_text()), **meta}
+    name, version_ = merged.get("name"), str(merged.get("version"))
+    folder = package_folder(name, merged.get("lang"), version_)  # before any path is built from them
     output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp) / "pipeline"
         stage_pipeline(pipeline_dir, stage, meta)
-        staged = json.loads((stage / "meta.json").read_text())
-        if not str(staged["name"]).isidentifier():
-            raise ValueError(f"export.name={staged['name']!r}: a package name must be a Python identifier")
-        name, lang, version_ = staged["name"], staged["lang"], staged["version"]
         command = [sys.executable, "-m", "spacy", "package", str(stage), str(output_dir)]
         command += ["--code", str(LOADER)]
         _run([*command, "--name", name, "--version", version_, "--build", "none", "--force"])
-    full_name = name if name.startswith(f"{lang}_") else f"{lang}_{name}"
-    package_dir = output_dir / f"{full_name}-{version_}"
+    package_dir = output_dir / folder
+    full_name = folder.rsplit("-", 1)[0]
     package_meta = json.loads((package_dir / "meta.json").read_text())
     package_meta["requirements"] = [r for r in package_meta["requirements"] if not r.startswith("polyhead")]
     for meta_path in (package_dir / "meta.json", package_dir / full_name / "meta.json"):  # as setup.py does

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import spacy
@@ -10,6 +13,7 @@ from spacy.language import Language
 
 import polyhead.export.factories  # noqa: F401  (registers the polyhead_encoder and polyhead_head factories)
 from polyhead.data.collate import Collator
+from polyhead.errors import UserError
 from polyhead.hardware import detect, inference_precision
 from polyhead.models.multitask import MultitaskModel
 from polyhead.tracking import mlflow_loggers
@@ -38,11 +42,37 @@ def build_pipeline(
 def export_pipeline(
     model: MultitaskModel, collate: Collator, path: str | Path, meta: dict | None = None, **options
 ) -> Path:
+    """`model` as a spaCy pipeline folder at `path`, written beside it and then swapped in, so a pipeline
+    exported there before is replaced whole (none of its components survives) and a failed export leaves
+    it as it was. A folder there that is not a pipeline is refused, never deleted."""
     nlp = build_pipeline(model, collate, **options)
     nlp.meta.update(meta or {})
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    nlp.to_disk(path)
-    return Path(path)
+    path = Path(path)
+    check_replaceable(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.export-", dir=path.parent))
+    try:
+        nlp.to_disk(staging / "new")
+        if path.exists() or path.is_symlink():
+            os.replace(path, staging / "old")  # the same folder: a rename, not a copy
+        os.replace(staging / "new", path)
+    except BaseException:
+        if (staging / "old").exists() and not path.exists():
+            os.replace(staging / "old", path)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # the previous pipeline, or what a failure left
+    return path
+
+
+def check_replaceable(path: Path) -> None:
+    """`path` is free, an empty folder, or a spaCy pipeline folder (config.cfg and meta.json)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+        return
+    if not (path.is_dir() and (path / "config.cfg").is_file() and (path / "meta.json").is_file()):
+        raise UserError(f"{path}: exists and is not a spaCy pipeline folder; refusing to replace it")
 
 
 def export_run(cfg: DictConfig, model: MultitaskModel, collate: Collator, loggers: list) -> Path:

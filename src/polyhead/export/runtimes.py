@@ -7,7 +7,8 @@ elsewhere. ONNX Runtime (`onnx`, `onnx-int8`; the optional `polyhead[onnx]` extr
 
 ONNX Runtime runs an ONNX export of the encoder's `hidden()` (transformer + scalar mix), written once per
 machine to a cache keyed by the weights' hash: `$POLYHEAD_CACHE`, else `$XDG_CACHE_HOME/polyhead`, else
-`~/.cache/polyhead`. The package never ships a second copy of the weights.
+`~/.cache/polyhead`. The package never ships a second copy of the weights. A cache folder or file another
+user owns, or others may write to, is refused (polyhead.cache), never handed to ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from polyhead.cache import cache_dir, cached_file, private_dir
 from polyhead.hardware import detect, inference_precision
 from polyhead.models.encoder import Encoder, EncoderOutput, word_outputs
 from polyhead.tokens.alignment import Alignment
@@ -58,12 +60,6 @@ class _Hidden(nn.Module):
         return self.encoder.hidden(input_ids, attention_mask)
 
 
-def cache_dir() -> Path:
-    if os.environ.get("POLYHEAD_CACHE"):
-        return Path(os.environ["POLYHEAD_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "polyhead"
-
-
 def weights_key(encoder: Encoder) -> str:
     """A hash of the weights and of what changes the graph, so a retrained encoder gets its own export."""
     digest = hashlib.sha256(f"{torch.__version__}|{encoder.mix is not None}".encode())
@@ -80,7 +76,6 @@ def export_onnx(encoder: Encoder, path: Path) -> Path:
     ids = torch.full((2, 8), 100, dtype=torch.long)
     mask = torch.ones(2, 8, dtype=torch.long)
     mask[1, 5:] = 0
-    path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         tmp_path = Path(tmp) / path.name
         axes = {0: "windows", 1: "pieces"}
@@ -98,6 +93,7 @@ def export_onnx(encoder: Encoder, path: Path) -> Path:
                 opset_version=17,
                 dynamo=False,
             )
+        os.chmod(tmp_path, 0o600)  # whatever the umask: the cache refuses files others may write
         os.replace(tmp_path, path)
     return path
 
@@ -105,18 +101,19 @@ def export_onnx(encoder: Encoder, path: Path) -> Path:
 def onnx_model(encoder: Encoder, quantize: bool) -> Path:
     """The cached ONNX file for these weights, exported (and int8-quantized) on first use."""
     key = weights_key(encoder)
-    path = cache_dir() / f"encoder-{key}.onnx"
-    if not path.is_file():
+    path = private_dir(cache_dir()) / f"encoder-{key}.onnx"
+    if not cached_file(path):
         log.info("exporting the encoder to ONNX once: %s", path)
         export_onnx(encoder, path)
     if not quantize:
         return path
     qpath = path.with_name(f"encoder-{key}-int8.onnx")
-    if not qpath.is_file():
+    if not cached_file(qpath):
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             quantize_dynamic(str(path), str(Path(tmp) / qpath.name), weight_type=QuantType.QInt8)
+            os.chmod(Path(tmp) / qpath.name, 0o600)
             os.replace(Path(tmp) / qpath.name, qpath)
     return qpath
 

@@ -8,8 +8,14 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel
 
+from polyhead.errors import UserError
 from polyhead.tokens.alignment import Alignment, pool_windows, pool_words
 from polyhead.tokens.wordpieces import resolve_encoder
+
+# Attention kinds the installed torch and transformers run as they are (None: transformers' default, sdpa).
+# transformers fetches code from the hub for others: a "kernels-community/..." name, and flash_attention_*
+# where the flash-attn package is missing and `kernels` is installed; a config or pipeline file may not.
+ATTN_IMPLEMENTATIONS = (None, "eager", "sdpa")
 
 
 @dataclass
@@ -61,6 +67,11 @@ class Encoder(nn.Module):
         tasks: list[str] | None = None,
     ):
         super().__init__()
+        if attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise UserError(
+                f"encoder.attn_implementation={attn_implementation!r}: must be eager, sdpa or null "
+                f"(transformers' default); any other value may fetch attention kernels from the hub"
+            )
         if scalar_mix not in MIX_MODES:
             raise ValueError(f"encoder.scalar_mix must be false, true or per_task, got {scalar_mix!r}")
         if scalar_mix == "per_task" and not tasks:

@@ -1,0 +1,75 @@
+"""Checkpoint files: the trainer writes them beside themselves, never through $TMPDIR, and a save that fails
+midway leaves the previous file whole; a folder's best checkpoint is the one saved with the best score."""
+
+from __future__ import annotations
+
+import resource
+import tempfile
+
+import pytest
+import torch
+from conftest import compose_config
+from omegaconf import open_dict
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from polyhead.export.checkpoint import pick_checkpoint
+from polyhead.trainer import build_trainer
+
+
+@pytest.fixture
+def checkpoint_io(tmp_path, monkeypatch):
+    """The checkpoint IO of train.py's trainer, with $TMPDIR naming a folder that does not exist, so any
+    temp file written there fails the save (root writes into read-only folders, so a missing one it is)."""
+    elsewhere = tmp_path / "tmpfs"
+    monkeypatch.setenv("TMPDIR", str(elsewhere))
+    monkeypatch.setattr(tempfile, "tempdir", str(elsewhere))  # tempfile caches TMPDIR once read
+    cfg = compose_config("train", tmp_path, ["trainer.enable_progress_bar=false"], tmp_path / "out")
+    with open_dict(cfg):
+        cfg.callbacks = {"checkpoint": cfg.callbacks.checkpoint}  # what saves; the other callbacks do not
+    trainer, _ = build_trainer(cfg, [])
+    yield trainer.strategy.checkpoint_io
+    assert not elsewhere.exists()
+
+
+def test_trainer_checkpoint_is_saved_beside_itself_not_in_tmpdir(tmp_path, checkpoint_io):
+    last = tmp_path / "out" / "checkpoints" / "last.ckpt"
+    for step in (1, 2):
+        checkpoint_io.save_checkpoint({"global_step": step, "w": torch.arange(5)}, last)
+        assert torch.load(last, weights_only=True)["global_step"] == step
+    assert [p.name for p in last.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_trainer_checkpoint_save_failing_midway_keeps_the_previous_one(tmp_path, checkpoint_io):
+    last = tmp_path / "out" / "checkpoints" / "last.ckpt"
+    checkpoint_io.save_checkpoint({"global_step": 1, "w": torch.zeros(100)}, last)
+    limit = 64 * 1024  # a file grown past 64 KiB fails to write (EFBIG): a disk filling up midway
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        with pytest.raises((OSError, RuntimeError)):
+            checkpoint_io.save_checkpoint({"global_step": 2, "w": torch.zeros(1_000_000)}, last)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    previous = torch.load(last, weights_only=True)
+    assert previous["global_step"] == 1 and previous["w"].shape == (100,)
+    assert [p.name for p in last.parent.iterdir()] == ["last.ckpt"]  # no temp file left behind
+
+
+@pytest.mark.parametrize(
+    ("mode", "scores", "best"),
+    [
+        ("max", {"best-epoch00-step4": 0.9, "best-epoch01-step8": 0.5, "best-epoch02-step12": 0.7}, 0),
+        ("min", {"best-epoch00-step4": 0.3, "best-epoch01-step8": 0.1, "best-epoch02-step12": 0.2}, 1),
+    ],
+)
+def test_checkpoint_pick_chooses_the_best_score_not_the_last_name(tmp_path, mode, scores, best):
+    """Several best*.ckpt in one folder (kept before a resume, or a kill before the older was deleted): the
+    one its ModelCheckpoint scored best, in that callback's mode; an empty file a kill left is passed over."""
+    callback = ModelCheckpoint(dirpath=tmp_path, monitor="val/objective", mode=mode)
+    for name, score in scores.items():
+        callback.current_score = torch.tensor(score)
+        state = {"state_dict": {}, "callbacks": {callback.state_key: callback.state_dict()}}
+        torch.save(state, tmp_path / f"{name}.ckpt")
+    (tmp_path / "best-epoch03-step16.ckpt").write_bytes(b"")
+    torch.save({"state_dict": {}}, tmp_path / "last.ckpt")
+    assert pick_checkpoint(tmp_path) == tmp_path / f"{list(scores)[best]}.ckpt"
