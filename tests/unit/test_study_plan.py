@@ -53,13 +53,28 @@ def test_study_plan_has_every_arm_size_and_seed(cells):
         "single-ner-n100",
         "single-textcat-n100",
     ]
-    assert [(c.size, c.seeds, c.epochs, c.val_every) for c in cells[::5]] == [
+    firsts = [c for c in cells if c.arm == "multitask"]
+    assert [(c.size, c.seeds, c.epochs, c.val_every) for c in firsts] == [
         (100, (1, 2, 3), 80, 10),
         (500, (1, 2, 3), 16, 2),
         (2000, (1, 2, 3), 5, 1),
         (None, (1,), 5, 1),
     ]
-    assert sum(len(c.seeds) for c in cells) == 5 * 3 * 3 + 5 * 1
+    # 7 models per size and seed (multitask, flat, 3 single, balanced, born_again); the control at 500 only
+    assert sum(len(c.seeds) for c in cells) == 7 * 3 * 3 + 7 * 1 + 3 * 3
+    assert {c.size for c in cells if c.arm == "single_taught"} == {500}
+
+
+def test_study_born_again_cells_take_one_seed_and_wait_for_their_teachers(cells):
+    from polyhead.report.study import waits_for
+
+    taught = [c for c in cells if c.arm == "born_again" and c.size == 500]
+    assert [(c.name, c.seeds, c.teachers_from) for c in taught] == [
+        (f"born_again-n500-s{s}", (s,), "single") for s in (1, 2, 3)
+    ]
+    singles = [c for c in cells if c.arm == "single"]
+    assert waits_for(taught[0], singles) and not waits_for(taught[0], [c for c in singles if c.size != 500])
+    assert not any(waits_for(c, cells) for c in cells if c.arm != "born_again" and c.arm != "single_taught")
 
 
 def test_study_arms_keep_their_heads_and_drop_any_other(cells):
@@ -70,8 +85,10 @@ def test_study_arms_keep_their_heads_and_drop_any_other(cells):
     others = [f"~model.heads.{h}" for h in heads if h not in ("tagger", "ner", "textcat")]
     assert drops["multitask-n100"] == drops["flat-n2000"] == others
     assert drops["single-ner-n500"] == [f"~model.heads.{h}" for h in heads if h != "ner"]
+    sizes = (100, 500, 2000, "all")
     assert {c.name: c.overrides[0] for c in cells if not c.overrides[0].startswith("~")} == {
-        f"flat-n{n}": "optim.layer_decay=1.0" for n in (100, 500, 2000, "all")
+        **{f"flat-n{n}": "optim.layer_decay=1.0" for n in sizes},
+        **{f"balanced-n{n}": "encoder.scalar_mix=per_task" for n in sizes},  # study.balance
     }
 
 
@@ -163,6 +180,31 @@ def test_study_runs_cells_side_by_side_within_jobs_in_order(tmp_path):
     assert e3 <= min(sa, sb, sx)  # the 3-seed cell takes all three jobs
     assert max(sa, sb, sx) < min(ea, eb, ex)  # the 1-seed cells overlap
     assert s2 >= max(ea, eb, ex) - 0.01 and all(log.is_file() for log in logs)
+
+
+def test_study_born_again_cell_starts_after_its_teachers_with_their_run_ids(tmp_path):
+    """The born-again cell is queued first but starts once the teachers' cell has ended, with arguments
+    made when it starts; a cell whose teachers cannot be found is reported failed and not run."""
+    (tmp_path / "train.py").write_text(FAKE_TRAIN)
+    teacher = Cell("single", ("tagger",), 100, (1,), 1, 1, ())
+    student = Cell("born_again", ("tagger",), 100, (1,), 1, 1, (), "single")
+    orphan = Cell("born_again", ("tagger",), 500, (1,), 1, 1, (), "single")
+    made = []
+
+    def taught(cell):
+        ran = tmp_path / "ran.txt"
+        made.append((cell.name, ran.read_text().count("end") if ran.exists() else 0))
+        if cell.size == 500:
+            raise ValueError(f"{cell.name}: no FINISHED single run")
+        return [f"name={cell.name}", "sleep=0.1"]
+
+    logs = [tmp_path / f"{i}.log" for i in range(3)]
+    args = [taught, [f"name={teacher.name}", "sleep=1"], taught]
+    failed = run_cells(tmp_path, [student, teacher, orphan], args, logs, jobs=2)
+    assert failed == ["born_again-tagger-n500-s1"]
+    assert ("born_again-tagger-n100-s1", 1) in made  # the teacher had ended when its student started
+    events = (tmp_path / "ran.txt").read_text().split()
+    assert events.index("single-tagger-n100") < events.index("born_again-tagger-n100-s1")
 
 
 def test_study_jobs_leave_the_launcher_to_the_study():

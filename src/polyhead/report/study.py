@@ -4,7 +4,10 @@ its seeds, then its report and results page. `python scripts/study.py run|publis
 The arms, sizes, seeds and budget rule live in the study config's `study` node (conf/study/sharing.yaml). An
 arm keeps the heads it names and drops every other head of the composed config (`~model.heads.<task>`), so a
 head the experiment gains later stays out of it; `one_per_task` gives one run per task (the single-task
-models). Every run carries the study id as the MLflow tag `study_id`."""
+models). An arm with `teachers_from: <arm>` is born-again training (polyhead.distill.born_again): each of its
+runs learns from that arm's FINISHED runs of the same size and seed, one teacher per task, looked up when the
+run starts (its cells wait for the teachers' cells). Every run carries the study id as the MLflow tag
+`study_id`."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -39,11 +42,13 @@ class Cell:
     epochs: int
     val_every: int
     overrides: tuple[str, ...]  # the arm's own overrides and the heads it drops
+    teachers_from: str | None = None  # born-again: the arm whose runs teach this one (one seed per cell)
 
     @property
     def name(self) -> str:
         task = f"-{self.tasks[0]}" if len(self.tasks) == 1 else ""
-        return f"{self.arm}{task}-n{self.size or 'all'}"
+        seed = f"-s{self.seeds[0]}" if self.teachers_from else ""
+        return f"{self.arm}{task}-n{self.size or 'all'}{seed}"
 
     def arguments(self, study: str, study_id: str, sweep_root: Path) -> list[str]:
         """The overrides of `python train.py -m` for this cell."""
@@ -82,14 +87,44 @@ def plan(cfg: DictConfig) -> list[Cell]:
     for size, seeds in sizes:
         epochs, val_every = budget(size, int(cfg.data.batch_size), **study.budget)
         for arm, spec in study.arms.items():
+            if spec.get("sizes") is not None and size not in spec.sizes:
+                continue  # an arm run at some sizes only (a control)
             missing = sorted(set(spec.tasks) - set(heads))
             if missing:
                 raise ValueError(f"study arm {arm} names tasks {missing}: the model has heads {heads}")
+            teachers = spec.get("teachers_from")
+            if teachers is not None and teachers not in study.arms:
+                raise ValueError(f"study arm {arm}: teachers_from={teachers} is not an arm of the study")
             for tasks in [(t,) for t in spec.tasks] if spec.get("one_per_task") else [tuple(spec.tasks)]:
                 drop = [f"~model.heads.{h}" for h in heads if h not in tasks]
                 overrides = (*spec.get("overrides", ()), *drop)
-                cells.append(Cell(arm, tasks, size, seeds, epochs, val_every, overrides))
+                for part in [(s,) for s in seeds] if teachers else [seeds]:  # teachers differ by seed
+                    cells.append(Cell(arm, tasks, size, part, epochs, val_every, overrides, teachers))
     return cells
+
+
+def teacher_runs(client: MlflowClient, study_id: str, cell: Cell) -> dict[str, str]:
+    """{task: run id} of the FINISHED, tested runs of arm `cell.teachers_from` at the cell's size and seed
+    that have a head for the task (the newest where a resumed study has several)."""
+    query = f"tags.study_id = '{study_id}' and params.`study/arm` = '{cell.teachers_from}'"
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], query)
+    limit, seed = str(cell.size) if cell.size is not None else "all", str(cell.seeds[0])
+    found = {}
+    for run in sorted(runs, key=lambda r: r.info.start_time):
+        if run.info.status != "FINISHED" or not tested(run) or train_limit(run) != limit:
+            continue
+        if run.data.params.get("seed") != seed:
+            continue
+        for key in run.data.params:
+            task = key.split("/")[2] if key.startswith("model/heads/") else None
+            if task in cell.tasks:
+                found[task] = run.info.run_id
+    missing = [t for t in cell.tasks if t not in found]
+    if missing:
+        raise ValueError(
+            f"{cell.name}: no FINISHED {cell.teachers_from} run at this size and seed for {missing}"
+        )
+    return found
 
 
 def compose_study(project: Path, study: str, overrides: list[str]) -> DictConfig:
@@ -163,7 +198,7 @@ def remaining(cell: Cell, done: set[tuple]) -> Cell | None:
     seeds = tuple(s for s in cell.seeds if (cell.arm, tuple(sorted(cell.tasks)), limit, str(s)) not in done)
     if not seeds:
         return None
-    return Cell(cell.arm, cell.tasks, cell.size, seeds, cell.epochs, cell.val_every, cell.overrides)
+    return replace(cell, seeds=seeds)
 
 
 def slots(cell: Cell, jobs: int) -> int:
@@ -192,13 +227,22 @@ def start_cell(project: Path, args: list[str], log: Path | None) -> subprocess.P
         )
 
 
+def waits_for(cell: Cell, others: list[Cell]) -> bool:
+    """A born-again cell waits while a cell of its teachers' arm at its size is queued or running."""
+    return cell.teachers_from is not None and any(
+        o.arm == cell.teachers_from and o.size == cell.size for o in others
+    )
+
+
 def run_cells(
-    project: Path, cells: list[Cell], arguments: list[list[str]], logs: list[Path], jobs: int = 1
+    project: Path, cells: list[Cell], arguments: list, logs: list[Path], jobs: int = 1
 ) -> list[str]:
     """Runs `python train.py -m` for every cell, in order, as many at once as keep at most `jobs` models
-    training (a cell takes `slots`; jobs=1: one cell at a time, its output here, else in its log). Returns
-    the names of the cells that failed (a failed job is a FAILED MLflow run; the rest of its sweep still
-    runs). A study stopped early stops the trainings it started."""
+    training (a cell takes `slots`; jobs=1: one cell at a time, its output here, else in its log). A cell's
+    arguments are a list, or a function of the cell that gives them when it starts (born-again cells look
+    their teachers up then, once no cell of the teachers' arm at their size is left). Returns the names of
+    the cells that failed (a failed job is a FAILED MLflow run; the rest of its sweep still runs). A study
+    stopped early stops the trainings it started."""
     failed: list[str] = []
     running: dict[subprocess.Popen, tuple[str, Cell, float]] = {}
     queue = [
@@ -208,8 +252,16 @@ def run_cells(
     try:
         while queue or running:
             used = sum(slots(cell, jobs) for _, cell, _ in running.values())
-            if queue and (not running or used + slots(queue[0][1], jobs) <= jobs):
-                name, cell, args, log = queue.pop(0)
+            pending = [c for _, c, _ in running.values()] + [c for _, c, _, _ in queue]
+            startable = [i for i, q in enumerate(queue) if not waits_for(q[1], pending)][:1]
+            if startable and (not running or used + slots(queue[startable[0]][1], jobs) <= jobs):
+                name, cell, args, log = queue.pop(startable[0])
+                try:
+                    args = args(cell) if callable(args) else args
+                except ValueError as err:  # a born-again cell whose teachers failed
+                    print(f"{name}: not run: {err}", flush=True)
+                    failed.append(cell.name)
+                    continue
                 print(
                     f"{name}: train.py -m {shlex.join(args)}" + (f" > {log}" if jobs > 1 else ""), flush=True
                 )
@@ -274,19 +326,22 @@ def run_study(project: Path, study: str, overrides: list[str], options: dict) ->
         cells = [c for c in (remaining(cell, done) for cell in cells) if c is not None]
     sweep_root = Path(cfg.paths.root_dir) / "outputs" / "studies"
     cores = len(os.sched_getaffinity(0))
-    arguments = [
-        [
-            *cell.arguments(study, study_id, sweep_root),
-            *(cell_overrides(cell, jobs, cores) if jobs > 1 else []),
-            *overrides,
-        ]
-        for cell in cells
-    ]
+
+    def arguments_of(cell: Cell, teachers: dict[str, str] | None = None) -> list[str]:
+        spec = [f"teachers={{{', '.join(f'{t}: {r}' for t, r in teachers.items())}}}"] if teachers else []
+        own = cell_overrides(cell, jobs, cores) if jobs > 1 else []
+        return [*cell.arguments(study, study_id, sweep_root), *spec, *own, *overrides]
+
+    def taught(cell: Cell) -> list[str]:
+        return arguments_of(cell, teacher_runs(MlflowClient(tracking_uri), study_id, cell))
+
+    arguments = [taught if c.teachers_from and not dry_run else arguments_of(c) for c in cells]
     logs = [sweep_root / study_id / f"{study_id}-{cell.name}.log" for cell in cells]
     print(f"study {study_id}: {sum(len(c.seeds) for c in cells)} runs in {len(cells)} multiruns", flush=True)
     if dry_run:
         for i, (cell, args) in enumerate(zip(cells, arguments), 1):
-            print(f"[study {i}/{len(cells)}] {cell.name}: {shlex.join(['train.py', '-m', *args])}")
+            later = " teachers={<the " + f"{cell.teachers_from} runs>}}" if cell.teachers_from else ""
+            print(f"[study {i}/{len(cells)}] {cell.name}: {shlex.join(['train.py', '-m', *args])}{later}")
         return 0
     started = time.time()
     failed = run_cells(project, cells, arguments, logs, jobs)

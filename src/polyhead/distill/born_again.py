@@ -1,0 +1,147 @@
+"""Born-again multitask training (Clark et al. 2019): a train.py run whose tasks also learn from teachers.
+
+`python train.py experiment=ewt teachers='{tagger: <run id>, ner: <run id>, textcat: <run id>}'` trains the
+configured multitask model (the pretrained encoder, not a teacher's) on gold labels and on each teacher's
+soft predictions for its task, with teacher annealing (`teaching.anneal`: the gold share λ of a taught
+task's loss rises from 0 to 1 over training) at temperature `teaching.temperature`. Any subset of the
+tasks may have a teacher; a task without one learns from gold alone. A teacher is a FINISHED train.py run
+(or a checkpoint) with a head for its task and the same labels as the student's data; one teacher may
+teach several tasks. Every check runs before any MLflow run exists. The teachers' targets are cached as
+distill.py caches them (polyhead.distill.teacher).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+
+from polyhead.data.datamodule import MultitaskDataModule
+from polyhead.distill.layers import DistillationModule
+from polyhead.distill.teacher import Teacher, load_teacher, teacher_targets
+from polyhead.errors import UserError
+from polyhead.models.build import build_model
+from polyhead.models.multitask import MultitaskModel
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """`python train.py teachers=...` calls this: train.py's job, failures recorded as train.py's are."""
+    from polyhead.train import run_job as train_job
+
+    return train_job(cfg, job=run_born_again)
+
+
+def run_born_again(cfg: DictConfig) -> float | None:
+    """Read the data, check and load the teachers, label the training texts (cached), then train.py's run."""
+    from polyhead.preflight import check_hparams
+    from polyhead.train import load_data, run
+
+    pl.seed_everything(cfg.seed, workers=True)  # the student's heads start as a plain run's would
+    check_hparams(cfg)
+    datamodule = load_data(cfg)
+    module, tags = born_again_module(cfg, datamodule, build_model(cfg, datamodule.labels))
+    return run(cfg, datamodule=datamodule, module=module, tags=tags)
+
+
+def load_teachers(cfg: DictConfig, labels: dict[str, list[str]]) -> dict[str, Teacher]:
+    """`cfg.teachers` ({task: run id | checkpoint}) loaded and checked against the student's tasks and
+    labels; a run or checkpoint named for several tasks is loaded once."""
+    from polyhead.tracking import mlflow_config
+
+    spec = dict(cfg.teachers)
+    check_one_teacher_per_task()
+    unknown = [task for task in spec if task not in cfg.model.heads]
+    if unknown:
+        raise UserError(
+            f"teachers.{unknown[0]}: {unknown[0]!r} is not a task of the student (model.heads: "
+            f"{', '.join(cfg.model.heads)})"
+        )
+    mlflow = mlflow_config(cfg)
+    uri = mlflow.get("tracking_uri") if mlflow is not None else None
+    loaded: dict[str, Teacher] = {}
+    for name in dict.fromkeys(str(v) for v in spec.values()):
+        loaded[name] = load_teacher(name, uri)
+    teachers = {task: loaded[str(name)] for task, name in spec.items()}
+    for task, teacher in teachers.items():
+        check_teacher(task, teacher, labels)
+    return teachers
+
+
+def check_one_teacher_per_task() -> None:
+    """A `teachers={...}` override naming a task twice (Hydra would keep the last) is an error."""
+    import yaml
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key != "teachers" or not value.startswith("{"):
+            continue
+        pairs = yaml.compose(value, Loader=yaml.SafeLoader)
+        tasks = [k.value for k, _ in pairs.value] if isinstance(pairs, yaml.MappingNode) else []
+        twice = sorted({t for t in tasks if tasks.count(t) > 1})
+        if twice:
+            raise UserError(f"teachers: the task {twice[0]!r} is given two teachers; give each task one")
+
+
+def check_teacher(task: str, teacher: Teacher, labels: dict[str, list[str]]) -> None:
+    """The teacher has a head for `task` whose labels are the student's, in the same order."""
+    where = f"teachers.{task}={teacher.run_id or teacher.checkpoint}"
+    if task not in teacher.model.heads:
+        raise UserError(
+            f"{where}: the teacher has no {task!r} head (it has {', '.join(teacher.model.heads)})"
+        )
+    if list(teacher.labels[task]) != list(labels[task]):
+        ours, theirs = labels[task], teacher.labels[task]
+        diff = sorted(set(ours) ^ set(theirs))[:5] or "the same labels in another order"
+        raise UserError(f"{where}: its {task} labels differ from the student's data ({diff})")
+
+
+def gold_share(anneal) -> float | None:
+    """teaching.anneal: true (None: λ rises 0 -> 1 over training) or a fixed gold share λ in [0, 1]."""
+    if anneal is True:
+        return None
+    if isinstance(anneal, bool) or not isinstance(anneal, int | float) or not 0 <= anneal <= 1:
+        raise UserError(f"teaching.anneal={anneal}: must be true (annealed) or a gold share in [0, 1]")
+    return float(anneal)
+
+
+def born_again_module(cfg: DictConfig, datamodule: MultitaskDataModule, model: MultitaskModel):
+    """The DistillationModule of a run with teachers, its training examples carrying each teacher's logits
+    for its task; and the run's tags naming every teacher."""
+    share = gold_share(cfg.teaching.anneal)
+    teachers = load_teachers(cfg, datamodule.labels)
+    train = datamodule.examples["train"]
+    root = cache_root(cfg)
+    per_task = {}
+    for task, teacher in teachers.items():
+        targets = teacher_targets(teacher, train, root, cfg.teaching.batch_size)
+        if task not in targets.logits:
+            raise UserError(f"teachers.{task}: the teacher's {task} head gives no soft targets")
+        per_task[task] = targets
+    datamodule.examples["train"] = [
+        replace(ex, meta={**ex.meta, "teacher": {t: tg.of(t, i) for t, tg in per_task.items()}})
+        for i, ex in enumerate(train)
+    ]
+    module = DistillationModule(
+        model,
+        cfg.optim,
+        dict(cfg.objective),
+        cfg.teaching.temperature,
+        alpha=1.0 - (share or 0.0),
+        anneal=share is None,
+        grad_norm_every=cfg.model.get("grad_norm_every", 0),
+    )
+    tags = {f"distill/teacher/{task}": t.run_id or str(t.checkpoint) for task, t in teachers.items()}
+    tags["distill/student"] = "born_again"
+    tags["distill/anneal"] = "linear" if share is None else f"fixed {share}"
+    return module, tags
+
+
+def cache_root(cfg: DictConfig) -> Path:
+    """teaching.cache_dir, else the user's polyhead cache: teacher_targets/ (as distill.py's)."""
+    from polyhead.export.runtimes import cache_dir
+
+    return Path(cfg.teaching.cache_dir) if cfg.teaching.get("cache_dir") else cache_dir() / "teacher_targets"
