@@ -328,7 +328,8 @@ def run_study(project: Path, study: str, overrides: list[str], options: dict) ->
     cores = len(os.sched_getaffinity(0))
 
     def arguments_of(cell: Cell, teachers: dict[str, str] | None = None) -> list[str]:
-        spec = [f"teachers={{{', '.join(f'{t}: {r}' for t, r in teachers.items())}}}"] if teachers else []
+        pairs = ", ".join(f"{task}: '{run}'" for task, run in (teachers or {}).items())  # ids as strings
+        spec = [f"teachers={{{pairs}}}"] if teachers else []
         own = cell_overrides(cell, jobs, cores) if jobs > 1 else []
         return [*cell.arguments(study, study_id, sweep_root), *spec, *own, *overrides]
 
