@@ -222,3 +222,24 @@ def test_parser_relation_scores_match_nn_bilinear_values_and_gradients():
     expected = torch.autograd.grad(theirs.square().sum(), [left, right, layer.weight, layer.bias])
     for got, want in zip(grads, expected):
         torch.testing.assert_close(got, want)
+
+
+def test_parser_soft_targets_reach_its_loss():
+    """A teacher parser's rows (head and relation distributions per word, long texts in pieces) give a
+    student the KL to them: zero for the teacher itself, positive for another parser, with gradients into
+    both its arc and relation scorers."""
+    torch.manual_seed(0)
+    labels = ["nsubj", "root", "obj"]
+    teacher, student = (DependencyParsingHead(32, labels, 16, 8, 0.0, max_words=4).eval() for _ in "ts")
+    mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
+    enc = EncoderOutput(torch.randn(2, 6, 32), mask, torch.randn(2, 32))
+    rows = teacher.soft_targets(teacher(enc), mask)
+    assert [tuple(r.shape) for r in rows] == [(6, 4 + 1 + 3), (3, 4 + 1 + 3)]
+    padded = torch.zeros(2, 6, 8)
+    for i, r in enumerate(rows):
+        padded[i, : len(r)] = r
+    assert float(teacher.soft_loss(teacher(enc), padded, mask, 2.0)) == pytest.approx(0.0, abs=1e-5)
+    loss = student.soft_loss(student(enc), padded, mask, 2.0)
+    assert float(loss) > 0.01
+    loss.backward()
+    assert student.arc_weight.grad.abs().sum() > 0 and student.label_bilinear.weight.grad.abs().sum() > 0

@@ -45,33 +45,27 @@ def student_from_teacher(teacher: MultitaskModel, student: MultitaskModel, keep:
     check_keep_layers(list(keep), teacher.encoder.num_layers)
     cut = copy.deepcopy(teacher)
     keep_transformer_layers(cut.encoder.model, list(keep))
-    if cut.encoder.mix is not None:  # weights over [embeddings, layer 0, ...] -> the kept ones
-        cut.encoder.mix.weights = nn.Parameter(cut.encoder.mix.weights[[0, *[k + 1 for k in keep]]].clone())
+    for mix in [cut.encoder.mix, *cut.encoder.task_mixes.values()]:  # [embeddings, layer 0, ...] -> kept
+        if mix is not None:
+            mix.weights = nn.Parameter(mix.weights[[0, *[k + 1 for k in keep]]].clone())
     student.load_state_dict(cut.state_dict())
 
 
-def soft_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, t: float, exclusive: bool):
-    """T^2-scaled KL(teacher || student) of the temperature-softened distributions, averaged over the rows
-    `mask` keeps (Hinton et al. 2015); independent labels (sigmoid) use the binary KL summed over labels."""
-    s, p = student[mask].float() / t, teacher[mask].float() / t
-    if exclusive:
-        kl = nn.functional.kl_div(s.log_softmax(-1), p.log_softmax(-1), log_target=True, reduction="none")
-    else:
-        target, bce = p.sigmoid(), nn.functional.binary_cross_entropy_with_logits
-        kl = bce(s, target, reduction="none") - bce(p, target, reduction="none")  # cross-entropy - entropy
-    return kl.sum(-1).mean() * t * t
-
-
-def gather_teacher(examples, task: str, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher logits the examples carry, padded like the student's: (B, W, L) with a (B, W) mask for
-    per-word tasks, (B, L) with a (B,) mask for per-text ones; rows of examples without them are masked."""
-    out = torch.zeros_like(like, dtype=torch.float32)
-    mask = torch.zeros(like.shape[:-1], dtype=torch.bool, device=like.device)
-    for i, ex in enumerate(examples):
-        value = ex.meta.get("teacher", {}).get(task)
+def gather_teacher(
+    examples, task: str, kind: str, word_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher rows the examples carry for `task`, padded to the batch: (B, W, K) with a (B, W) mask for
+    per-word rows (`kind` "word"), (B, K) with a (B,) mask for per-text ones; examples without are masked."""
+    rows = [ex.meta.get("teacher", {}).get(task) for ex in examples]
+    size = next(r for r in rows if r is not None).shape[-1]
+    batch, width = word_mask.shape
+    shape = (batch, width, size) if kind == "word" else (batch, size)
+    out = torch.zeros(shape, device=word_mask.device)
+    mask = torch.zeros(shape[:-1], dtype=torch.bool, device=word_mask.device)
+    for i, value in enumerate(rows):
         if value is None:
             continue
-        if like.ndim == 3:
+        if kind == "word":
             out[i, : value.shape[0]], mask[i, : value.shape[0]] = value, True
         else:
             out[i], mask[i] = value.reshape(-1), True
@@ -107,7 +101,8 @@ class DistillationModule(MultitaskModule):
 
     def training_step(self, batch, batch_idx):
         enc, logits, targets = self._forward(batch)
-        losses = self.taught_losses(batch["examples"], logits, self.model.losses(logits, targets))
+        gold = self.model.losses(logits, targets)
+        losses = self.taught_losses(batch["examples"], logits, gold, enc.word_mask)
         if not losses:
             return None
         total = self.model.total_loss(losses)
@@ -115,19 +110,17 @@ class DistillationModule(MultitaskModule):
         self.log_grad_norms(enc, losses, len(batch["examples"]))
         return total
 
-    def taught_losses(self, examples, logits, gold: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Per task: (1 - λ) * soft + λ * gold where the teacher scored the batch, else gold alone."""
+    def taught_losses(self, examples, logits, gold: dict, word_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per task: (1 - λ) * soft + λ * gold where the teacher scored the batch, else gold alone; the soft
+        loss is the head's own (its soft_loss against the rows its teacher's soft_targets gave)."""
         share, losses = self.gold_share(), {}
         for task, head in self.model.heads.items():
-            if any(task in ex.meta.get("teacher", {}) for ex in examples):
-                teacher, mask = gather_teacher(examples, task, logits[task])
-            else:  # no teacher for this task, or a head without soft targets
-                teacher, mask = None, torch.zeros(1, dtype=torch.bool)
-            if not mask.any():
+            if not any(task in ex.meta.get("teacher", {}) for ex in examples):  # no teacher for this task
                 if task in gold:
                     losses[task] = gold[task]
                 continue
-            soft = soft_loss(logits[task], teacher, mask, self.temperature, getattr(head, "exclusive", True))
+            teacher, mask = gather_teacher(examples, task, head.soft_kind, word_mask)
+            soft = head.soft_loss(logits[task], teacher, mask, self.temperature)
             self.log(f"train/{task}_kl", soft, batch_size=len(examples))
             losses[task] = (1 - share) * soft + (share * gold[task] if task in gold else 0.0)
         return losses

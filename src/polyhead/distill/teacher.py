@@ -167,8 +167,8 @@ def teacher_targets(
 
 @torch.inference_mode()
 def compute_logits(teacher: Teacher, examples: list[Example], batch_size: int) -> dict[str, list]:
-    """Per task, one tensor per example ((n_words, L) or (L,)), in the order of `examples`. Tasks whose
-    head scores something else than words or texts (a (B, W, L) or (B, L) tensor) get no soft targets."""
+    """Per task, one tensor per example in the order of `examples`: the rows its head's soft_targets give,
+    (n_words, K) per word or (K,) per text."""
     model = teacher.model.eval()
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].words))  # little padding
     out: dict[str, list] = {}
@@ -176,12 +176,10 @@ def compute_logits(teacher: Teacher, examples: list[Example], batch_size: int) -
         chunk = order[start : start + batch_size]
         enc, logits = model(teacher.collate.align([examples[i].words for i in chunk]))
         for task, values in logits.items():
-            if not isinstance(values, torch.Tensor) or values.ndim not in (2, 3):
-                continue
+            rows = model.heads[task].soft_targets(values, enc.word_mask)
             out.setdefault(task, [None] * len(examples))
             for row, i in enumerate(chunk):
-                value = values[row].float()
-                out[task][i] = value[: len(examples[i].words)].clone() if value.ndim == 2 else value.clone()
+                out[task][i] = rows[row].clone()
     return out
 
 
@@ -256,6 +254,8 @@ def labelled_by_teacher(teacher: Teacher, examples: list[Example], targets: Targ
             mask[row, : len(examples[i].words)] = True
         decoded = {}
         for task, kind in targets.kinds.items():
+            if task not in HARD_LABELS:  # rows a head's decode does not read (the parser's)
+                continue
             rows = [targets.of(task, i) for i in chunk]
             batch = pad_words(rows, width) if kind == "word" else torch.cat(rows)
             decoded[task] = teacher.model.heads[task].decode(batch, mask)
@@ -276,6 +276,9 @@ def pad_words(rows: list[torch.Tensor], width: int) -> torch.Tensor:
     for row, value in enumerate(rows):
         batch[row, : value.shape[0]] = value
     return batch
+
+
+HARD_LABELS = ("tagger", "ner", "textcat")  # the tasks with_annotation writes back (issue 21: by head kind)
 
 
 def with_annotation(ex: Example, predicted: dict, teacher: Teacher) -> Example:

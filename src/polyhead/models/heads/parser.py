@@ -22,6 +22,7 @@ from torch import nn
 
 from polyhead.data.schema import Example, find_cycle
 from polyhead.models.encoder import EncoderOutput
+from polyhead.models.heads.soft import kl_divergence, word_rows
 from polyhead.models.heads.tagger import IGNORE
 
 NEG = -1e4  # score of an impossible head (padding, the word itself): finite so that sums stay finite
@@ -144,6 +145,28 @@ class DependencyParsingHead(nn.Module):
             [(h, self.labels[r]) for h, r in zip(hs[:n], rs[:n])]
             for hs, rs, n in zip(heads.tolist(), labels.tolist(), word_mask.sum(-1).tolist())
         ]
+
+    # What a teacher gives a student: per word, a distribution over its head and one over its relation
+    soft_kind = "word"
+
+    def soft_targets(self, scores: ParserScores, word_mask: torch.Tensor) -> list[torch.Tensor]:
+        """Per text, (n, max_words + 1 + R): each word's arc scores over its piece's root and words (NEG
+        beyond them), then its relation scores at the teacher's best head."""
+        arcs = scores.arcs.float()  # (B*K, C, C+1)
+        labels = self.label_logits(scores, arcs.argmax(-1)).float()  # (B*K, C, R)
+        arcs = nn.functional.pad(arcs, (0, self.max_words + 1 - arcs.shape[-1]), value=NEG)
+        rows = torch.cat([arcs, labels], -1)
+        return word_rows(rows.reshape(word_mask.shape[0], -1, rows.shape[-1]), word_mask)
+
+    def soft_loss(self, scores: ParserScores, teacher: torch.Tensor, mask: torch.Tensor, temperature: float):
+        """KL to the teacher's head distribution of each word plus KL to its relation distribution, the
+        student's relation scored at the teacher's best head.  # teacher (B, W, max_words + 1 + R)"""
+        (batch, width), nodes, relations = mask.shape, scores.arcs.shape[-1], len(self.labels)
+        arcs, theirs = scores.arcs.reshape(batch, -1, nodes)[:, :width], teacher[..., :nodes]
+        heads = chunked(theirs.argmax(-1), nodes - 1)  # (B*K, C): the teacher's best head, chunk-local
+        labels = self.label_logits(scores, heads).reshape(batch, -1, relations)[:, :width]
+        arc = kl_divergence(arcs[mask], theirs[mask], temperature)
+        return arc + kl_divergence(labels[mask], teacher[..., -relations:][mask], temperature)
 
     def metric(self):
         from torchmetrics import MetricCollection  # training only, not needed by the exported runtime

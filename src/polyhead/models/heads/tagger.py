@@ -7,6 +7,7 @@ from torch import nn
 
 from polyhead.data.schema import Example
 from polyhead.models.encoder import EncoderOutput
+from polyhead.models.heads.soft import kl_divergence, word_rows
 
 IGNORE = -100
 
@@ -62,6 +63,17 @@ class TokenTaggingHead(nn.Module):
         keep = targets != IGNORE
         if keep.any():
             metric.update(logits.argmax(-1)[keep], targets[keep])
+
+    # What a teacher gives a student: its logits per word, matched by KL
+    soft_kind = "word"
+
+    def soft_targets(self, logits: torch.Tensor, word_mask: torch.Tensor) -> list[torch.Tensor]:
+        return word_rows(logits, word_mask)  # B x (n_i, L)
+
+    def soft_loss(
+        self, logits, teacher: torch.Tensor, mask: torch.Tensor, temperature: float
+    ) -> torch.Tensor:
+        return kl_divergence(logits[mask], teacher[mask], temperature)  # teacher (B, W, L), mask (B, W)
 
     # spaCy side (as spaCy's Tagger): what the exported component sets, how it scores, what a gold Doc holds
     # attr: the token attribute the exported tagger sets, pos (token.pos_, UPOS) or tag (token.tag_)

@@ -7,6 +7,7 @@ from torch import nn
 
 from polyhead.data.schema import Example
 from polyhead.models.encoder import EncoderOutput
+from polyhead.models.heads.soft import kl_divergence
 from polyhead.models.heads.tagger import IGNORE
 
 
@@ -73,6 +74,17 @@ class TextClassificationHead(nn.Module):
 
     def decode(self, logits: torch.Tensor, word_mask: torch.Tensor) -> list[dict[str, float]]:
         return [dict(zip(self.labels, row)) for row in self.scores(logits).tolist()]
+
+    # What a teacher gives a student: its logits per text, matched by KL (binary KL per label if independent)
+    soft_kind = "text"
+
+    def soft_targets(self, logits: torch.Tensor, word_mask: torch.Tensor) -> list[torch.Tensor]:
+        return list(logits.float())  # B x (L,)
+
+    def soft_loss(
+        self, logits, teacher: torch.Tensor, mask: torch.Tensor, temperature: float
+    ) -> torch.Tensor:
+        return kl_divergence(logits[mask], teacher[mask], temperature, self.exclusive)  # (B, L), mask (B,)
 
     def metric(self):
         from torchmetrics import MetricCollection  # training only, not needed by the exported runtime
