@@ -43,6 +43,14 @@ class Head(Protocol):
 
     def update_metric(self, metric, scores, targets, word_mask, examples: list[Example]) -> None: ...
 
+    # What a teacher gives a student (distill.py, born-again training): per text, the rows it learns to
+    # match, one per word (soft_kind "word") or one per text ("text"), and the student's loss against them
+    soft_kind: str
+
+    def soft_targets(self, scores: Any, word_mask: torch.Tensor) -> list[torch.Tensor]: ...
+
+    def soft_loss(self, scores: Any, teacher: torch.Tensor, mask: torch.Tensor, temperature: float): ...
+
     def set_annotations(self, doc, prediction, index: list[int], options: dict) -> None:
         """Write one text's prediction on its Doc; word k of the text is doc[index[k]]."""
 
