@@ -243,3 +243,18 @@ def test_parser_soft_targets_reach_its_loss():
     assert float(loss) > 0.01
     loss.backward()
     assert student.arc_weight.grad.abs().sum() > 0 and student.label_bilinear.weight.grad.abs().sum() > 0
+
+
+def test_parser_loss_ignores_the_padding_of_a_long_texts_last_piece():
+    """A 6-word text in pieces of 4: the last piece's two padded positions add nothing to the loss."""
+    torch.manual_seed(0)
+    head = DependencyParsingHead(32, ["nsubj", "root"], 16, 8, 0.0, max_words=4).eval()
+    enc = EncoderOutput(torch.randn(1, 6, 32), torch.ones(1, 6, dtype=torch.bool), torch.randn(1, 32))
+    targets = head.targets(
+        [Example("a b c d e f".split(), heads=[2, 0, 2, 5, 2, 5], deps=["nsubj", "root"] * 3)], 6
+    )
+    scores = head(enc)
+    before = float(head.loss(scores, targets))
+    scores.arcs[1, 2:, 0] += 100.0  # the padding of the second piece, scored as if its head were the root
+    scores.label_deps[1, 2:] += 5.0
+    assert float(head.loss(scores, targets)) == pytest.approx(before)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from polyhead.data.schema import Example
@@ -64,9 +65,10 @@ class EntityRecognitionHead(TokenTaggingHead):
     def set_annotations(
         self, doc, spans: list[tuple[int, int, str]], index: list[int], options: dict
     ) -> None:
+        """doc.ents from word spans (as `doc.ents = ...`, without building each Span twice)."""
         from spacy.tokens import Span
 
-        doc.ents = [Span(doc, index[s], index[e - 1] + 1, label=label) for s, e, label in spans]
+        doc.set_ents([Span(doc, index[s], index[e - 1] + 1, label=label) for s, e, label in spans])
 
     def score(self, examples, options: dict, **kwargs) -> dict:
         from spacy.scorer import get_ner_prf
@@ -95,8 +97,13 @@ def viterbi(
     starts: torch.Tensor,
     ends: torch.Tensor,
 ) -> list[list[int]]:
-    """Best tag path per text under additive transition penalties.  # (B, W, L), (B,) -> B x [len]"""
-    batch, width, n_labels = emissions.shape
+    """Best tag path per text under additive transition penalties, every text of the batch at once: one
+    loop over positions forward (torch), one back (numpy); ties go to the lowest tag.  # (B, W, L), (B,) ->
+    B x [len]"""
+    batch, width, _ = emissions.shape
+    if batch == 0 or width == 0:
+        return [[] for _ in range(batch)]
+    lengths = lengths.to(emissions.device)
     score = emissions[:, 0] + starts  # (B, L)
     back = []
     for t in range(1, width):
@@ -105,17 +112,22 @@ def viterbi(
         active = (t < lengths).unsqueeze(1)
         score = torch.where(active, best + emissions[:, t], score)
         back.append(arg)
-    paths = []
-    for b in range(batch):
-        n = int(lengths[b])
-        if n == 0:
-            paths.append([])
-            continue
-        # score[b] holds the score at position n - 1 because inactive steps left it unchanged.
-        tag = int((score[b] + ends).argmax())
-        path = [tag]
-        for t in range(n - 1, 0, -1):
-            tag = int(back[t - 1][b, tag])
-            path.append(tag)
-        paths.append(path[::-1])
-    return paths
+    # score holds each text's score at its word n - 1 because inactive steps left it unchanged
+    final = (score + ends).argmax(-1).cpu().numpy()  # (B,) the tag of each text's last word
+    return backtrack(torch.stack(back).cpu().numpy() if back else None, final, lengths.cpu().numpy())
+
+
+def backtrack(back: np.ndarray | None, final: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
+    """Every text's path, walked back from its last word (n - 1) by its best predecessors.
+    # (W-1, B, L) best previous tag per position and tag, (B,), (B,) -> B x [len]"""
+    batch = len(final)
+    width = 1 if back is None else back.shape[0] + 1
+    rows, last = np.arange(batch), lengths - 1
+    path = np.empty((batch, width), dtype=np.int64)
+    tag = final
+    for t in range(width - 1, -1, -1):
+        tag = np.where(last == t, final, tag)  # texts whose last word is t start their walk here
+        path[:, t] = tag
+        if t:
+            tag = back[t - 1, rows, tag]
+    return [row[:n] for row, n in zip(path.tolist(), lengths.tolist())]

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from polyhead.data.schema import Example, find_cycle
+from polyhead.data.schema import Example
 from polyhead.models.encoder import EncoderOutput
 from polyhead.models.heads.soft import kl_divergence, word_rows
 from polyhead.models.heads.tagger import IGNORE
+from polyhead.models.heads.trees import best_tree, best_trees  # noqa: F401  (best_tree: one text)
 
 NEG = -1e4  # score of an impossible head (padding, the word itself): finite so that sums stay finite
 SPACE_DEP = "dep"  # relation of a whitespace token (it has no vector), attached to the word before it
@@ -90,12 +91,23 @@ class DependencyParsingHead(nn.Module):
         arcs = arcs.masked_fill(impossible(mask), NEG)
         return ParserScores(arcs, self.label_dep(words), self.label_head(nodes), mask, chunks)
 
-    def label_logits(self, scores: ParserScores, heads: torch.Tensor) -> torch.Tensor:  # -> (B*K, C, L)
+    def label_logits(
+        self, scores: ParserScores, heads: torch.Tensor, words_only: bool = False
+    ) -> torch.Tensor:  # -> (B*K, C, L)
         """Relation scores of each word given its head node in its chunk, (B*K, C): gold in training,
-        predicted when decoding."""
+        predicted when decoding. words_only scores the chunks' words alone (0 at padding): the scorer costs
+        L x R x S per position, and a batch's padding can outnumber its words."""
         size = scores.label_heads.shape[-1]
         index = heads.clamp(min=0).unsqueeze(-1).expand(-1, -1, size)
         head, dep = scores.label_heads.gather(1, index), scores.label_deps  # (B*K, C, R) each
+        if words_only:
+            mask = scores.word_mask
+            logits = self.relation_scores(dep[mask], head[mask])  # (N words, L)
+            return logits.new_zeros(*mask.shape, logits.shape[-1]).index_put((mask,), logits)
+        return self.relation_scores(dep, head)
+
+    def relation_scores(self, dep: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+        """Scores of every relation for dependents and their heads.  # (..., R), (..., R) -> (..., L)"""
         return bilinear(dep, head, self.label_bilinear) + self.label_linear(torch.cat([dep, head], -1))
 
     def targets(self, examples: list[Example], width: int) -> torch.Tensor:
@@ -112,8 +124,8 @@ class DependencyParsingHead(nn.Module):
         """Cross-entropy of the gold head among the chunk's nodes plus that of the gold relation at the gold
         head (a head in another chunk of an over-long text is left out)."""
         size = scores.word_mask.shape[1]
-        heads = chunked(local_heads(targets[..., 0], size), size)  # (B*K, C)
-        labels = chunked(targets[..., 1], size).masked_fill(heads == IGNORE, IGNORE)
+        heads = chunked(local_heads(targets[..., 0], size), size, IGNORE)  # (B*K, C); padding adds no loss
+        labels = chunked(targets[..., 1], size, IGNORE).masked_fill(heads == IGNORE, IGNORE)
         arc_loss = nn.functional.cross_entropy(
             scores.arcs.flatten(0, 1).float(), heads.flatten(), ignore_index=IGNORE
         )
@@ -127,12 +139,9 @@ class DependencyParsingHead(nn.Module):
         """Head (0 = root, k = word k) and relation id of every word, from the best single-rooted tree of
         each chunk.  # -> (B, W), (B, W)"""
         arcs = torch.log_softmax(scores.arcs.detach().float(), -1).double().cpu().numpy()
-        heads = torch.zeros(scores.word_mask.shape, dtype=torch.long)
-        for b, n in enumerate(scores.word_mask.sum(-1).tolist()):
-            if n:
-                heads[b, :n] = torch.tensor(best_tree(arcs[b, :n, : n + 1]))
-        heads = heads.to(scores.arcs.device)
-        labels = self.label_logits(scores, heads).argmax(-1)
+        lengths = scores.word_mask.sum(-1).cpu().numpy()
+        heads = torch.from_numpy(best_trees(arcs, lengths)).to(scores.arcs.device)
+        labels = self.label_logits(scores, heads, words_only=True).argmax(-1)  # relation 0 at padding
         batch, width = word_mask.shape
         offset = (torch.arange(heads.shape[0], device=heads.device) % scores.chunks) * heads.shape[1]
         heads = torch.where(heads > 0, heads + offset.unsqueeze(1), 0)  # chunk node -> word number
@@ -222,15 +231,17 @@ def bilinear(left: torch.Tensor, right: torch.Tensor, layer: nn.Bilinear) -> tor
     # (..., R), (..., S) -> (..., L)"""
     out, r, s = layer.weight.shape  # (L, R, S)
     mixed = left @ layer.weight.transpose(0, 1).reshape(r, out * s)  # (..., L*S)
-    scores = (mixed.unflatten(-1, (out, s)) * right.unsqueeze(-2)).sum(-1)
+    # a batched matrix-vector product: no (..., L, S) temporary of the elementwise product
+    scores = (mixed.unflatten(-1, (out, s)) @ right.unsqueeze(-1)).squeeze(-1)
     return scores + layer.bias if layer.bias is not None else scores
 
 
-def chunked(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Texts cut into pieces of `size` words, the last one padded.  # (B, W, ...) -> (B*K, size, ...)"""
+def chunked(x: torch.Tensor, size: int, fill: int = 0) -> torch.Tensor:
+    """Texts cut into pieces of `size` words, the last one padded with `fill` (IGNORE for targets).
+    # (B, W, ...) -> (B*K, size, ...)"""
     pad = -x.shape[1] % size
     if pad:
-        x = torch.cat([x, x.new_zeros(x.shape[0], pad, *x.shape[2:])], 1)
+        x = torch.cat([x, x.new_full((x.shape[0], pad, *x.shape[2:]), fill)], 1)
     return x.reshape(-1, size, *x.shape[2:])
 
 
@@ -252,73 +263,31 @@ def impossible(word_mask: torch.Tensor) -> torch.Tensor:
     return ~nodes.unsqueeze(1) | itself
 
 
-def best_tree(scores: np.ndarray) -> list[int]:
-    """Head of every word in the best tree with exactly one root.  # (n, n+1) -> n heads in 0..n
-
-    scores[i, j]: score of node j (0 = root, k = word k) as the head of word i + 1; higher is better."""
-    n = scores.shape[0]
-    graph = np.full((n + 1, n + 1), -np.inf)  # graph[d, h] over all nodes; the root has no head
-    graph[1:] = scores
-    np.fill_diagonal(graph, -np.inf)
-    greedy = graph[1:].argmax(1).tolist()
-    if greedy.count(0) == 1 and not find_cycle(greedy):
-        return greedy  # each word's best head, and already a single-rooted tree
-    finite = graph[np.isfinite(graph)]
-    graph[1:, 0] -= (finite.max() - finite.min()) * (n + 1) + 1.0  # a second root arc never pays
-    return chu_liu_edmonds(graph)[1:].tolist()
-
-
-def chu_liu_edmonds(graph: np.ndarray) -> np.ndarray:
-    """Maximum spanning arborescence rooted at node 0.  # (N, N) graph[d, h] -> (N,) heads, heads[0] = -1
-
-    Every node takes its best head; a cycle among those choices is contracted into one node, whose incoming
-    arcs are scored by what they gain over the cycle arc they break, and the smaller graph is solved the same
-    way (a loop, not recursion: up to N - 1 contractions). Then each cycle, last first, is opened where the
-    arc chosen into it enters."""
-    contracted = []
-    while True:
-        heads = graph.argmax(1)
-        heads[0] = -1
-        cycle = find_cycle(heads[1:].tolist())
-        if not cycle:
-            break
-        cyc = np.array(cycle[:-1])
-        rest = np.setdiff1d(np.arange(len(graph)), cyc)  # sorted: rest[0] is the root, 0
-        m = len(rest)
-        small = np.full((m + 1, m + 1), -np.inf)
-        small[:m, :m] = graph[np.ix_(rest, rest)]
-        gain = graph[np.ix_(cyc, rest)] - graph[cyc, heads[cyc]][:, None]  # (|C|, m): head u enters at v
-        small[m, :m], enter = gain.max(0), gain.argmax(0)
-        leave = graph[np.ix_(rest[1:], cyc)]  # (m - 1, |C|): a cycle node heads a node outside
-        small[1:m, m], leave = leave.max(1), leave.argmax(1)
-        contracted.append((heads, cyc, rest, enter, leave))
-        graph = small
-    for outer, cyc, rest, enter, leave in reversed(contracted):
-        inner, heads, m = heads, outer.copy(), len(rest)
-        for i in range(1, m):
-            heads[rest[i]] = rest[inner[i]] if inner[i] < m else cyc[leave[i - 1]]
-        heads[cyc[enter[inner[m]]]] = rest[inner[m]]
-    return heads
-
-
 def set_tree(doc, index: list[int], heads: list[int], deps: list[str]) -> None:
     """Word k (1-based) is doc[index[k - 1]]; head 0 makes it a root. Tokens outside `index` (whitespace)
-    hang from the word before them, or the first word, with relation SPACE_DEP."""
+    hang from the word before them, or the first word, with relation SPACE_DEP. One Doc.from_array for
+    the whole tree."""
     from spacy.attrs import DEP, HEAD
 
     if not index:
         return
-    absolute, labels = list(range(len(doc))), [SPACE_DEP] * len(doc)
-    for token, head, dep in zip(index, heads, deps):
-        absolute[token], labels[token] = (index[head - 1] if head else token), dep
-    words, last = set(index), index[0]
-    for i in range(len(doc)):
-        if i in words:
-            last = i
-        else:
-            absolute[i] = last
+    n, m = len(doc), min(len(index), len(heads), len(deps))  # as zip(index, heads, deps) pairs them
+    positions, words = np.arange(n), np.asarray(index, dtype=np.int64)
+    is_word = np.zeros(n, dtype=bool)
+    is_word[words] = True
+    absolute = np.maximum.accumulate(np.where(is_word, positions, -1))  # the last word at or before
+    absolute[absolute < 0] = words[0]  # whitespace before any word: the first word
+    given, head = words[:m], np.asarray(heads[:m], dtype=np.int64)
+    absolute[given] = np.where(head > 0, words[head - 1], given)
     # relative heads are signed (spaCy reads them from uint64 two's complement); label hashes are uint64
     # and may exceed int64's range, so the two columns are built apart
-    relative = np.array([absolute[i] - i for i in range(len(doc))], dtype="int64").view("uint64")
-    hashes = np.array([doc.vocab.strings.add(label) for label in labels], dtype="uint64")
+    relative = (absolute - positions).astype("int64").view("uint64")
+    strings = doc.vocab.strings
+    ids = {dep: strings.add(dep) for dep in dict.fromkeys(deps[:m])}
+    hashes = np.empty(n, dtype="uint64")
+    spaces = np.ones(n, dtype=bool)
+    spaces[given] = False
+    if spaces.any():
+        hashes[spaces] = strings.add(SPACE_DEP)
+    hashes[given] = np.array([ids[dep] for dep in deps[:m]], dtype="uint64")
     doc.from_array([HEAD, DEP], np.stack([relative, hashes], axis=1))

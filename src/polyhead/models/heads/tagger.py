@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -81,8 +82,20 @@ class TokenTaggingHead(nn.Module):
     spacy_scores = {"pos_acc": "acc", "tag_acc": "acc"}  # spaCy's score key -> this task's metric name
 
     def set_annotations(self, doc, labels: list[str], index: list[int], options: dict) -> None:
-        for i, label in zip(index, labels):
-            setattr(doc[i], f"{options['attr']}_", label)
+        """token.pos_ / tag_ of the words, one Doc.from_array for the Doc; whitespace tokens keep theirs."""
+        from spacy.attrs import IDS
+
+        attr, n = options["attr"], min(len(index), len(labels))  # as zip(index, labels) pairs them
+        if not n:
+            return
+        values = attr_values(doc, attr, labels[:n])
+        if values is None:  # an attribute or label the bulk path does not know: the setter says why
+            for i, label in zip(index, labels):
+                setattr(doc[i], f"{attr}_", label)
+            return
+        column = doc.to_array(IDS[attr.upper()]) if n < len(doc) else np.empty(len(doc), dtype="uint64")
+        column[index[:n]] = values
+        doc.from_array([IDS[attr.upper()]], column)
 
     def score(self, examples, options: dict, **kwargs) -> dict:
         from spacy.scorer import Scorer
@@ -100,3 +113,19 @@ class TokenTaggingHead(nn.Module):
         return [
             (getattr(g, attr), getattr(p, attr)) for e in examples for g, p in zip(e.reference, e.predicted)
         ]
+
+
+def attr_values(doc, attr: str, labels: list[str]) -> np.ndarray | None:
+    """The ids `token.pos_ = label` / `token.tag_ = label` would store, or None where that setter would
+    refuse a label (pos_ takes UPOS names only) or the attribute is another.  # n labels -> (n,) uint64"""
+    if attr == "pos":
+        from spacy.parts_of_speech import IDS as UPOS
+
+        ids = {label: UPOS.get(label) for label in dict.fromkeys(labels)}
+        if None in ids.values():
+            return None
+    elif attr == "tag":
+        ids = {label: doc.vocab.strings.add(label) for label in dict.fromkeys(labels)}
+    else:
+        return None
+    return np.array([ids[label] for label in labels], dtype="uint64")
