@@ -10,6 +10,7 @@ token-classification model. Heads are untrained here: these runs measure speed, 
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 
 import torch
 
@@ -36,22 +37,27 @@ def hf_models(encoder_dir: str, heads: dict[str, tuple[str, int]], dtype: torch.
 
 
 @torch.inference_mode()
-def hf_annotate(tokenizer, models: dict, texts: list[list[str]], batch_size: int = 64) -> float:
-    """Run every model over every text, each model on its own, as separate HF pipelines would. Seconds."""
+def hf_annotate(tokenizer, models: dict, texts: list[list[str]], batch_size: int = 64, stage=None) -> float:
+    """Run every model over every text, each model on its own, as separate HF pipelines would. Seconds.
+    `stage(name)`, a context manager, times the tokenizer, the model and the decoding (bench/stages.py)."""
+    stage = stage or (lambda name: nullcontext())
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     start = time.perf_counter()
     for kind, model in models.values():
         for b in range(0, len(order), batch_size):
             words = [texts[i] for i in order[b : b + batch_size]]
-            enc = tokenizer(
-                words, is_split_into_words=True, truncation=True, padding=True, return_tensors="pt"
-            )
-            logits = model(**enc).logits
-            if kind == "token":
-                pred = logits.argmax(-1)
-                [first_piece_labels(pred[i], enc.word_ids(i)) for i in range(len(words))]
-            else:
-                logits.softmax(-1).tolist()
+            with stage("HF tokenizer"):
+                enc = tokenizer(
+                    words, is_split_into_words=True, truncation=True, padding=True, return_tensors="pt"
+                )
+            with stage("model"):
+                logits = model(**enc).logits
+            with stage("decode"):
+                if kind == "token":
+                    pred = logits.argmax(-1)
+                    [first_piece_labels(pred[i], enc.word_ids(i)) for i in range(len(words))]
+                else:
+                    logits.softmax(-1).tolist()
     return time.perf_counter() - start
 
 

@@ -7,7 +7,8 @@ the same size. Every configuration runs the heads HF has a model class for (tagg
 classification; `hf_heads`), all of them or the first; the table names them. Accuracy (UPOS, entity F1,
 genre macro-F1) is spaCy's scorer on the whole of EWT test ⋈ UNER test, so the cost of each runtime shows
 next to its speed. `--rounds R` runs every configuration R times, alternating, and keeps each one's median:
-on a shared machine, compare ratios from one run.
+on a shared machine, compare ratios from one run. `--profile` adds one more pass per configuration with every
+stage timed, and the encoder's GFLOP/s against this process's matmul peak (bench/stages.py).
 
     python bench/inference.py outputs/runs/<run>/spacy_pipeline --corpora ../shared/data
 """
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 from isolated import run_rounds
+from stages import format_profile, profile_hf, profile_polyhead
 
 CONFIGS = {  # name -> (runner, precision, heads: "all" or "one", the first; see `hf_heads`)
     "polyhead auto, all heads": ("polyhead", "auto", "all"),
@@ -107,6 +109,7 @@ def measure_polyhead(pipeline: str, examples, docbin, precision: str, disable: l
     gold = list(docbin.get_docs(nlp.vocab))
     bare = [Doc(nlp.vocab, words=[t.text for t in g], spaces=[bool(t.whitespace_) for t in g]) for g in gold]
     scores = nlp.evaluate([Example(b, g) for b, g in zip(bare, gold)], batch_size=args.pipe_batch)
+    profile = profile_polyhead(nlp, texts, args.pipe_batch) if args.profile else None
     return {
         "words": sum(len(nlp.make_doc(t)) for t in texts),
         "seconds": times,
@@ -114,6 +117,7 @@ def measure_polyhead(pipeline: str, examples, docbin, precision: str, disable: l
         "upos": scores.get("pos_acc"),
         "ents_f": scores.get("ents_f"),
         "genre_macro_f": scores.get("cats_macro_f"),
+        **({"profile": profile} if profile else {}),
     }
 
 
@@ -131,7 +135,13 @@ def measure_hf(pipeline: str, examples, precision: str, heads: dict, args) -> di
     docs = [nlp.make_doc(ex.text) for ex in examples[: args.texts]]
     texts = [[t.text for t in doc if not t.is_space] for doc in docs]
     times = timed(lambda: hf_annotate(tokenizer, models, texts, args.batch_size), args.repeats)
-    return {"words": sum(len(d) for d in docs), "seconds": times}
+    words = sum(len(d) for d in docs)
+    if not args.profile:
+        return {"words": words, "seconds": times}
+    profile = profile_hf(
+        lambda stage: hf_annotate(tokenizer, models, texts, args.batch_size, stage), models, words, dtype
+    )
+    return {"words": words, "seconds": times, "profile": profile}
 
 
 def measure(name: str, args) -> dict:
@@ -181,6 +191,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="encoder batch (polyhead) = HF batch")
     parser.add_argument("--pipe-batch", type=int, default=256, help="nlp.pipe batch size")
     parser.add_argument("--config", action="append", help="run only this configuration (repeatable)")
+    parser.add_argument("--profile", action="store_true", help="one more pass per configuration, by stage")
     parser.add_argument("--out", default="bench/results/inference.json")
     parser.add_argument("--only", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -198,9 +209,13 @@ def main() -> None:
         "--pipe-batch": args.pipe_batch,
     }
     forwarded = [args.pipeline, *[str(x) for item in options.items() for x in item]]
+    forwarded += ["--profile"] if args.profile else []
     results = run_rounds(__file__, forwarded, names, args.rounds)
     hardware = detect().describe()
     print(table(results, hardware))
+    for name, result in results.items():
+        if "profile" in result:
+            print(f"\n{format_profile(name, result['profile'])}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     payload = {"pipeline": args.pipeline, "hardware": detect().tags(), "cpu": hardware, "results": results}
     Path(args.out).write_text(json.dumps(payload, indent=2))

@@ -22,7 +22,14 @@ class Collator:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def align(self, texts: list[list[str]]) -> Alignment:
-        pieces = wordpieces(self.tokenizer, texts)
+        return self.plan(self.pieces(texts))
+
+    def pieces(self, texts: list[list[str]]) -> list[list[list[int]]]:
+        """Each word's wordpiece ids, per text (one tokenizer call for all)."""
+        return wordpieces(self.tokenizer, texts)
+
+    def plan(self, pieces: list[list[list[int]]]) -> Alignment:
+        """The windows and pooling plan of texts already cut into wordpieces."""
         return plan_alignment(pieces, self.window, self.stride, self.pooling, self.special, self.pad_id)
 
     def __call__(self, examples: list[Example]) -> dict:

@@ -86,11 +86,13 @@ class PolyheadEncoder(BatchedComponent):
 
     @torch.inference_mode()
     def annotate(self, docs: list[Doc]) -> None:
+        """Word vectors for every Doc: all wordpieces in one tokenizer call, then sub-batches of Docs with
+        similar wordpiece counts (the encoder's cost is its padded length, not the word count)."""
         index = [[t.i for t in doc if not t.is_space] for doc in docs]  # whitespace tokens get no vector
-        order = sorted(range(len(docs)), key=lambda i: len(index[i]))
+        pieces = self.collate.pieces([[doc[j].text for j in idx] for doc, idx in zip(docs, index)])
+        order = sorted(range(len(docs)), key=lambda i: sum(map(len, pieces[i])))
         for chunk in minibatch(order, size=self.batch_size):
-            texts = [[docs[i][j].text for j in index[i]] for i in chunk]
-            out = self.runtime()(self.collate.align(texts))
+            out = self.runtime()(self.collate.plan([pieces[i] for i in chunk]))
             views = self.encoder.task_views(out, self.encoder.task_mixes.keys())
             for row, i in enumerate(chunk):
                 n = len(index[i])
@@ -178,6 +180,8 @@ class PolyheadHead(BatchedComponent):
     """One trained head of any registered kind, which sets its annotations and scores them (its spaCy side:
     polyhead.models.heads.registry.Head); `options` override the head's spacy_options (the tagger's attr)."""
 
+    sub_batch = 32  # Docs per head pass, of similar lengths
+
     def __init__(self, nlp: Language, name: str, options: dict | None = None):
         self.name, self.options = name, dict(options or {})
         self.head: torch.nn.Module | None = None
@@ -191,11 +195,15 @@ class PolyheadHead(BatchedComponent):
 
     @torch.inference_mode()
     def annotate(self, docs: list[Doc]) -> None:
-        enc = batch_vectors(docs, self.name)
-        predictions = self.head.decode(self.head(enc), enc.word_mask)
+        """The head over length-sorted sub-batches (a head's cost follows the padded width: the parser's
+        arc scores grow with its square), each Doc's prediction set on it."""
         settings = self.settings
-        for doc, pred in zip(docs, predictions):
-            self.head.set_annotations(doc, pred, doc._.polyhead["index"], settings)
+        order = sorted(range(len(docs)), key=lambda i: len(docs[i]))
+        for chunk in minibatch(order, size=self.sub_batch):
+            part = [docs[i] for i in chunk]
+            enc = batch_vectors(part, self.name)
+            for doc, pred in zip(part, self.head.decode(self.head(enc), enc.word_mask)):
+                self.head.set_annotations(doc, pred, doc._.polyhead["index"], settings)
 
     def score(self, examples, **kwargs) -> dict:
         """What `spacy evaluate` reports: tag accuracy, entity P/R/F, category scores, UAS/LAS..."""
