@@ -25,14 +25,21 @@ from pathlib import Path
 from isolated import run_rounds
 from stages import format_profile, profile_hf, profile_polyhead
 
-CONFIGS = {  # name -> (runner, precision, heads: "all" or "one", the first; see `hf_heads`)
+CONFIGS = {  # name -> (runner, precision, heads: "all", "one" (the first) or "each" (a pipeline per head))
     "polyhead auto, all heads": ("polyhead", "auto", "all"),
     "polyhead fp32 (torch), all heads": ("polyhead", "fp32", "all"),
     "polyhead fp32 (torch), one head": ("polyhead", "fp32", "one"),
     "polyhead onnx, all heads": ("polyhead", "onnx", "all"),
     "polyhead onnx-int8, all heads": ("polyhead", "onnx-int8", "all"),
     "polyhead int8 (torch), all heads": ("polyhead", "int8", "all"),
+    "polyhead int8-pc (torch), all heads": ("polyhead", "int8-pc", "all"),
+    "polyhead int8-keep, all heads": ("polyhead", "int8-keep", "all"),
+    "polyhead onnx-int8-pc, all heads": ("polyhead", "onnx-int8-pc", "all"),
+    "polyhead onnx-int8-keep, all heads": ("polyhead", "onnx-int8-keep", "all"),
+    "polyhead onnx-int8-static, all heads": ("polyhead", "onnx-int8-static", "all"),  # $POLYHEAD_CALIBRATION
     "polyhead bf16, all heads": ("polyhead", "bf16", "all"),
+    "polyhead fp32, one pipeline per head": ("polyhead", "fp32", "each"),  # single-task pipelines' cost
+    "polyhead auto, one pipeline per head": ("polyhead", "auto", "each"),
     "HF fp32, one model per head": ("hf", "fp32", "all"),
     "HF fp32, 1 model": ("hf", "fp32", "one"),
     "HF bf16, one model per head": ("hf", "bf16", "all"),
@@ -82,7 +89,7 @@ def hf_heads(pipeline: str) -> tuple[dict, list[str]]:
 def run_heads(pipeline: str, which: str) -> tuple[dict, list[str]]:
     """The heads a configuration runs ("all" or "one", the first) and the pipeline's heads it disables."""
     heads, every = hf_heads(pipeline)
-    kept = heads if which == "all" else dict(list(heads.items())[:1])
+    kept = dict(list(heads.items())[:1]) if which == "one" else heads  # "all", or "each" in its own pipeline
     return kept, [name for name in every if name not in kept]
 
 
@@ -96,20 +103,27 @@ def timed(fn, repeats: int) -> list[float]:
     return times
 
 
-def measure_polyhead(pipeline: str, examples, docbin, precision: str, disable: list[str], args) -> dict:
+def measure_polyhead(
+    pipeline: str, examples, docbin, precision: str, disables: list[list[str]], args
+) -> dict:
+    """One pipeline per entry of `disables` (one: the multitask pipeline; one per head: single-task
+    pipelines, each with its own encoder pass), all run over the texts in turn and timed together."""
     import spacy
     from spacy.tokens import Doc
     from spacy.training import Example
 
     config = {"components": {"encoder": {"precision": precision, "batch_size": args.batch_size}}}
-    nlp = spacy.load(pipeline, disable=disable, config=config)
+    nlps = [spacy.load(pipeline, disable=disable, config=config) for disable in disables]
     texts = [ex.text for ex in examples[: args.texts]]
-    times = timed(lambda: list(nlp.pipe(texts, batch_size=args.pipe_batch)), args.repeats)
+    times = timed(lambda: [list(nlp.pipe(texts, batch_size=args.pipe_batch)) for nlp in nlps], args.repeats)
     # Accuracy on the gold tokenisation: evaluate() runs the pipeline on unannotated copies of the gold docs.
+    scores, nlp = {}, nlps[0]
     gold = list(docbin.get_docs(nlp.vocab))
     bare = [Doc(nlp.vocab, words=[t.text for t in g], spaces=[bool(t.whitespace_) for t in g]) for g in gold]
-    scores = nlp.evaluate([Example(b, g) for b, g in zip(bare, gold)], batch_size=args.pipe_batch)
-    profile = profile_polyhead(nlp, texts, args.pipe_batch) if args.profile else None
+    for each in nlps:
+        found = each.evaluate([Example(b.copy(), g) for b, g in zip(bare, gold)], batch_size=args.pipe_batch)
+        scores |= {k: v for k, v in found.items() if v is not None and scores.get(k) is None}
+    profile = profile_polyhead(nlp, texts, args.pipe_batch) if args.profile and len(nlps) == 1 else None
     return {
         "words": sum(len(nlp.make_doc(t)) for t in texts),
         "seconds": times,
@@ -151,7 +165,9 @@ def measure(name: str, args) -> dict:
     heads, disable = run_heads(args.pipeline, which)
     examples, docbin = gold_examples(args.corpora)
     if runner == "polyhead":
-        result = measure_polyhead(args.pipeline, examples, docbin, precision, disable, args)
+        every = [*heads, *disable]
+        disables = [[n for n in every if n != h] for h in heads] if which == "each" else [disable]
+        result = measure_polyhead(args.pipeline, examples, docbin, precision, disables, args)
     else:
         result = measure_hf(args.pipeline, examples, precision, heads, args)
     result["heads"] = list(heads)
@@ -168,13 +184,13 @@ def table(results: dict, hardware: str) -> str:
     base = results.get(BASELINE, {}).get("words_per_sec")
     lines = [
         f"CPU: {hardware}",
-        f"{'configuration':<36} {'runs as':>9} {'words/s':>8} {'x HF 1':>7} {'RSS GB':>7} "
+        f"{'configuration':<36} {'runs as':>16} {'words/s':>8} {'x HF 1':>7} {'RSS GB':>7} "
         f"{'UPOS':>6} {'ent F1':>6} {'genre F':>7}  heads",
     ]
     for name, r in results.items():
         ratio = f"{r['words_per_sec'] / base:7.2f}" if base else "      -"
         lines.append(
-            f"{name:<36} {r.get('resolved_precision') or CONFIGS[name][1]:>9} {r['words_per_sec']:>8.0f} "
+            f"{name:<36} {r.get('resolved_precision') or CONFIGS[name][1]:>16} {r['words_per_sec']:>8.0f} "
             f"{ratio} {r['peak_rss_gb']:>7.2f} {pct(r.get('upos'))} {pct(r.get('ents_f'))} "
             f"{pct(r.get('genre_macro_f'))}  {','.join(r['heads'])}"
         )

@@ -17,8 +17,12 @@ log = logging.getLogger(__name__)
 
 BF16_TRAIN = ("bf16-mixed", "bf16-true", "bf16")
 # What the encoder component runs as: fp32 | bf16 (a bf16 copy of the weights) | int8 (dynamic quantization)
-# | onnx, onnx-int8 (ONNX Runtime; optional `onnxruntime`).
-INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "int8", "onnx", "onnx-int8")
+# | onnx, onnx-int8 (ONNX Runtime; optional `onnxruntime`) | the int8 recipes of polyhead.export.quantize:
+# int8-pc, int8-keep (torch), onnx-int8-pc, onnx-int8-keep, onnx-int8-static (ONNX Runtime).
+INFERENCE_PRECISIONS = (
+    *("auto", "fp32", "bf16", "int8", "onnx", "onnx-int8"),
+    *("int8-pc", "int8-keep", "onnx-int8-pc", "onnx-int8-keep", "onnx-int8-static"),
+)
 
 
 @dataclass(frozen=True)

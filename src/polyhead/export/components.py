@@ -65,7 +65,8 @@ class PolyheadEncoder(BatchedComponent):
     `precision` is how the encoder runs on the machine that loads the pipeline (the saved weights stay fp32):
     auto (the default: bf16 where the CPU computes bf16 natively, else torch fp32), fp32, bf16 (a bf16
     copy of the weights), int8 (dynamic quantization of the Linear layers),
-    onnx / onnx-int8 (ONNX Runtime). See `polyhead.export.runtimes`; `resolved_precision` says what ran."""
+    onnx / onnx-int8 (ONNX Runtime), and the int8 variants of polyhead.hardware.INFERENCE_PRECISIONS. See
+    `polyhead.export.runtimes`; `resolved_precision` says what ran."""
 
     def __init__(self, nlp: Language, name: str, batch_size: int = 64, precision: str = "auto"):
         if precision not in INFERENCE_PRECISIONS:

@@ -26,7 +26,7 @@ def build_pipeline(
 ) -> Language:
     """A blank `lang` pipeline whose components hold the trained encoder and heads (shared, not copied).
 
-    Weights are saved in fp32; `precision` (auto | fp32 | bf16 | int8 | onnx | onnx-int8) is how the pipeline
+    Weights are saved in fp32; `precision` (auto, fp32, bf16, onnx or an int8 variant) is how the pipeline
     runs, resolved where it loads, and can be changed at load time:
     spacy.load(path, config={"components": {"encoder": {"precision": "int8"}}})."""
     nlp = spacy.blank(lang)

@@ -3,12 +3,14 @@
 Every runtime maps an `Alignment` to the same `EncoderOutput` through the same pooling code as training
 (`word_outputs`); only the transformer's forward pass differs. `auto` is resolved on the machine that loads
 the pipeline (`polyhead.hardware.inference_precision`): bf16 weights on a CPU with native bf16, torch fp32
-elsewhere. ONNX Runtime (`onnx`, `onnx-int8`; the optional `polyhead[onnx]` extra) is selectable.
+elsewhere. ONNX Runtime (`onnx` and its int8 kinds; the optional `polyhead[onnx]` extra) is selectable, as
+are the int8 recipes of `polyhead.export.quantize` (per-tensor, per-channel, some layers kept fp32, static).
 
 ONNX Runtime runs an ONNX export of the encoder's `hidden()` (transformer + scalar mix), written once per
 machine to a cache keyed by the weights' hash: `$POLYHEAD_CACHE`, else `$XDG_CACHE_HOME/polyhead`, else
 `~/.cache/polyhead`. The package never ships a second copy of the weights. A cache folder or file another
-user owns, or others may write to, is refused (polyhead.cache), never handed to ONNX Runtime.
+user owns, or others may write to, is refused (polyhead.cache), never handed to ONNX Runtime. An int8
+file is derived from that export once, beside it, named by its recipe.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from polyhead.cache import cache_dir, cached_file, private_dir
+from polyhead.cache import cache_dir, cached_file, private_dir, write_private
+from polyhead.export.quantize import TORCH_INT8, onnx_quantizer, quantize_linears
 from polyhead.hardware import detect, inference_precision
 from polyhead.models.encoder import Encoder, EncoderOutput, word_outputs
 from polyhead.tokens.alignment import Alignment
@@ -33,19 +36,17 @@ log = logging.getLogger(__name__)
 
 
 def build_runtime(encoder: Encoder, precision: str):
-    """A callable Alignment -> EncoderOutput for `precision` (auto | fp32 | bf16 | int8 | onnx | onnx-int8),
-    and the precision it resolved to on this machine."""
+    """A callable Alignment -> EncoderOutput for `precision` (one of INFERENCE_PRECISIONS), and the precision
+    it resolved to on this machine."""
     resolved = inference_precision(precision, detect())
-    if resolved in ("onnx", "onnx-int8"):
-        return OnnxEncoder(encoder, quantize=resolved == "onnx-int8"), resolved
+    if resolved.startswith("onnx"):
+        return OnnxEncoder(encoder, resolved), resolved
     runtime = copy.deepcopy(encoder).eval()
     runtime.model.set_attn_implementation("sdpa")  # no backward pass at inference: the fused kernel wins
     if resolved == "bf16":
         runtime.to(torch.bfloat16)
-    elif resolved == "int8":
-        from torch.ao.quantization import quantize_dynamic
-
-        runtime.model = quantize_dynamic(runtime.model, {nn.Linear}, dtype=torch.qint8)
+    elif resolved in TORCH_INT8:
+        runtime.model = quantize_linears(runtime.model, resolved)
     return runtime, resolved
 
 
@@ -98,30 +99,27 @@ def export_onnx(encoder: Encoder, path: Path) -> Path:
     return path
 
 
-def onnx_model(encoder: Encoder, quantize: bool) -> Path:
-    """The cached ONNX file for these weights, exported (and int8-quantized) on first use."""
+def onnx_model(encoder: Encoder, precision: str = "onnx") -> Path:
+    """The cached ONNX file of these weights for `precision` (onnx or an int8 kind), made on first use."""
     key = weights_key(encoder)
     path = private_dir(cache_dir()) / f"encoder-{key}.onnx"
     if not cached_file(path):
         log.info("exporting the encoder to ONNX once: %s", path)
         export_onnx(encoder, path)
-    if not quantize:
+    if precision == "onnx":
         return path
-    qpath = path.with_name(f"encoder-{key}-int8.onnx")
+    tag, quantize = onnx_quantizer(encoder, precision)
+    qpath = path.with_name(f"encoder-{key}-{tag}.onnx")
     if not cached_file(qpath):
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-            quantize_dynamic(str(path), str(Path(tmp) / qpath.name), weight_type=QuantType.QInt8)
-            os.chmod(Path(tmp) / qpath.name, 0o600)
-            os.replace(Path(tmp) / qpath.name, qpath)
+        log.info("quantizing the ONNX encoder once (%s): %s", precision, qpath)
+        write_private(qpath, lambda tmp: quantize(str(path), str(tmp)))
     return qpath
 
 
 class OnnxEncoder:
     """The encoder's transformer in ONNX Runtime; pooling into words stays polyhead's own torch code."""
 
-    def __init__(self, encoder: Encoder, quantize: bool = False):
+    def __init__(self, encoder: Encoder, precision: str = "onnx"):
         try:
             import onnxruntime as ort
         except ImportError as err:
@@ -132,7 +130,7 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # the same threads torch would use
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        path = onnx_model(encoder, quantize)
+        path = onnx_model(encoder, precision)
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, alignment: Alignment) -> EncoderOutput:
