@@ -25,7 +25,8 @@ from pathlib import Path
 from isolated import run_rounds
 from stages import format_profile, profile_hf, profile_polyhead
 
-CONFIGS = {  # name -> (runner, precision, heads: "all", "one" (the first) or "each" (a pipeline per head))
+CONFIGS = {  # name -> (runner, precision, heads: "all" HF has a model for, "one" (the first), "each" (a
+    # pipeline per head) or "every" (the parser too))
     "polyhead auto, all heads": ("polyhead", "auto", "all"),
     "polyhead fp32 (torch), all heads": ("polyhead", "fp32", "all"),
     "polyhead fp32 (torch), one head": ("polyhead", "fp32", "one"),
@@ -43,6 +44,8 @@ CONFIGS = {  # name -> (runner, precision, heads: "all", "one" (the first) or "e
     "HF fp32, one model per head": ("hf", "fp32", "all"),
     "HF fp32, 1 model": ("hf", "fp32", "one"),
     "HF bf16, one model per head": ("hf", "bf16", "all"),
+    "HF bf16, 1 model": ("hf", "bf16", "one"),
+    "polyhead auto, every head (+ parser)": ("polyhead", "auto", "every"),  # heads HF has no model for too
 }
 BASELINE = "HF fp32, 1 model"
 
@@ -167,7 +170,9 @@ def measure(name: str, args) -> dict:
     if runner == "polyhead":
         every = [*heads, *disable]
         disables = [[n for n in every if n != h] for h in heads] if which == "each" else [disable]
+        disables = [[]] if which == "every" else disables
         result = measure_polyhead(args.pipeline, examples, docbin, precision, disables, args)
+        heads = every if which == "every" else heads
     else:
         result = measure_hf(args.pipeline, examples, precision, heads, args)
     result["heads"] = list(heads)
