@@ -5,6 +5,7 @@
     python scripts/study.py run --jobs 3 paths.corpora=../shared/data   # three models training at once
     python scripts/study.py run --id sharing-20250101-090000 --resume ...  # run only what has not FINISHED
     python scripts/study.py publish --id <study id> [overrides]        # report and page again from MLflow
+    python scripts/study.py publish --id <study id> --partial ...      # the same for a study still running
     python scripts/study.py check                                      # docs/study.md against MLflow
 
 Overrides after the options go to every `python train.py -m` (and to the composed config the plan is read
@@ -43,6 +44,9 @@ def main() -> int:
     )
     parser.add_argument("--dry-run", action="store_true", help="run: print the multiruns, run nothing")
     parser.add_argument(
+        "--partial", action="store_true", help="publish: a study still running (arms without runs are named)"
+    )
+    parser.add_argument(
         "--page", default=str(PROJECT / "docs" / "study.md"), help="results page ('' for none)"
     )
     parser.add_argument("--tracking-uri", help="check: the MLflow store (default: the one study.json names)")
@@ -60,7 +64,8 @@ def main() -> int:
         cfg = compose_study(PROJECT, args.study, args.overrides)
         uri = mlflow_config(cfg).tracking_uri
         out = Path(cfg.paths.root_dir) / "outputs" / "reports" / args.id
-        print(f"report: {out} (MLflow run {report(cfg, MlflowClient(uri), args.id, out, {})})")
+        run_id = report(cfg, MlflowClient(uri), args.id, out, {}, partial=args.partial)
+        print(f"report: {out} (MLflow run {run_id})")
         print(f"page: {publish(MlflowClient(uri), page_meta(cfg, args.id, uri), Path(args.page))}")
         return 0
     options = vars(args) | {"command": shlex.join(["python", "scripts/study.py", *sys.argv[1:]])}

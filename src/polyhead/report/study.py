@@ -288,10 +288,14 @@ def new_study_id(study: str) -> str:
     return f"{study}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def report(cfg: DictConfig, client: MlflowClient, study_id: str, out: Path, tags: dict[str, str]) -> str:
+def report(
+    cfg: DictConfig, client: MlflowClient, study_id: str, out: Path, tags: dict, partial: bool = False
+) -> str:
     """The study's report (configurations = study/arm, the study's comparisons) in `out`, logged to MLflow
-    as the run `report <study id>` with `tags`; returns its run id."""
+    as the run `report <study id>` with `tags`; returns its run id. partial: a comparison with an arm that
+    has no runs yet is named and left out (a study still running)."""
     options = {"study_id": study_id, "by": "study/arm", "compare": list(cfg.study.compare)}
+    options["partial"] = str(partial).lower()
     options["metrics"] = report_metrics(list(cfg.study.metrics))
     runs, _, _ = build_report(client, options, out)
     return log_report(client, runs, study_id, out, tags)
