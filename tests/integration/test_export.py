@@ -26,6 +26,15 @@ TEXTS = [
 ]
 
 
+def assert_same_predictions(docs, expected) -> None:
+    """The pipeline's tags and entities on each Doc's non-whitespace tokens equal the model's."""
+    for i, doc in enumerate(docs):
+        kept = [t for t in doc if not t.is_space]
+        assert [t.pos_ for t in kept] == expected["tagger"][i]
+        got = [(kept.index(e[0]), kept.index(e[-1]) + 1, e.label_) for e in doc.ents]
+        assert got == [tuple(s) for s in expected["ner"][i]]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_bert):
     tmp = tmp_path_factory.mktemp("export")
@@ -66,11 +75,8 @@ def test_export_predictions_equal_the_lightning_model(trained, tiny_bert):
     words = [[t.text for t in d if not t.is_space] for d in nlp.tokenizer.pipe(TEXTS)]
     with torch.inference_mode():
         expected = model.predict(collate.align(words))
+    assert_same_predictions(docs, expected)
     for i, doc in enumerate(docs):
-        kept = [t for t in doc if not t.is_space]
-        assert [t.pos_ for t in kept] == expected["tagger"][i]
-        got = [(kept.index(e[0]), kept.index(e[-1]) + 1, e.label_) for e in doc.ents]
-        assert got == [tuple(s) for s in expected["ner"][i]]
         assert doc.cats == pytest.approx(expected["textcat"][i], abs=1e-5)
         assert all(not t.is_space for e in doc.ents for t in (e[0], e[-1]))
 
@@ -170,11 +176,7 @@ def test_export_layer_mixes_reach_the_pipeline(tmp_path, tiny_bert, scalar_mix):
     words = [[t.text for t in d if not t.is_space] for d in nlp.tokenizer.pipe(TEXTS)]
     with torch.inference_mode():
         expected = model.predict(collate.align(words))
-    for i, doc in enumerate(docs):
-        kept = [t for t in doc if not t.is_space]
-        assert [t.pos_ for t in kept] == expected["tagger"][i]
-        got = [(kept.index(e[0]), kept.index(e[-1]) + 1, e.label_) for e in doc.ents]
-        assert got == [tuple(s) for s in expected["ner"][i]]
+    assert_same_predictions(docs, expected)
     encoder_pipe = nlp.get_pipe("encoder").encoder
     assert encoder_pipe.scalar_mix == scalar_mix
     for key, value in encoder.state_dict().items():

@@ -13,14 +13,13 @@ distill.py caches them (polyhead.distill.teacher).
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.distill.layers import DistillationModule
-from polyhead.distill.teacher import Teacher, load_teacher, teacher_targets
+from polyhead.distill.teacher import Teacher, load_teacher, targets_cache, teacher_targets
 from polyhead.errors import UserError
 from polyhead.models.build import build_model
 from polyhead.models.multitask import MultitaskModel
@@ -114,7 +113,7 @@ def born_again_module(cfg: DictConfig, datamodule: MultitaskDataModule, model: M
     share = gold_share(cfg.teaching.anneal)
     teachers = load_teachers(cfg, datamodule.labels)
     train = datamodule.examples["train"]
-    root = cache_root(cfg)
+    root = targets_cache(cfg.teaching.get("cache_dir"))
     per_task = {}
     for task, teacher in teachers.items():
         targets = teacher_targets(teacher, train, root, cfg.teaching.batch_size)
@@ -138,10 +137,3 @@ def born_again_module(cfg: DictConfig, datamodule: MultitaskDataModule, model: M
     tags["distill/student"] = "born_again"
     tags["distill/anneal"] = "linear" if share is None else f"fixed {share}"
     return module, tags
-
-
-def cache_root(cfg: DictConfig) -> Path:
-    """teaching.cache_dir, else the user's polyhead cache: teacher_targets/ (as distill.py's)."""
-    from polyhead.export.runtimes import cache_dir
-
-    return Path(cfg.teaching.cache_dir) if cfg.teaching.get("cache_dir") else cache_dir() / "teacher_targets"

@@ -22,6 +22,7 @@ from polyhead.distill.teacher import (
     load_teacher,
     prefer_gold,
     raw_examples,
+    targets_cache,
     teacher_targets_in_parts,
 )
 from polyhead.errors import UserError
@@ -104,7 +105,5 @@ def read_raw_texts(cfg: DictConfig, lang: str) -> dict[str, list]:
 
 
 def cache_root(cfg: DictConfig) -> Path:
-    """transfer.cache_dir, else the user's polyhead cache (as the ONNX runtime's): teacher_targets/."""
-    from polyhead.export.runtimes import cache_dir
-
-    return Path(cfg.transfer.cache_dir) if cfg.transfer.get("cache_dir") else cache_dir() / "teacher_targets"
+    """transfer.cache_dir, else the user's cache (distill.teacher.targets_cache)."""
+    return targets_cache(cfg.transfer.get("cache_dir"))

@@ -141,6 +141,14 @@ def concat_targets(parts: list[Targets]) -> Targets:
     return Targets(logits, offsets, first.kinds, cached, paths)
 
 
+def targets_cache(configured: str | None) -> Path:
+    """Where teacher targets are cached: the configured folder, else the user's polyhead cache's
+    teacher_targets/ (polyhead.cache, as the ONNX runtime's)."""
+    from polyhead.cache import cache_dir
+
+    return Path(configured) if configured else cache_dir() / "teacher_targets"
+
+
 def teacher_targets_in_parts(
     teacher: Teacher, parts: list[list[Example]], cache_root: Path, batch_size: int = 64
 ) -> Targets:
