@@ -97,12 +97,18 @@ class PolyheadEncoder(BatchedComponent):
             views = self.encoder.task_views(out, self.encoder.task_mixes.keys())
             for row, i in enumerate(chunk):
                 n = len(index[i])
-                vectors = {
-                    task: {"words": v.words[row, :n].float(), "cls": v.cls[row].float()}
-                    for task, v in views.items()
-                }
-                shared = {"words": out.words[row, :n].float(), "cls": out.cls[row].float()}
-                docs[i]._.polyhead = {"index": index[i], **({"tasks": vectors} if vectors else shared)}
+                if views:  # per-task layer mixes: each head's own vectors, not the stacked layers
+                    vectors = {
+                        t: {"words": v.words[row, :n].float(), "cls": v.cls[row].float()}
+                        for t, v in views.items()
+                    }
+                    docs[i]._.polyhead = {"index": index[i], "tasks": vectors}
+                else:
+                    docs[i]._.polyhead = {
+                        "index": index[i],
+                        "words": out.words[row, :n].float(),
+                        "cls": out.cls[row].float(),
+                    }
 
     def to_disk(self, path, exclude=()) -> None:
         path = Path(path)
