@@ -169,9 +169,12 @@ def main() -> None:
 def with_metrics(results: dict[str, dict]) -> dict[str, dict]:
     """spaCy's score keys as polyhead's metric names (children in a plain venv cannot import polyhead)."""
     from polyhead.distill.spacy_cnn import polyhead_names
+    from polyhead.models.heads.registry import HEADS
 
+    # the bench's pipelines learn EWT's tasks, named after their head kinds (token.pos_, doc.ents, doc.cats)
+    writers = {task: (HEADS[task], dict(HEADS[task].spacy_options)) for task in ("tagger", "ner", "textcat")}
     for r in results.values():
-        r["metrics"] = polyhead_names(r["spacy_scores"])
+        r["metrics"] = polyhead_names(r["spacy_scores"], writers)
     return results
 
 

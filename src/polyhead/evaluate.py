@@ -21,10 +21,11 @@ from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 
 from polyhead.export.components import PolyheadHead
-from polyhead.models.heads.registry import HEADS
 
-# spaCy's score key -> the metric name training logs (pos_acc -> tagger_acc, dep_las -> parser_las)
-KEYS = {key: f"{task}_{name}" for task, cls in HEADS.items() for key, name in cls.spacy_scores.items()}
+
+def metric_names(task: str, head, options: dict) -> dict[str, str]:
+    """spaCy's score keys of a task's component -> the names training logs (pos_acc -> tagger_acc)."""
+    return {key: f"{task}_{name}" for key, name in head.score_names(options).items()}
 
 
 def evaluate(pipeline: Path, docbin: Path, out: Path, gold_preproc: bool = False) -> dict:
@@ -35,8 +36,12 @@ def evaluate(pipeline: Path, docbin: Path, out: Path, gold_preproc: bool = False
     predicted = list(nlp.pipe(texts))
     seconds = time.perf_counter() - start
     examples = [Example(p, g) for p, g in zip(predicted, gold)]
-    scores = nlp.evaluate(examples)
-    metrics = {name: _rounded(scores[key]) for key, name in KEYS.items() if scores.get(key) is not None}
+    metrics = {}
+    for name, pipe in nlp.pipeline:  # each task's component on its own: two tasks may share a score key
+        if isinstance(pipe, PolyheadHead):
+            scores = pipe.score(examples)
+            names = metric_names(name, pipe.head, pipe.settings)
+            metrics |= {m: _rounded(scores[key]) for key, m in names.items() if scores.get(key) is not None}
     metrics["words_per_sec"] = round(sum(len(d) for d in gold) / seconds, 1)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

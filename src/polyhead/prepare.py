@@ -13,15 +13,25 @@ from omegaconf import DictConfig
 
 import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
 from polyhead.config import project_root
-from polyhead.data.schema import ANNOTATIONS, Example
-from polyhead.export.convert import to_docbin
+from polyhead.data.schema import LEGACY_FIELDS, Example
+from polyhead.errors import UserError
+from polyhead.export.convert import gold_writers, to_docbin
+
+JSON_FIELDS = {"tags": ("tags",), "spans": ("ents",), "cats": ("cats",), "tree": ("heads", "deps")}
 
 
 def to_json(ex: Example) -> dict:
-    """The fields the JSONL reader reads back: id, tokens, spaces and every annotation the example has."""
+    """The fields the JSONL reader reads back: id, tokens, spaces and every annotation the example has,
+    each task in its kind's field (a JSONL corpus names the tasks tagger, ner, textcat and parser)."""
     obj = {"id": ex.id, "tokens": ex.words, "spaces": ex.spaces}
-    for name in (name for kind in ANNOTATIONS.values() for name in kind.fields):
-        obj[name] = getattr(ex, name)  # tuples (entity spans, categories) are written as JSON lists
+    for task, (kind, value) in ex.gold.items():
+        if LEGACY_FIELDS.get(task) != kind:
+            raise UserError(
+                f"prepare writes JSONL, whose fields hold the tasks {', '.join(LEGACY_FIELDS)}: "
+                f"task {task!r} ({kind}) has no field there; train on the corpora themselves"
+            )
+        names = JSON_FIELDS[kind]  # tuples (entity spans, categories) are written as JSON lists
+        obj.update(zip(names, value) if len(names) > 1 else {names[0]: value})
     return {k: v for k, v in obj.items() if v is not None}
 
 
@@ -33,7 +43,9 @@ def prepare(cfg: DictConfig) -> Path:
     for split, examples in datamodule.examples.items():
         lines = [json.dumps(to_json(ex), ensure_ascii=False) for ex in examples]
         (out / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    to_docbin(datamodule.examples["test"], cfg.export.lang, cfg.export.tag_attr).to_disk(out / "test.spacy")
+    test = datamodule.examples["test"]
+    writers = gold_writers(test, cfg.model.heads, cfg.export.get("tag_attr"))
+    to_docbin(test, cfg.export.lang, writers).to_disk(out / "test.spacy")
     counts = {split: len(examples) for split, examples in datamodule.examples.items()}
     summary = {"examples": counts, "labels": datamodule.labels, "fingerprints": datamodule.fingerprints()}
     (out / "fingerprints.json").write_text(json.dumps(summary, indent=2))

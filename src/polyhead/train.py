@@ -22,7 +22,7 @@ from polyhead.export.pipeline import export_run
 from polyhead.hardware import run_tags as hardware_tags
 from polyhead.lit_module import MultitaskModule
 from polyhead.loggers import instantiate_loggers, resolve_resume
-from polyhead.models.build import build_collator, build_model
+from polyhead.models.build import build_collator, build_model, objective_weights
 from polyhead.preflight import check_hparams, load_encoder_tokenizer
 from polyhead.tracking import (
     checkpoint_folder,
@@ -74,7 +74,10 @@ def run(
     check_hparams(cfg)  # values torch would reject fail here, before any run is tracked
     datamodule = datamodule or load_data(cfg)  # bad corpora fail here, before any run is tracked
     module = module or MultitaskModule(
-        build_model(cfg, datamodule.labels), cfg.optim, dict(cfg.objective), cfg.model.get("grad_norm_every")
+        build_model(cfg, datamodule.labels, kinds=datamodule.kinds),
+        cfg.optim,
+        objective_weights(cfg),
+        cfg.model.get("grad_norm_every"),
     )
     ckpt_path, run_id = resolve_resume(cfg)
     loggers = instantiate_loggers(cfg, run_id)

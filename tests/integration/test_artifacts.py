@@ -25,7 +25,7 @@ def test_artifacts_confusion_matrices_and_entity_table_match_test_metrics(tmp_pa
     assert {f"test/{n}" for n in (*names, "ner_per_type.csv", "ner_per_type.md")} == logged
     gold = read_corpus(PACKAGE_DIR / "corpora" / "demo_test.jsonl", "jsonl")
 
-    for task, total in (("tagger", sum(len(ex.tags) for ex in gold)), ("textcat", len(gold))):
+    for task, total in (("tagger", sum(len(ex.get("tags")) for ex in gold)), ("textcat", len(gold))):
         header, *rows = read_rows(client, run_id, f"test/{task}_confusion.csv", tmp_path)
         labels = [row[0] for row in rows]
         assert header[1:] == labels
@@ -36,7 +36,7 @@ def test_artifacts_confusion_matrices_and_entity_table_match_test_metrics(tmp_pa
 
     header, *rows = read_rows(client, run_id, "test/ner_per_type.csv", tmp_path)
     assert header == ["type", "precision", "recall", "f1", "support"]
-    support = Counter(label for ex in gold for _, _, label in ex.ents)
+    support = Counter(label for ex in gold for _, _, label in ex.get("spans"))
     for name, _, _, f1, n in rows:
         assert float(f1) == pytest.approx(metrics[f"test/ner_f1_{name}"], abs=1e-4)
         assert int(n) == support[name]

@@ -9,7 +9,9 @@ from conftest import compose_config
 from mlflow.tracking import MlflowClient
 
 import polyhead.config  # noqa: F401
+from polyhead.data.datamodule import as_tasks
 from polyhead.data.readers import read_corpus
+from polyhead.data.schema import LEGACY_FIELDS
 from polyhead.distill.born_again import run_job
 from polyhead.distill.layers import DistillationModule
 from polyhead.errors import UserError
@@ -89,7 +91,7 @@ def test_born_again_student_learns_each_teacher_and_tags_them(teachers, tiny_ber
 def test_born_again_at_gold_share_one_is_gold_only_training(teachers, tiny_bert):
     root, ids = teachers
     model, collate, cfg = load_checkpoint(pick_checkpoint(root / "teacher_tagger" / "checkpoints"))
-    examples = read_corpus(cfg.data.dev[0].path, "jsonl")[:8]
+    examples = [as_tasks(ex, LEGACY_FIELDS) for ex in read_corpus(cfg.data.dev[0].path, "jsonl")[:8]]
     n_tags = len(model.heads["tagger"].labels)
     taught = [
         replace(ex, meta={"teacher": {"tagger": torch.randn(len(ex.words), n_tags)}}) for ex in examples

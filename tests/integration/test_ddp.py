@@ -32,6 +32,6 @@ def test_ddp_two_cpu_processes_log_one_run_with_whole_split_metrics(tmp_path, ti
     nlp = spacy.load(tmp_path / "run" / "spacy_pipeline")  # the tested weights, exported by rank 0
     gold = read_corpus(PACKAGE_DIR / "corpora" / "demo_test.jsonl", "jsonl")
     docs = nlp.pipe(Doc(nlp.vocab, words=ex.words, spaces=ex.spaces) for ex in gold)
-    pairs = [(t.pos_, tag) for doc, ex in zip(docs, gold) for t, tag in zip(doc, ex.tags)]
+    pairs = [(t.pos_, tag) for doc, ex in zip(docs, gold) for t, tag in zip(doc, ex.get("tags"))]
     accuracy = sum(p == g for p, g in pairs) / len(pairs)
     assert run.data.metrics["test/tagger_acc"] == pytest.approx(accuracy, abs=1e-6)

@@ -258,12 +258,15 @@ def test_distill_refuses_unfinished_run_and_foreign_checkpoint(teacher, tmp_path
 
 
 def test_distill_prefer_gold_keeps_gold_and_fills_the_rest():
-    from polyhead.data.schema import Example
+    from polyhead.data.schema import Example, legacy_gold
     from polyhead.distill.teacher import prefer_gold
 
-    gold = Example(words=["Ann", "ran"], tags=["PROPN", "VERB"])  # tags only: no gold entities or genre
-    taught = Example(words=["Ann", "ran"], tags=["NOUN", "VERB"], ents=[(0, 1, "PER")], cats=("news",))
+    words = ["Ann", "ran"]
+    gold = Example(words, gold=legacy_gold(tags=["PROPN", "VERB"]))  # tags only: no gold entities or genre
+    taught = Example(words, gold=legacy_gold(tags=["NOUN", "VERB"], ents=[(0, 1, "PER")], cats=("news",)))
     merged = prefer_gold(gold, taught)
-    assert merged.tags == ["PROPN", "VERB"] and merged.ents == [(0, 1, "PER")] and merged.cats == ("news",)
-    no_ents = prefer_gold(Example(words=["Ann", "ran"], ents=[]), taught)
-    assert no_ents.ents == [] and no_ents.tags == ["NOUN", "VERB"]  # gold "no entities" is gold too
+    assert merged.get("tagger") == ["PROPN", "VERB"] and merged.get("ner") == [(0, 1, "PER")]
+    assert merged.get("textcat") == ("news",)
+    no_ents = prefer_gold(Example(words, gold=legacy_gold(ents=[])), taught)
+    assert no_ents.get("ner") == []  # gold "no entities" is gold too
+    assert no_ents.get("tagger") == ["NOUN", "VERB"]

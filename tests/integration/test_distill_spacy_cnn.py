@@ -17,9 +17,10 @@ from spacy.tokens import Doc, DocBin
 from spacy.training import Corpus
 from spacy.training import Example as GoldPair
 
-from polyhead.data.schema import Example
+from polyhead.data.schema import Example, Gold, legacy_gold
 from polyhead.distill.spacy_cnn import merge_same_text, pipeline_components, run_spacy_cnn
 from polyhead.errors import UserError
+from polyhead.export.convert import legacy_writers
 
 PER, LOC, FOOD = (
     ["Maria", "John", "Aiko", "Pierre", "Sam"],
@@ -46,9 +47,9 @@ def toy_examples(n: int, seed: int, prefix: str) -> list[Example]:
             Example(
                 words=words,
                 spaces=[True] * (len(words) - 2) + [False, False],
-                tags=tags.split(),
-                ents=[(k, k + 1, label) for k, label in slots.items()],
-                cats=(genre,),
+                gold=legacy_gold(
+                    tags=tags.split(), ents=[(k, k + 1, label) for k, label in slots.items()], cats=(genre,)
+                ),
                 id=f"{prefix}-{i}",
             )
         )
@@ -62,6 +63,12 @@ def compose(tmp_path, *overrides):
         ["+student=spacy_cnn", "student.max_steps=60", "student.eval_frequency=20", "seed=3", *overrides],
         tmp_path / "out",
     )
+
+
+def writers_of(examples: list[Example], tag_attr: str) -> dict:
+    """legacy_writers in the default model's task order (tagger, ner, textcat), the components' order."""
+    found = legacy_writers(examples, tag_attr)
+    return {task: found[task] for task in ("tagger", "ner", "textcat", "parser") if task in found}
 
 
 def split_annotation(examples: list[Example]) -> list[Example]:
@@ -158,11 +165,14 @@ def test_spacy_cnn_gold_keeps_missing_annotation_missing(gold_run):
 
 def test_spacy_cnn_dev_merges_annotation_of_the_same_text():
     examples = toy_examples(4, 0, "x")
-    merged = merge_same_text(split_annotation(examples))
+    parts = split_annotation(examples)
+    merged = merge_same_text(parts)
     assert len(merged) == 4
-    assert merged[0].tags == examples[0].tags and merged[0].ents == examples[0].ents
-    assert merged[0].cats == examples[0].cats and merged[1].ents is None
-    assert split_annotation(examples)[0].ents is None  # the inputs are left as they were
+    for task in ("tagger", "ner", "textcat"):
+        assert merged[0].get(task) == examples[0].get(task)
+    assert merged[1].get("ner") is None
+    # the inputs are left as they were
+    assert not parts[0].has("ner") and not split_annotation(examples)[0].has("ner")
 
 
 @pytest.mark.parametrize(
@@ -175,7 +185,7 @@ def test_spacy_cnn_dev_merges_annotation_of_the_same_text():
 )
 def test_spacy_cnn_components_follow_the_annotation(keep, tag_attr, expected):
     train = [ex.keep_tasks(keep) for ex in toy_examples(8, 0, "x")]
-    assert pipeline_components(train, tag_attr) == expected
+    assert pipeline_components(train, writers_of(train, tag_attr)) == expected
 
 
 def test_spacy_cnn_max_minutes_stops_at_an_evaluation_and_keeps_model_best(tmp_path):
@@ -215,9 +225,10 @@ def test_bench_distill_scores_match_the_run_and_fractions_are_of_the_teacher(tea
 def test_spacy_cnn_textcat_choice_follows_the_categories_and_the_teacher_head():
     train = toy_examples(4, 0, "x")
     partial = split_annotation(train)  # entity-only texts lack categories: exclusive textcat cannot mask
-    assert pipeline_components(partial, "pos")[0][-1] == "textcat_multilabel"
-    several = [replace(ex, cats=("food", "travel")) for ex in train]
-    assert pipeline_components(several, "pos") == (["morphologizer", "ner", "textcat_multilabel"], False)
-    assert pipeline_components(train, "pos", exclusive=False)[1] is False
+    assert pipeline_components(partial, writers_of(partial, "pos"))[0][-1] == "textcat_multilabel"
+    several = [replace(ex, gold={**ex.gold, "textcat": Gold("cats", ("food", "travel"))}) for ex in train]
+    writers = writers_of(several, "pos")
+    assert pipeline_components(several, writers) == (["morphologizer", "ner", "textcat_multilabel"], False)
+    assert pipeline_components(train, writers_of(train, "pos"), exclusive=False)[1] is False
     with pytest.raises(UserError, match="exactly one category"):
-        pipeline_components(several, "pos", textcat="textcat")
+        pipeline_components(several, writers, textcat="textcat")

@@ -23,6 +23,7 @@ from polyhead.tokens.wordpieces import load_tokenizer
 
 EVIL = "polyhead_evil_payload_3f9c"  # a made-up module name: importing it would show in sys.modules
 TEXT = "Maria flew to Rome ."
+TASKS = ("tagger", "ner", "textcat", "parser")  # the test pipeline's tasks, each named after its head's key
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +54,16 @@ def annotations(nlp):
 
 
 def test_components_head_json_names_a_registered_key_not_a_class(pipeline):
-    specs = {task: json.loads((pipeline / task / "head.json").read_text()) for task in HEADS}
-    assert {task: spec["head"] for task, spec in specs.items()} == {t: t for t in HEADS}
+    specs = {task: json.loads((pipeline / task / "head.json").read_text()) for task in TASKS}
+    assert {task: spec["head"] for task, spec in specs.items()} == {t: t for t in TASKS}
     assert all("class" not in spec for spec in specs.values())
     assert head_key(TokenTaggingHead(4, ["X"])) == "tagger"
     assert head_key(EntityRecognitionHead(4, ["X"])) == "ner"  # a subclass is its own kind
 
 
 def test_components_old_class_path_of_a_registered_head_still_loads(pipeline, copy):
-    for task, cls in HEADS.items():  # the format written before keys: {"class": "<module>.<qualname>"}
+    for task in TASKS:  # the format written before keys: {"class": "<module>.<qualname>"}
+        cls = HEADS[task]
         spec = json.loads((copy / task / "head.json").read_text())
         old = {"class": qualified_name(cls), "config": spec["config"]}
         (copy / task / "head.json").write_text(json.dumps(old))
@@ -98,21 +100,29 @@ def test_components_truncated_head_weights_is_a_user_error(copy):
 
 
 def test_components_registered_heads_are_the_annotations_examples_hold():
-    """The data layer's task list (schema.ANNOTATIONS) and the registry's keys are the same tasks."""
-    from polyhead.data.schema import ANNOTATIONS
+    """Every registered head learns a kind of annotation the data layer has (schema.KINDS); a head class
+    whose `annotation` is none of them is refused."""
+    from polyhead.data.schema import KINDS
     from polyhead.models.heads.registry import register_head
 
-    assert list(HEADS) == list(ANNOTATIONS)
-    with pytest.raises(ValueError, match="names no annotation an Example holds"):
-        register_head("srl", TokenTaggingHead)
+    assert all(cls.annotation in KINDS for cls in HEADS.values()), {k: c.annotation for k, c in HEADS.items()}
+
+    class FrameHead(TokenTaggingHead):
+        annotation = "frames"
+
+    with pytest.raises(ValueError, match=r"FrameHead\.annotation must name a kind of annotation"):
+        register_head("srl", FrameHead)
+    assert "srl" not in HEADS
 
 
 def test_components_pipeline_uses_the_generic_factory_and_old_names_still_load(pipeline, copy):
     from spacy.util import load_config
 
     config = load_config(pipeline / "config.cfg")
-    assert {config["components"][task]["factory"] for task in HEADS} == {"polyhead_head"}
-    assert config["components"]["tagger"]["options"] == {"attr": "pos"}
+    assert {config["components"][task]["factory"] for task in TASKS} == {"polyhead_head"}
+    # the tagger writes token.pos: its head's own attr (head.json), which the component's options may override
+    assert spacy.load(pipeline).get_pipe("tagger").settings == {"attr": "pos"}
+    assert config["components"]["tagger"]["options"].get("attr", "pos") == "pos"
     # a pipeline exported before polyhead_head names its heads' factories polyhead_<task>
     config["components"]["tagger"] = {"factory": "polyhead_tagger", "attr": "pos"}
     config["components"]["ner"] = {"factory": "polyhead_ner"}

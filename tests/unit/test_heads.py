@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from polyhead.data.schema import Example
+from polyhead.data.schema import Example, legacy_gold
 from polyhead.data.spans import tags_to_spans
 from polyhead.metrics import SpanF1
 from polyhead.models.encoder import EncoderOutput
@@ -20,7 +20,9 @@ def encoded(batch=2, width=4, hidden=8):
 
 def test_heads_tagger_masks_unlabelled_texts():
     head = TokenTaggingHead(8, ["NOUN", "VERB"])
-    examples = [Example(words=list("abcd"), tags=["NOUN", "VERB", "NOUN", "NOUN"]), Example(words=list("ab"))]
+    head.task = "tagger"  # MultitaskModel names a head after its key
+    tagged = Example(words=list("abcd"), gold=legacy_gold(tags=["NOUN", "VERB", "NOUN", "NOUN"]))
+    examples = [tagged, Example(words=list("ab"))]
     targets = head.targets(examples, 4)
     assert targets.tolist() == [[0, 1, 0, 0], [IGNORE] * 4]
     logits = head(encoded())  # (B, W, L)
@@ -34,7 +36,8 @@ def test_heads_tagger_masks_unlabelled_texts():
 @pytest.mark.parametrize("exclusive", [True, False])
 def test_heads_textcat_targets_loss_and_scores(exclusive):
     head = TextClassificationHead(8, ["a", "b", "c"], exclusive=exclusive)
-    examples = [Example(words=["x"], cats=("b",)), Example(words=["y"])]
+    head.task = "textcat"
+    examples = [Example(words=["x"], gold=legacy_gold(cats=("b",))), Example(words=["y"])]
     targets = head.targets(examples, 4)
     assert head.labelled(targets).tolist() == [True, False]
     logits = head(encoded())
@@ -58,7 +61,8 @@ def test_heads_textcat_pooling_ignores_padding(pooling):
 def test_heads_ner_targets_from_spans_and_masking():
     head = EntityRecognitionHead(8, ["PER", "LOC"], scheme="bio")
     assert head.labels[0] == "O"
-    ex = Example(words=["Ann", "Lee", "in", "Rome"], ents=[(0, 2, "PER"), (3, 4, "LOC")])
+    head.task = "ner"
+    ex = Example(words=["Ann", "Lee", "in", "Rome"], gold=legacy_gold(ents=[(0, 2, "PER"), (3, 4, "LOC")]))
     targets = head.targets([ex, Example(words=["x"])], 4)
     assert [head.labels[i] for i in targets[0].tolist()] == ["B-PER", "I-PER", "O", "B-LOC"]
     assert targets[1].tolist() == [IGNORE] * 4

@@ -3,7 +3,7 @@ import torch
 
 from polyhead.callbacks.unfreeze import GradualUnfreezing
 from polyhead.data.collate import Collator
-from polyhead.data.schema import Example
+from polyhead.data.schema import Example, legacy_gold
 from polyhead.models.encoder import Encoder
 from polyhead.models.heads.ner import EntityRecognitionHead
 from polyhead.models.heads.parser import DependencyParsingHead
@@ -123,7 +123,8 @@ def test_multitask_task_grad_norms_follow_the_loss_weights(model, collate):
     from polyhead.lit_module import task_grad_norms
 
     model.train()
-    batch = collate([Example(words="the team won".split(), tags=["NOUN", "NOUN", "VERB"], cats=("a",))])
+    gold = legacy_gold(tags=["NOUN", "NOUN", "VERB"], cats=("a",))
+    batch = collate([Example(words="the team won".split(), gold=gold)])
     enc, logits = model(batch["alignment"])
     losses = model.losses(logits, model.targets(batch["examples"], enc.word_mask.shape[1], "cpu"))
     assert set(losses) == {"tagger", "textcat"}

@@ -10,8 +10,8 @@ import spacy
 import torch
 from torch import nn
 
-from polyhead.data.schema import Example, find_cycle
-from polyhead.export.convert import to_doc, to_docbin
+from polyhead.data.schema import Example, find_cycle, legacy_gold
+from polyhead.export.convert import legacy_writers, to_doc, to_docbin
 from polyhead.models.encoder import EncoderOutput
 from polyhead.models.heads.parser import DependencyParsingHead, best_tree, bilinear, set_tree
 from polyhead.models.heads.tagger import IGNORE
@@ -81,7 +81,9 @@ def test_parser_decoder_keeps_a_non_projective_tree():
 @pytest.fixture
 def head():
     torch.manual_seed(0)
-    return DependencyParsingHead(8, LABELS, arc_size=6, label_size=5).eval()
+    head = DependencyParsingHead(8, LABELS, arc_size=6, label_size=5).eval()
+    head.task = "parser"  # MultitaskModel names a head after its key
+    return head
 
 
 def encoded(batch=2, width=4, hidden=8):
@@ -93,7 +95,7 @@ def encoded(batch=2, width=4, hidden=8):
 
 
 def test_parser_targets_and_loss_mask_texts_without_trees(head):
-    tree = Example(list("abcd"), heads=[2, 0, 2, 2], deps=["nsubj", "root", "obj", "punct"])
+    tree = Example(list("abcd"), gold=legacy_gold(heads=[2, 0, 2, 2], deps=["nsubj", "root", "obj", "punct"]))
     examples = [tree, Example(list("ab"))]
     targets = head.targets(examples, 4)  # (B, W, 2)
     assert targets[0].tolist() == [[2, 0], [0, 3], [2, 1], [2, 2]]
@@ -118,6 +120,7 @@ def test_parser_padding_and_self_are_never_heads(head):
 def test_parser_long_texts_are_parsed_in_pieces_of_max_words(head):
     short = DependencyParsingHead(8, LABELS, arc_size=6, label_size=5, max_words=2).eval()
     short.load_state_dict(head.state_dict())
+    short.task = "parser"
     enc = encoded()
     whole, pieces = head(enc), short(enc)
     assert pieces.arcs.shape == (4, 2, 3) and pieces.chunks == 2  # 2 texts x 2 pieces of 2 words
@@ -126,7 +129,7 @@ def test_parser_long_texts_are_parsed_in_pieces_of_max_words(head):
     heads, _ = short.predict(pieces, enc.word_mask)
     assert heads[0].tolist()[:2].count(0) == 1 and set(heads[0, :2].tolist()) <= {0, 1, 2}
     assert heads[0].tolist()[2:].count(0) == 1 and set(heads[0, 2:].tolist()) <= {0, 3, 4}  # word numbers
-    tree = Example(list("abcd"), heads=[2, 0, 2, 3], deps=["nsubj", "root", "obj", "punct"])
+    tree = Example(list("abcd"), gold=legacy_gold(heads=[2, 0, 2, 3], deps=["nsubj", "root", "obj", "punct"]))
     targets = short.targets([tree, tree], 4)
     crossing = targets.clone()
     crossing[:, 2, 0] = 1  # word 3's head moves to the other piece: left out of the loss, like padding
@@ -189,13 +192,11 @@ def test_parser_gold_trees_written_by_to_docbin_and_read_back(tmp_path):
     examples = [
         Example(
             ["Ann", "saw", "Rome"],
-            tags=["PROPN", "VERB", "PROPN"],
-            heads=[2, 0, 2],
-            deps=["nsubj", "root", "obj"],
+            gold=legacy_gold(tags=["PROPN", "VERB", "PROPN"], heads=[2, 0, 2], deps=["nsubj", "root", "obj"]),
         ),
-        Example(["Hi", "."], cats=("a",)),  # no tree: no relations written
+        Example(["Hi", "."], gold=legacy_gold(cats=("a",))),  # no tree: no relations written
     ]
-    docbin = to_docbin(examples, lang="en", tag_attr="pos")  # the signature distillation code calls
+    docbin = to_docbin(examples, "en", legacy_writers(examples, "pos"))
     path = tmp_path / "gold.spacy"
     docbin.to_disk(path)
     docs = list(docbin.get_docs(spacy.blank("en").vocab))
@@ -206,8 +207,9 @@ def test_parser_gold_trees_written_by_to_docbin_and_read_back(tmp_path):
     ]
     assert not docs[1].has_annotation("DEP") and docs[1].cats == {"a": 1.0}
     back = read_corpus(path, "docbin")
-    assert (back[0].heads, back[0].deps) == ([2, 0, 2], ["nsubj", "root", "obj"]) and back[1].heads is None
-    doc = to_doc(spacy.blank("en").vocab, examples[0], [], "tag")  # the per-Example function, tag_ this time
+    assert back[0].get("tree") == ([2, 0, 2], ["nsubj", "root", "obj"]) and back[1].get("tree") is None
+    writers = legacy_writers(examples[:1], "tag")
+    doc = to_doc(spacy.blank("en").vocab, examples[0], writers)  # the per-Example function, tag_ this time
     assert [t.tag_ for t in doc] == ["PROPN", "VERB", "PROPN"] and doc[0].head.i == 1
 
 
@@ -250,9 +252,9 @@ def test_parser_loss_ignores_the_padding_of_a_long_texts_last_piece():
     torch.manual_seed(0)
     head = DependencyParsingHead(32, ["nsubj", "root"], 16, 8, 0.0, max_words=4).eval()
     enc = EncoderOutput(torch.randn(1, 6, 32), torch.ones(1, 6, dtype=torch.bool), torch.randn(1, 32))
-    targets = head.targets(
-        [Example("a b c d e f".split(), heads=[2, 0, 2, 5, 2, 5], deps=["nsubj", "root"] * 3)], 6
-    )
+    head.task = "parser"
+    gold = legacy_gold(heads=[2, 0, 2, 5, 2, 5], deps=["nsubj", "root"] * 3)
+    targets = head.targets([Example("a b c d e f".split(), gold=gold)], 6)
     scores = head(enc)
     before = float(head.loss(scores, targets))
     scores.arcs[1, 2:, 0] += 100.0  # the padding of the second piece, scored as if its head were the root

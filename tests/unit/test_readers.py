@@ -6,7 +6,7 @@ from conftest import write
 from spacy.tokens import DocBin
 
 from polyhead.data.readers import fingerprint, read_corpus
-from polyhead.data.schema import CorpusError, Example
+from polyhead.data.schema import CorpusError, Example, field_gold
 
 CONLLU = """# newdoc id = weblog-abc
 # sent_id = weblog-abc-0001
@@ -35,14 +35,13 @@ def test_readers_conllu_exact_examples_skip_multiword_tokens_and_empty_nodes(tmp
     assert first == Example(
         words=["Do", "n't", "go", "to", "Rome", "."],
         spaces=[False, True, True, True, False, True],  # no space inside the multiword token "Don't"
-        tags=["AUX", "PART", "VERB", "ADP", "PROPN", "PUNCT"],
-        cats=("weblog",),
+        gold=field_gold(tags=["AUX", "PART", "VERB", "ADP", "PROPN", "PUNCT"], cats=("weblog",)),
         id="weblog-abc-0001",
         source=f"{path}:1",
     )
     assert first.text == "Don't go to Rome."
     assert second.words == ["I", "'m", "!"] and second.text == "I'm!"  # SpaceAfter=No on the range line
-    assert (second.cats, second.source) == (("email",), f"{path}:13")
+    assert (second.get("cats"), second.source) == (("email",), f"{path}:13")
 
 
 @pytest.mark.parametrize(
@@ -55,13 +54,13 @@ def test_readers_conllu_exact_examples_skip_multiword_tokens_and_empty_nodes(tmp
 )
 def test_readers_conllu_options(tmp_path, options, first_tags, cats):
     (first, _) = read_corpus(write(tmp_path, "a.conllu", CONLLU), "conllu", **options)
-    assert first.tags[:2] == first_tags and first.cats == cats
+    assert first.get("tags")[:2] == first_tags and first.get("cats") == cats
 
 
 def test_readers_conllu_comment_category(tmp_path):
     text = CONLLU.replace("# sent_id = weblog-abc-0001", "# sent_id = w1\n# genre = blog")
     first, second = read_corpus(write(tmp_path, "a.conllu", text), "conllu", cat_from="comment")
-    assert (first.cats, second.cats) == (("blog",), ("letters",))
+    assert (first.get("cats"), second.get("cats")) == (("blog",), ("letters",))
 
 
 def test_readers_conllu_comment_category_missing_is_an_error(tmp_path):
@@ -110,9 +109,9 @@ def test_readers_columns_schemes_give_same_spans(tmp_path, scheme, tags):
     path = write(tmp_path, "c.txt", text)
     first, second = read_corpus(path, "columns", scheme=scheme)
     assert first == Example(
-        words=words, ents=[(0, 2, "PER"), (3, 4, "LOC"), (4, 5, "LOC")], source=f"{path}:3"
+        words=words, gold=field_gold(ents=[(0, 2, "PER"), (3, 4, "LOC"), (4, 5, "LOC")]), source=f"{path}:3"
     )
-    assert second.ents == [] and second.source == f"{path}:9"
+    assert second.get("spans") == [] and second.source == f"{path}:9"
 
 
 def test_readers_columns_uner_layout_with_sent_id(tmp_path):
@@ -120,7 +119,9 @@ def test_readers_columns_uner_layout_with_sent_id(tmp_path):
     text += "3\tMiramar\tB-LOC\t-\tx\n"
     path = write(tmp_path, "u.iob2", text)
     (ex,) = read_corpus(path, "columns", word_column=1, tag_column=2, separator="\t")
-    assert ex == Example(words=["What", "#", "Miramar"], ents=[(2, 3, "LOC")], id="s1", source=f"{path}:4")
+    assert ex == Example(
+        words=["What", "#", "Miramar"], gold=field_gold(ents=[(2, 3, "LOC")]), id="s1", source=f"{path}:4"
+    )
 
 
 @pytest.mark.parametrize(
@@ -145,7 +146,7 @@ def test_readers_columns_tweets(tmp_path, text, separator, words, ents):
         scheme="iob1" if separator is None else "iob2",
         separator=separator,
     )
-    assert (ex.words, ex.ents) == (words, ents)
+    assert (ex.words, ex.get("spans")) == (words, ents)
     assert ex.meta == ({"dropped_empty_words": 2} if "\n\tO" in text else {})
 
 
@@ -212,7 +213,7 @@ def test_readers_non_utf8_names_the_line_of_the_bad_byte(tmp_path, fmt, text, li
 
 def test_readers_utf8_bom_is_stripped(tmp_path):
     (ex,) = read_corpus(write(tmp_path, "b.txt", "\ufeffAnn B-PER\n"), "columns")
-    assert ex.words == ["Ann"] and ex.ents == [(0, 1, "PER")]
+    assert ex.words == ["Ann"] and ex.get("spans") == [(0, 1, "PER")]
 
 
 @pytest.mark.parametrize("delimiter", [",", "\t"])
@@ -223,7 +224,7 @@ def test_readers_csv_and_tsv_tokenise_with_spacy(tmp_path, delimiter):
     assert ex == Example(
         words=["Where", "'s", "my", "card", "?"],
         spaces=[False, True, True, False, False],
-        cats=("card_arrival",),
+        gold=field_gold(cats=("card_arrival",)),
         source=f"{path}:2",
     )
 
@@ -258,12 +259,12 @@ def test_readers_jsonl_text_with_char_offsets_tokens_and_missing_tasks(tmp_path)
     assert a == Example(
         words=["Ann", "Lee", "flew", "to", "Rome", "."],
         spaces=[True, True, True, True, False, False],
-        ents=[(0, 2, "PER"), (4, 5, "LOC")],
-        cats=("travel",),
+        gold=field_gold(ents=[(0, 2, "PER"), (4, 5, "LOC")], cats=("travel",)),
         source=f"{path}:1",
     )
-    assert b == Example(["hi", "Bo"], [True, False], ["INTJ", "PROPN"], [(1, 2, "PER")], source=f"{path}:2")
-    assert c == Example(["ok"], cats=("a", "b"), id="r3", source=f"{path}:3")
+    gold = field_gold(tags=["INTJ", "PROPN"], ents=[(1, 2, "PER")])
+    assert b == Example(["hi", "Bo"], [True, False], gold, source=f"{path}:2")
+    assert c == Example(["ok"], gold=field_gold(cats=("a", "b")), id="r3", source=f"{path}:3")
 
 
 @pytest.mark.parametrize(
@@ -301,8 +302,8 @@ def test_readers_docbin_round_trip(tmp_path, tag_attr, tags):
     DocBin(docs=[doc, plain], store_user_data=True).to_disk(path)
     ex, bare = read_corpus(path, "docbin", tag_attr=tag_attr)
     assert ex.words == ["Ann", "flew", "to", "Rome"] and ex.spaces == [True, True, True, False]
-    assert (ex.tags, ex.ents, ex.cats) == (tags, [(0, 1, "PER")], ("travel",))
-    assert (bare.tags, bare.ents, bare.cats) == (None, None, None)
+    assert (ex.get("tags"), ex.get("spans"), ex.get("cats")) == (tags, [(0, 1, "PER")], ("travel",))
+    assert (bare.get("tags"), bare.get("spans"), bare.get("cats")) == (None, None, None)
 
 
 def test_readers_docbin_garbage_is_an_error(tmp_path):

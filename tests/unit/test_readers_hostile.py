@@ -128,7 +128,7 @@ def test_readers_conllu_unknown_upos_is_warned_with_first_lines(tmp_path, caplog
     path = write(tmp_path, "u.conllu", "\n".join(lines) + "\n")
     with caplog.at_level(logging.WARNING, logger="polyhead.data.readers"):
         (first, second) = read_corpus(path, "conllu")
-    assert first.tags == ["NOUN", "NOUNN"]  # read as given
+    assert first.get("tags") == ["NOUN", "NOUNN"]  # read as given
     (message,) = [r.getMessage() for r in caplog.records if "UPOS" in r.getMessage()]
     assert "2 word(s) with a UPOS tag UD does not have (ADJ., NOUNN;" in message
     assert f"first at {path}:2, {path}:5" in message

@@ -33,9 +33,9 @@ def test_readers_iob1_b_after_o_begins_an_entity_and_is_counted(tmp_path, caplog
     path = columns(tmp_path, "train.iob1", IOB1)
     with caplog.at_level(logging.WARNING, logger="polyhead.data.readers"):
         first, second, third = read_corpus(path, "columns", scheme="iob1")
-    assert first.ents == [(0, 1, "ORG"), (2, 3, "MISC")] and first.meta == {}
-    assert second.ents == [(1, 3, "PER")] and second.meta == {"repaired_tags": [6]}
-    assert third.ents == [(0, 1, "LOC"), (1, 2, "LOC")] and third.meta == {"repaired_tags": [9]}
+    assert first.get("spans") == [(0, 1, "ORG"), (2, 3, "MISC")] and first.meta == {}
+    assert second.get("spans") == [(1, 3, "PER")] and second.meta == {"repaired_tags": [6]}
+    assert third.get("spans") == [(0, 1, "LOC"), (1, 2, "LOC")] and third.meta == {"repaired_tags": [9]}
     (record,) = caplog.records
     assert f"{path}: 2 tag(s)" in record.message and f"first at {path}:6, {path}:9" in record.message
 
@@ -59,8 +59,8 @@ def test_readers_iob1_strict_keeps_the_refusal(tmp_path):
 def test_readers_iob2_i_opening_an_entity_reads_as_b(tmp_path, tags, spans, repaired):
     path = columns(tmp_path, "a.iob2", [[(f"w{i}", t) for i, t in enumerate(tags)]])
     (ex,) = read_corpus(path, "columns", scheme="iob2")
-    assert ex.ents == spans and ex.meta.get("repaired_tags", []) == [i + 1 for i in repaired]
-    assert ex.ents == tags_to_spans(
+    assert ex.get("spans") == spans and ex.meta.get("repaired_tags", []) == [i + 1 for i in repaired]
+    assert ex.get("spans") == tags_to_spans(
         [t.replace("I-", "B-", 1) if i in repaired else t for i, t in enumerate(tags)], "iob2"
     )
 
@@ -68,16 +68,17 @@ def test_readers_iob2_i_opening_an_entity_reads_as_b(tmp_path, tags, spans, repa
 def test_readers_iob2_same_spans_in_reader_training_targets_decode_and_export(tmp_path):
     tags = ["O", "I-PER", "I-PER", "O", "I-LOC"]
     (ex,) = read_corpus(columns(tmp_path, "a.iob2", [[(f"w{i}", t) for i, t in enumerate(tags)]]), "columns")
-    assert ex.ents == [(1, 3, "PER"), (4, 5, "LOC")]  # seqeval.get_entities gives the same chunks
+    assert ex.get("spans") == [(1, 3, "PER"), (4, 5, "LOC")]  # seqeval.get_entities gives the same chunks
     head = EntityRecognitionHead(hidden_size=4, labels=["LOC", "PER"], scheme="bio")
+    head.task = "spans"  # the reader keys the entities by their field
     targets = head.word_labels(ex)
     assert targets == ["O", "B-PER", "I-PER", "O", "B-LOC"]
     logits = torch.nn.functional.one_hot(
         torch.tensor([[head.labels.index(t) for t in targets]]), len(head.labels)
     )
-    assert head.decode(logits.float() * 10, torch.ones(1, len(tags), dtype=torch.bool)) == [ex.ents]
-    doc = to_doc(spacy.blank("en").vocab, ex, [])
-    assert [(e.start, e.end, e.label_) for e in doc.ents] == ex.ents
+    assert head.decode(logits.float() * 10, torch.ones(1, len(tags), dtype=torch.bool)) == [ex.get("spans")]
+    doc = to_doc(spacy.blank("en").vocab, ex, {"spans": (EntityRecognitionHead, head.spacy_options)})
+    assert [(e.start, e.end, e.label_) for e in doc.ents] == ex.get("spans")
 
 
 @pytest.mark.parametrize("scheme", ["biluo", "bioes"])

@@ -7,7 +7,7 @@ from conftest import write
 
 from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.data.readers import read_corpus
-from polyhead.data.schema import CorpusError, Example
+from polyhead.data.schema import CorpusError, Example, field_gold
 
 
 @pytest.mark.parametrize(
@@ -42,9 +42,12 @@ def test_readers_lines_label_and_text(tmp_path, text, options, cats):
     path = write(tmp_path, "t.txt", text)
     first, second = read_corpus(path, "lines", **options)
     assert first == Example(
-        ["the", "movie", "was", "fine"], [True, True, True, False], cats=cats[0], source=f"{path}:1"
+        ["the", "movie", "was", "fine"],
+        [True, True, True, False],
+        field_gold(cats=cats[0]),
+        source=f"{path}:1",
     )
-    assert second.words == ["awful", ",", "truly"] and second.cats == cats[1]
+    assert second.words == ["awful", ",", "truly"] and second.get("cats") == cats[1]
     assert second.source == f"{path}:{3 if text.startswith('0 ') else 2}"
 
 
@@ -54,7 +57,7 @@ def test_readers_lines_latin1_trec_style(tmp_path):
         read_corpus(path, "lines")
     assert str(err.value).startswith(f"{path}:1:")
     (ex,) = read_corpus(path, "lines", encoding="latin-1", label_split=":")
-    assert ex.words == ["What", "is", "a", "caf\xe9", "?"] and ex.cats == ("ENTY",)
+    assert ex.words == ["What", "is", "a", "caf\xe9", "?"] and ex.get("cats") == ("ENTY",)
 
 
 @pytest.mark.parametrize(
@@ -120,7 +123,7 @@ def test_readers_bad_byte_in_the_given_encoding_names_it_and_the_line(tmp_path):
 def test_readers_utf16_file_reads_with_its_encoding(tmp_path):
     path = write(tmp_path, "a.txt", "0 caf\xe9 ok\n1 bad\n".encode("utf-16"))
     first, second = read_corpus(path, "lines", encoding="utf-16")
-    assert first.words == ["caf\xe9", "ok"] and second.cats == ("1",)
+    assert first.words == ["caf\xe9", "ok"] and second.get("cats") == ("1",)
 
 
 def test_datamodule_dev_from_a_seeded_part_of_the_training_file(tmp_path):

@@ -87,7 +87,7 @@ def test_readers_jsonl_defect_in_user_terms(tmp_path, row, what):
 def test_readers_jsonl_text_and_tokens_give_spaces_and_token_offsets(tmp_path):
     row = {"text": "Ann  went.", "tokens": ["Ann", "went", "."], "ents": [[0, 1, "PER"]]}
     (ex,) = read_corpus(write(tmp_path, "a.jsonl", json.dumps(row) + "\n"), "jsonl")
-    assert (ex.spaces, ex.ents, ex.text) == ([True, False, False], [(0, 1, "PER")], "Ann went.")
+    assert (ex.spaces, ex.get("spans"), ex.text) == ([True, False, False], [(0, 1, "PER")], "Ann went.")
 
 
 S1 = "1\tA\ta\tNOUN\tNN\t_\t2\tnsubj\t_\t_\n2\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_\n"
@@ -153,7 +153,9 @@ def test_datamodule_task_with_no_annotation_in_its_file_is_named(tmp_path):
     dev = write(tmp_path, "dev.jsonl", json.dumps({"tokens": ["a"], "ents": [[0, 1, "PER"]]}) + "\n")
     spec = {"format": "jsonl", "tasks": ["ner"]}
     dm = MultitaskDataModule(train=[{"path": str(train), **spec}], dev=[{"path": str(dev), **spec}], test=[])
-    with pytest.raises(CorpusError, match=rf"^{train}: tasks lists 'ner' but no example has entities"):
+    with pytest.raises(
+        CorpusError, match=rf"^{train}: task 'ner' reads 'spans', but no example has entities"
+    ):
         dm.load()
 
 

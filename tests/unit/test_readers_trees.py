@@ -29,12 +29,12 @@ def test_readers_trees_heads_number_words_across_ranges_and_empty_nodes(tmp_path
     text = CONLLU + "\n" + UNANNOTATED
     first, second, third = read_corpus(write(tmp_path, "a.conllu", text), "conllu", **TREES)
     assert first.words == ["Do", "n't", "go", "to", "Rome", "."]
-    assert first.heads == [3, 3, 0, 5, 3, 3]
-    assert first.deps == ["aux", "advmod", "root", "case", "obl", "punct"]
-    assert (second.words, second.heads) == (["I", "'m", "!"], [2, 0, 2])
-    assert (third.heads, third.deps) == (None, None)  # every HEAD "_": no tree, masked like any task
+    assert first.get("tree")[0] == [3, 3, 0, 5, 3, 3]
+    assert first.get("tree")[1] == ["aux", "advmod", "root", "case", "obl", "punct"]
+    assert (second.words, second.get("tree")[0]) == (["I", "'m", "!"], [2, 0, 2])
+    assert third.get("tree") is None  # every HEAD "_": no tree, masked like any task
     (plain, *_) = read_corpus(write(tmp_path, "b.conllu", text), "conllu")
-    assert plain.heads is None and plain.deps is None  # trees are read only when asked for
+    assert plain.get("tree") is None  # trees are read only when asked for
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_readers_trees_several_roots_are_kept_with_a_warning(tmp_path, caplog):
     path = write(tmp_path, "roots.conllu", text)
     with caplog.at_level(logging.WARNING, logger="polyhead.data.readers"):
         (ex,) = read_corpus(path, "conllu", **TREES)
-    assert ex.heads == [0, 0, 2]
+    assert ex.get("tree")[0] == [0, 0, 2]
     assert "1 sentence(s) with more than one root word, kept as given" in caplog.text
     assert f"first at {path}:3" in caplog.text
 
@@ -96,7 +96,7 @@ def test_readers_trees_jsonl_heads_and_deps(tmp_path):
     assert str(err.value).startswith(f"{path}:2:")
     write(tmp_path, "t.jsonl", json.dumps(rows[0]) + "\n")
     (ex,) = read_corpus(path, "jsonl")
-    assert (ex.heads, ex.deps) == ([2, 0, 2], ["nsubj", "root", "obj"])
+    assert ex.get("tree") == ([2, 0, 2], ["nsubj", "root", "obj"])
 
 
 def corpus(tmp_path, name: str, sentences: list[list[tuple[str, int, str]]]) -> str:
@@ -126,11 +126,13 @@ def test_datamodule_trees_masked_unless_the_corpus_feeds_the_parser(tmp_path):
     train = corpus(tmp_path, "train", [[("Ann", 2, "nsubj"), ("ran", 0, "root")]])
     dm = MultitaskDataModule(train=[spec(train, ["tagger"])], dev=[], test=[])
     dm.load()
-    assert dm.labels == {"tagger": ["NOUN"]} and dm.examples["train"][0].heads is None
+    assert dm.labels == {"tagger": ["NOUN"]} and dm.examples["train"][0].get("parser") is None
     dm = MultitaskDataModule(train=[spec(train, ["tagger", "parser"])], dev=[], test=[])
     dm.load()
     assert dm.labels == {"tagger": ["NOUN"], "parser": ["nsubj", "root"]}
     no_trees = write(tmp_path, "flat.conllu", UNANNOTATED)
     dm = MultitaskDataModule(train=[spec(str(no_trees), ["parser"])], dev=[], test=[])
-    with pytest.raises(CorpusError, match="tasks lists 'parser' but no example has dependency heads"):
+    with pytest.raises(
+        CorpusError, match=rf"^{no_trees}: task 'parser' reads 'tree', but no example has dependency heads"
+    ):
         dm.load()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from polyhead.data.schema import CorpusError, Example, find_cycle, word_defect
+from polyhead.data.schema import CorpusError, Example, Gold, find_cycle, word_defect
 from polyhead.data.spans import tags_to_spans
 
 CONLLU_COLUMNS = ["id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc"]
@@ -27,6 +27,20 @@ def blocks(lines: list[str]):
         yield block
 
 
+# What a CoNLL-U corpus's `tasks` may read, per task: a word column (tags: UPOS, XPOS, FEATS, DEPREL, MISC;
+# lemmas: LEMMA), the tree (HEAD + DEPREL), or the sentence's category (cats, from the cat_from option).
+# "tags" is the column the tag_column option names (tasks given as a list: [tagger, parser, textcat]).
+WORD_FIELDS = {
+    "upos": "tags",
+    "xpos": "tags",
+    "feats": "feats",
+    "deprel": "tags",
+    "misc": "tags",
+    "lemma": "lemmas",
+}
+CONLLU_FIELDS = (*WORD_FIELDS, "tags", "tree", "cats")
+
+
 def parse_conllu(
     lines: list[str],
     path,
@@ -36,10 +50,13 @@ def parse_conllu(
     cat_prefix_separator: str = "-",
     head_column: str | None = None,
     deprel_column: str | None = None,
+    fields: tuple[str, ...] | None = None,
 ) -> list[Example]:
-    """Sentences of a CoNLL-U file with one column as tags and, when `head_column` and `deprel_column` name
-    columns (head, deprel), dependency trees. Multiword tokens and empty nodes are skipped: words are the
-    integer ids 1..n, which is what HEAD numbers, so Example.heads index Example.words."""
+    """Sentences of a CoNLL-U file with the `fields` asked for (CONLLU_FIELDS; None: the tag_column as
+    "tags", the tree when `head_column` and `deprel_column` name columns, the category with cat_from).
+    Multiword tokens and empty nodes are skipped: words are the integer ids 1..n, which is what HEAD
+    numbers, so a tree's heads index Example.words. "_" in XPOS or LEMMA (of a word other than "_") leaves
+    that word unannotated; in UPOS it is an error; in FEATS it is the empty feature bundle."""
     for option, column in (
         ("tag_column", tag_column),
         ("head_column", head_column),
@@ -49,38 +66,75 @@ def parse_conllu(
             raise ValueError(f"unknown CoNLL-U column {column!r} ({option}); use one of {CONLLU_COLUMNS}")
     if (head_column is None) != (deprel_column is None):
         raise ValueError("head_column and deprel_column go together: give both (head, deprel) or neither")
-    columns = Columns(
-        CONLLU_COLUMNS.index(tag_column),
-        tag_column,
-        CONLLU_COLUMNS.index(head_column or "head"),
-        CONLLU_COLUMNS.index(deprel_column) if deprel_column else None,
-    )
+    if fields is None:
+        fields = ("tags", *(("tree",) if deprel_column else ()), *(("cats",) if cat_from else ()))
+    unknown = [f for f in fields if f not in CONLLU_FIELDS]
+    if unknown:
+        raise ValueError(f"{path}: CoNLL-U has no field {unknown[0]!r}; a task reads one of {CONLLU_FIELDS}")
+    if "cats" in fields and cat_from is None:
+        raise ValueError(
+            f"{path}: a task reads 'cats': say where from (options: {{cat_from: sent_id_prefix}})"
+        )
+    columns = {
+        f: CONLLU_COLUMNS.index(tag_column if f == "tags" else f) for f in fields if f not in ("tree", "cats")
+    }
+    head = CONLLU_COLUMNS.index(head_column or "head")
+    deprel = CONLLU_COLUMNS.index(deprel_column or "deprel")
     examples = []
     for block in blocks(lines):
-        meta, sentence = conllu_sentence(block, path, columns)
-        if sentence.words:
+        meta, sentence = conllu_sentence(block, path, head)
+        if not sentence.words:
+            continue
+        gold, extra = {}, {}
+        for name, column in columns.items():
+            label = CONLLU_COLUMNS[column]
+            value, unknown_upos = word_column(sentence, column, label, path)
+            if value is not None:
+                gold[name] = Gold(WORD_FIELDS.get(label, "tags"), value)
+            if unknown_upos:
+                extra["unknown_upos"] = unknown_upos
+        if "tree" in fields:
+            heads, deps, roots = conllu_tree(sentence, deprel, path)
+            if heads is not None:
+                gold["tree"] = Gold("tree", (heads, deps))
+            if len(roots) > 1:
+                extra["extra_roots"] = roots[1:]  # lines of the roots after the first
+        if "cats" in fields:
             cats = conllu_cats(meta, cat_from, cat_key, cat_prefix_separator, path, block[0][0])
-            words, spaces, tags = sentence.words, sentence.spaces, sentence.tags
-            source = f"{path}:{block[0][0]}"
-            heads, deps, roots = (
-                conllu_tree(sentence, path) if columns.deprel is not None else (None, None, [])
-            )
-            extra = {"extra_roots": roots[1:]} if len(roots) > 1 else {}  # lines of the roots after the first
-            extra |= {"unknown_upos": sentence.unknown_upos} if sentence.unknown_upos else {}
-            examples.append(
-                Example(words, spaces, tags, None, cats, meta.get("sent_id"), source, extra, heads, deps)
-            )
+            gold["cats"] = Gold("cats", cats)
+        source = f"{path}:{block[0][0]}"
+        examples.append(Example(sentence.words, sentence.spaces, gold, meta.get("sent_id"), source, extra))
     return examples
 
 
-@dataclass(frozen=True)
-class Columns:
-    """Indices of the columns a CoNLL-U sentence is read from."""
+def word_column(sentence: Sentence, column: int, name: str, path) -> tuple[list | None, list[int]]:
+    """One label per word from `column` (None for a word left unannotated by "_"; None for the whole
+    sentence when every word is) and the (line, tag) of UPOS tags that are none of UD's 17."""
+    values, unknown = [], []
+    for (n, cols), word in zip(sentence.rows, sentence.words):
+        value = cols[column]
+        if value == "" or (value == "_" and name == "upos"):
+            raise CorpusError(path, n, f"empty {name} tag" if name != "lemma" else "empty lemma")
+        if name == "upos" and value not in UPOS:
+            unknown.append((n, value))
+        elif name == "feats":
+            check_feats(value, path, n)
+        unannotated = value == "_" and name in ("xpos", "deprel", "misc", "lemma") and word != "_"
+        values.append(None if unannotated else value)
+    return (None if all(v is None for v in values) else values), unknown
 
-    tag: int
-    tag_name: str
-    head: int
-    deprel: int | None  # None: no trees are read
+
+def check_feats(value: str, path, n: int) -> None:
+    """UD FEATS: "_" or Feature=Value pairs joined by "|" (a value may list several, joined by ",")."""
+    if value == "_":
+        return
+    for pair in value.split("|"):
+        name, sep, values = pair.partition("=")
+        if (
+            not (sep and name and values and all(values.split(",")))
+            or not name.replace("[", "").replace("]", "").isalnum()
+        ):
+            raise CorpusError(path, n, f"FEATS {value!r} is not Feature=Value pairs joined by '|' (or '_')")
 
 
 @dataclass
@@ -89,15 +143,13 @@ class Sentence:
 
     words: list[str] = field(default_factory=list)
     spaces: list[bool] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
+    rows: list[tuple[int, list[str]]] = field(default_factory=list)  # (line, its 10 columns) of every word
     heads: list[tuple[int, str]] = field(default_factory=list)  # (line, HEAD) of every word
-    deprels: list[str] = field(default_factory=list)  # DEPREL of every word, when trees are read
     mwt: tuple[int, int, int, bool] = (0, 0, 0, True)  # line, first and last word, space of the open range
     empty: tuple[int, int] = (0, 0)  # word an empty node follows, its last decimal part
-    unknown_upos: list[int] = field(default_factory=list)  # lines of UPOS tags that are none of UD's 17
 
 
-def conllu_sentence(block, path, columns: Columns) -> tuple[dict, Sentence]:
+def conllu_sentence(block, path, head: int) -> tuple[dict, Sentence]:
     """The `# key = value` comments and the checked words of one sentence block."""
     meta, sent = {}, Sentence()
     for n, line in block:
@@ -114,18 +166,11 @@ def conllu_sentence(block, path, columns: Columns) -> tuple[dict, Sentence]:
             raise CorpusError(path, n, f"token {cols[0]}'s FORM {cols[1]!r} {defect}")
         space = "SpaceAfter=No" not in cols[9].split("|")
         if conllu_id(path, n, cols[0], sent, space):
-            tag = cols[columns.tag]
-            if tag == "" or (tag == "_" and columns.tag_name == "upos"):
-                raise CorpusError(path, n, f"empty {columns.tag_name} tag")
-            if columns.tag_name == "upos" and tag not in UPOS:
-                sent.unknown_upos.append(n)
             word_id, (_, _, mwt_end, mwt_space) = len(sent.words) + 1, sent.mwt
             sent.words.append(cols[1])
             sent.spaces.append(space if word_id > mwt_end else word_id == mwt_end and mwt_space)
-            sent.tags.append(tag)
-            sent.heads.append((n, cols[columns.head]))
-            if columns.deprel is not None:
-                sent.deprels.append(cols[columns.deprel])
+            sent.rows.append((n, cols))
+            sent.heads.append((n, cols[head]))
     check_sentence_end(sent, path)
     return meta, sent
 
@@ -173,7 +218,7 @@ def check_sentence_end(sent: Sentence, path) -> None:
             raise CorpusError(path, n, f"word {i} is its own HEAD")
 
 
-def conllu_tree(sent: Sentence, path) -> tuple[list[int] | None, list[str] | None, list[int]]:
+def conllu_tree(sent: Sentence, deprel: int, path) -> tuple[list[int] | None, list[str] | None, list[int]]:
     """HEAD and DEPREL of a sentence (None, None when every HEAD is "_": not annotated, masked) and the lines
     of its root words. A partial tree, an empty relation or a cycle is a CorpusError naming the word's line.
 
@@ -186,15 +231,16 @@ def conllu_tree(sent: Sentence, path) -> tuple[list[int] | None, list[str] | Non
         n = sent.heads[given.index(False)][0]
         raise CorpusError(path, n, "HEAD '_' in a sentence whose other words have heads (a partial tree)")
     heads = [int(head) for _, head in sent.heads]
-    for (n, _), deprel in zip(sent.heads, sent.deprels):
-        if deprel in ("", "_"):
-            raise CorpusError(path, n, f"empty DEPREL {deprel!r} for a word with a HEAD")
+    deps = [cols[deprel] for _, cols in sent.rows]
+    for (n, _), dep in zip(sent.heads, deps):
+        if dep in ("", "_"):
+            raise CorpusError(path, n, f"empty DEPREL {dep!r} for a word with a HEAD")
     cycle = find_cycle(heads)
     if cycle:
         path_text = " -> ".join(map(str, cycle))
         raise CorpusError(path, sent.heads[cycle[0] - 1][0], f"HEAD makes a cycle ({path_text}): not a tree")
     roots = [n for (n, _), head in zip(sent.heads, heads) if head == 0]
-    return heads, list(sent.deprels), roots
+    return heads, deps, roots
 
 
 def conllu_cats(meta: dict, cat_from, cat_key: str, separator: str, path, n: int) -> tuple[str, ...] | None:
@@ -217,12 +263,17 @@ def parse_columns(
     tag_column: int = -1,
     separator: str | None = None,
     strict: bool = False,
+    fields: tuple[str, ...] | None = None,
 ) -> list[Example]:
-    """One token per line with an entity tag column (CoNLL-2003, WNUT, UNER).
+    """One token per line (CoNLL-2003, WNUT, UNER, any `word POS chunk NER` layout). A task reads one
+    field: "<column>" is one tag per word from that column (0-based, -1 the last), "<column>:<scheme>"
+    entity spans from its IOB/BILUO tags; "spans" (the default) is tag_column read with `scheme`.
 
     IOB tags are read as conlleval reads them unless `strict`; each example lists the lines of the
     tags read that way in meta["repaired_tags"]."""
-    needed = max(2, *(c + 1 if c >= 0 else -c for c in (word_column, tag_column)))
+    fields = fields or ("spans",)
+    plan = {name: column_field(name, tag_column, scheme, path) for name in fields}
+    needed = max(2, *(c + 1 if c >= 0 else -c for c in (word_column, *(c for c, _ in plan.values()))))
     examples = []
     lines = [("" if line.startswith("-DOCSTART-") else line) for line in lines]
     for block in blocks(lines):
@@ -233,17 +284,39 @@ def parse_columns(
         for (n, _), word in zip(rows, words):
             if word and (defect := word_defect(word)):
                 raise CorpusError(path, n, f"word {word!r} {defect}")
-        tags = [cols[tag_column].strip() for _, cols in rows]
-        lines_of, repairs = [n for n, _ in rows], []  # repairs: indices of tags read as opening an entity
-        ents = tags_to_spans(tags, scheme, path=str(path), lines=lines_of, strict=strict, repairs=repairs)
-        meta = {"repaired_tags": [lines_of[i] for i in repairs]} if repairs else {}
+        lines_of, repairs, gold = [n for n, _ in rows], [], {}  # repairs: tags read as opening an entity
+        for name, (column, span_scheme) in plan.items():
+            tags = [cols[column].strip() for _, cols in rows]
+            if span_scheme is None:
+                for n, tag in zip(lines_of, tags):
+                    if not tag:
+                        raise CorpusError(path, n, f"empty tag in column {column}")
+                gold[name] = Gold("tags", tags)
+                continue
+            spans = tags_to_spans(
+                tags, span_scheme, path=str(path), lines=lines_of, strict=strict, repairs=repairs
+            )
+            gold[name] = Gold("spans", spans)
+        meta = {"repaired_tags": sorted({lines_of[i] for i in repairs})} if repairs else {}
         if "" in words:
-            words, ents = drop_empty_words(words, ents, lines_of, path)
+            words, gold = drop_empty_words(words, gold, lines_of, path)
             meta["dropped_empty_words"] = len(rows) - len(words)
         if words:
             source = f"{path}:{rows[0][0]}"
-            examples.append(Example(words, ents=ents, id=sent_id, source=source, meta=meta))
+            examples.append(Example(words, gold=gold, id=sent_id, source=source, meta=meta))
     return examples
+
+
+def column_field(name: str, tag_column: int, scheme: str, path) -> tuple[int, str | None]:
+    """(column, scheme) a column-file task reads: scheme None for one tag per word."""
+    if name == "spans":
+        return tag_column, scheme
+    column, _, span_scheme = str(name).partition(":")
+    try:
+        return int(column), (span_scheme or None)
+    except ValueError:
+        why = "a task reads '<column>' (tags), '<column>:<scheme>' (entities, e.g. '3:iob2') or 'spans'"
+        raise ValueError(f"{path}: column field {name!r} is not a column number; {why}") from None
 
 
 def column_rows(block, path, separator: str | None, needed: int) -> tuple[str | None, list]:
@@ -266,11 +339,19 @@ def column_rows(block, path, separator: str | None, needed: int) -> tuple[str | 
     return sent_id, rows
 
 
-def drop_empty_words(words: list[str], ents: list, lines: list[int], path) -> tuple[list[str], list]:
+def drop_empty_words(words: list[str], gold: dict, lines: list[int], path) -> tuple[list[str], dict]:
     """Drop empty words outside entities (BTC has a few "\\tO" lines), shifting entity offsets to match."""
-    for start, end, _ in ents:
-        if "" in words[start:end]:
-            raise CorpusError(path, lines[start + words[start:end].index("")], "empty word inside an entity")
     dropped = list(itertools.accumulate(w == "" for w in words))  # empty words up to and including i
-    ents = [(start - dropped[start], end - dropped[end - 1], label) for start, end, label in ents]
-    return [w for w in words if w], ents
+    out = {}
+    for name, (kind, value) in gold.items():
+        if kind == "tags":
+            out[name] = Gold(kind, [tag for tag, word in zip(value, words) if word])
+            continue
+        for start, end, _ in value:
+            if "" in words[start:end]:
+                raise CorpusError(
+                    path, lines[start + words[start:end].index("")], "empty word inside an entity"
+                )
+        shifted = [(start - dropped[start], end - dropped[end - 1], label) for start, end, label in value]
+        out[name] = Gold(kind, shifted)
+    return [w for w in words if w], out

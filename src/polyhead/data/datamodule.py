@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from polyhead.data.collate import LengthGroupedBatchSampler
 from polyhead.data.readers import fingerprint, read_corpus
-from polyhead.data.schema import ANNOTATIONS, CorpusError, Example
+from polyhead.data.schema import KINDS, LEGACY_FIELDS, CorpusError, Example
 
 SPLITS = ("train", "dev", "test")
 log = logging.getLogger(__name__)
@@ -21,31 +21,52 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CorpusSpec:
-    """One corpus file in one split, feeding the listed tasks (other annotation is dropped, i.e. masked)."""
+    """One corpus file in one split, feeding the listed tasks (other annotation is dropped, i.e. masked).
+
+    `tasks` maps each task to the field of the file it reads (`{upos: upos, lemma: lemma, parser: tree}`
+    for CoNLL-U, `{pos: 1, ner: "3:iob2"}` for a column file, `{intent: cats}`); a list names tasks after
+    the head kind that learns them and reads each from its kind's field ([tagger, parser] -> tags, tree)."""
 
     path: str
     format: str
-    tasks: list[str]
+    tasks: dict | list
     options: dict = field(default_factory=dict)
     sample: dict | None = None  # {fraction, seed, part: head|tail}: a seeded split of the file
     join: bool = False  # merge annotation into the split's earlier examples with the same id
     on_mismatch: str = "error"  # join: same id, different words -> "error" or "skip" (leave unannotated)
     repaired: int = field(default=0, init=False)  # entity tags read as conlleval does (see read_columns)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.tasks, str) or not hasattr(self.tasks, "__iter__"):
+            raise ValueError(f"{self.path}: tasks must be a list of tasks or a mapping task -> field")
+        if not hasattr(self.tasks, "items"):
+            unknown = [task for task in self.tasks if task not in LEGACY_FIELDS]
+            if unknown:
+                raise ValueError(
+                    f"{self.path}: task {unknown[0]!r} needs its field: tasks {{{unknown[0]}: <field>}} "
+                    f"(a list names only {', '.join(LEGACY_FIELDS)})"
+                )
+            self.tasks = {task: LEGACY_FIELDS[task] for task in self.tasks}
+        self.tasks = {str(task): str(name) for task, name in dict(self.tasks).items()}
+
     def read(self) -> list[Example]:
-        unknown = set(self.tasks) - set(ANNOTATIONS)
-        if unknown:
-            raise ValueError(f"{self.path}: unknown task(s) {sorted(unknown)}; known: {list(ANNOTATIONS)}")
         if not Path(self.path).is_file():
             raise CorpusError(self.path, None, "file not found (check paths.corpora)")
-        examples = read_corpus(self.path, self.format, **self.options)
-        for task in self.tasks:
-            if not any(ex.has(task) for ex in examples):
-                what = ANNOTATIONS[task].what
-                raise CorpusError(self.path, None, f"tasks lists {task!r} but no example has {what}")
+        fields = tuple(dict.fromkeys(self.tasks.values()))
+        examples = read_corpus(self.path, self.format, fields, **self.options)
+        for task, name in self.tasks.items():
+            if not any(name in ex.gold for ex in examples):
+                what = KINDS[name].what if name in KINDS else name
+                raise CorpusError(self.path, None, f"task {task!r} reads {name!r}, but no example has {what}")
         self.repaired = sum(len(ex.meta.get("repaired_tags", ())) for ex in examples)
-        examples = [ex.keep_tasks(self.tasks) for ex in examples]
+        examples = [as_tasks(ex, self.tasks) for ex in examples]
         return seeded_part(examples, **self.sample, path=self.path) if self.sample else examples
+
+
+def as_tasks(ex: Example, tasks: dict[str, str]) -> Example:
+    """The example with its fields' annotation under the task names that read them (the rest dropped)."""
+    ex.gold = {task: ex.gold[name] for task, name in tasks.items() if name in ex.gold}
+    return ex
 
 
 def seeded_part(examples: list[Example], fraction: float, seed: int, part: str, path="") -> list[Example]:
@@ -73,10 +94,7 @@ def join_by_id(base: list[Example], extra: list[Example], path: str, on_mismatch
                 skipped.append(ex.source)
                 continue
             raise CorpusError(path, None, f"{ex.source}: words differ from {target.source} with the same id")
-        for kind in ANNOTATIONS.values():
-            if getattr(ex, kind.fields[0]) is not None:
-                for attr in kind.fields:
-                    setattr(target, attr, getattr(ex, attr))
+        target.gold.update(ex.gold)
     if skipped:
         log.warning(
             "%s: %d example(s) tokenised differently were not joined: %s", path, len(skipped), skipped
@@ -84,24 +102,47 @@ def join_by_id(base: list[Example], extra: list[Example], path: str, on_mismatch
 
 
 def label_pairs(ex: Example) -> list[tuple[str, str]]:
-    """(task, label) for every label an example carries."""
-    return [(task, label) for task, kind in ANNOTATIONS.items() if ex.has(task) for label in kind.labels(ex)]
+    """(task, label) for every label an example carries (a word left unannotated has None: no label)."""
+    return [
+        (task, label)
+        for task, (kind, value) in ex.gold.items()
+        for label in KINDS[kind].labels(value, ex.words)
+        if label is not None
+    ]
 
 
 def collect_labels(examples: list[Example]) -> dict[str, list[str]]:
     """Sorted label set of each task that has any annotation in `examples`."""
-    found = {task: set() for task in ANNOTATIONS if any(ex.has(task) for ex in examples)}
+    found: dict[str, set] = {}
     for ex in examples:
+        for task in ex.gold:
+            found.setdefault(task, set())
         for task, label in label_pairs(ex):
             found[task].add(label)
     return {task: sorted(labels) for task, labels in found.items()}
 
 
+def collect_kinds(examples: list[Example]) -> dict[str, str]:
+    """The kind of annotation each task has (tags, lemmas, spans, cats, tree); one task fed two kinds by two
+    corpora (a tag column and an entity column both named `ner`) is an error naming the second file."""
+    kinds: dict[str, tuple[str, str]] = {}
+    for ex in examples:
+        for task, gold in ex.gold.items():
+            first = kinds.setdefault(task, (gold.kind, ex.source))
+            if first[0] != gold.kind:
+                raise ex.error(f"task {task!r} is {gold.kind} here but {first[0]} in {first[1]}")
+    return {task: kind for task, (kind, _) in kinds.items()}
+
+
 def check_labels(examples: list[Example], labels: dict[str, list[str]], split: str) -> None:
-    """A dev/test label never seen in training stops the run before it starts, naming where it is."""
+    """A dev/test label never seen in training stops the run before it starts, naming where it is; in a
+    kind with an open label set (feature bundles, lemmas' edit scripts) it is only an error to score."""
     known = {task: set(values) for task, values in labels.items()}
     for ex in examples:
+        closed = {task for task, gold in ex.gold.items() if KINDS[gold.kind].closed}
         for task, label in label_pairs(ex):
+            if task not in closed:
+                continue
             if label not in known.get(task, ()):
                 path, _, line = ex.source.rpartition(":")
                 raise CorpusError(
@@ -144,6 +185,7 @@ class MultitaskDataModule(pl.LightningDataModule):
         self.max_words = max_words  # a longer example stops the run (check_length); None: no limit
         self.examples: dict[str, list[Example]] = {}
         self.labels: dict[str, list[str]] = {}
+        self.kinds: dict[str, str] = {}  # task -> the kind of its annotation (schema.KINDS)
         self.collate: Callable | None = None
 
     def load(self) -> None:
@@ -168,6 +210,7 @@ class MultitaskDataModule(pl.LightningDataModule):
         # Labels of the whole training set: a limited sample keeps every class a full run has (a rare tag
         # the sample lacks is a class it never sees, not an error on dev), so every size has the same heads.
         self.labels = collect_labels(full)
+        self.kinds = collect_kinds([ex for split in SPLITS for ex in self.examples[split]] + full)
         for split in ("dev", "test"):
             check_labels(self.examples[split], self.labels, split)
 
@@ -266,13 +309,18 @@ def limit_examples(examples: list[Example], n: int, seed: int, tasks: list[str])
     return [examples[i] for i in sorted(chosen)]
 
 
+def first_category(ex: Example) -> str:
+    """The first label of the example's first classification task ("" without one): the sample's strata."""
+    return next((value[0] for kind, value in ex.gold.values() if kind == "cats" and value), "")
+
+
 def stratified_sample(examples: list[Example], pool: list[int], n: int, rng: random.Random) -> list[int]:
-    """n indices of `pool` drawn with `rng`, each textcat label (first one) in proportion to its share."""
+    """n indices of `pool` drawn with `rng`, each category (first_category) in proportion to its share."""
     if n >= len(pool):
         return pool
     groups: dict[str, list[int]] = {}
     for i in pool:
-        groups.setdefault(examples[i].cats[0] if examples[i].cats else "", []).append(i)
+        groups.setdefault(first_category(examples[i]), []).append(i)
     chosen = []
     for members in groups.values():
         rng.shuffle(members)

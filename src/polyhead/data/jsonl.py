@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import Iterator
 
-from polyhead.data.schema import CorpusError, Example
+from polyhead.data.schema import CorpusError, Example, field_gold
 
 log = logging.getLogger(__name__)
 TOO_DEEP = "JSON nested too deeply: a corpus line is an object of plain lists and values"
@@ -97,7 +97,8 @@ def json_example(obj: dict, nlp, source: str) -> Example:
     id_ = None if obj.get("id") is None else str(obj["id"])
     heads, deps = tree(obj)
     cats = cats_from_json(obj.get("cats"))
-    return Example(words, spaces, tags, ents, cats, id_, source, heads=heads, deps=deps)
+    gold = field_gold(tags, ents, cats, heads, deps)
+    return Example(words, spaces, gold, id_, source)
 
 
 def tree(obj: dict) -> tuple[list[int] | None, list[str] | None]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from polyhead.data.schema import CorpusError, Example
+from polyhead.data.schema import CorpusError, Example, field_gold
 
 
 def parse_lines(
@@ -44,7 +44,12 @@ def parse_lines(
         rows.append((n, tuple(labels), text.strip()))
     tokenizer = spacy.blank(lang).tokenizer
     return [
-        Example([t.text for t in doc], [bool(t.whitespace_) for t in doc], cats=labels, source=f"{path}:{n}")
+        Example(
+            [t.text for t in doc],
+            [bool(t.whitespace_) for t in doc],
+            field_gold(cats=labels),
+            source=f"{path}:{n}",
+        )
         for (n, labels, _), doc in zip(rows, tokenizer.pipe(text for _, _, text in rows))
     ]
 

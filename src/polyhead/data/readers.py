@@ -1,4 +1,4 @@
-"""The only code that opens corpus files: CoNLL-U, IOB/BILUO columns, CSV/TSV, JSONL, lines, DocBin."""
+"""The only code that opens corpus files: CoNLL-U, IOB/BILUO columns, CSV/TSV, JSONL, JSON, lines, DocBin."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import codecs
 import csv
 import hashlib
 import io
+import json
 import logging
 import zlib
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 from polyhead.data.conll import UPOS, parse_columns, parse_conllu
 from polyhead.data.jsonl import cats_from_json, json_lines, parse_jsonl
 from polyhead.data.lines import parse_lines
-from polyhead.data.schema import CorpusError, Example, word_defect
+from polyhead.data.schema import CorpusError, Example, Gold, field_gold, word_defect
 
 __all__ = ["READERS", "fingerprint", "json_lines", "read_corpus", "read_text"]
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def read_csv(
             Example(
                 [t.text for t in doc],
                 [bool(t.whitespace_) for t in doc],
-                cats=(row[label_column],),
+                gold=field_gold(cats=(row[label_column],)),
                 source=f"{path}:{n}",
             )
         )
@@ -142,12 +143,14 @@ def read_conllu(
     encoding: str = "utf-8",
     head_column: str | None = None,
     deprel_column: str | None = None,
+    fields: tuple[str, ...] | None = None,
 ) -> list[Example]:
-    """Sentences of a CoNLL-U file with one column (upos, xpos, deprel...) as tags and, with head_column:
-    head and deprel_column: deprel, dependency trees."""
+    """Sentences of a CoNLL-U file with the fields its tasks read (conll.CONLLU_FIELDS: upos, xpos, feats,
+    lemma, tree, cats...); by default tag_column as tags and, with head_column: head and deprel_column:
+    deprel, dependency trees."""
     lines = read_text(path, encoding)
     examples = parse_conllu(
-        lines, path, tag_column, cat_from, cat_key, cat_prefix_separator, head_column, deprel_column
+        lines, path, tag_column, cat_from, cat_key, cat_prefix_separator, head_column, deprel_column, fields
     )
     extra = [n for ex in examples for n in ex.meta.get("extra_roots", ())]
     what = "sentence(s) with more than one root word, kept as given (the parser predicts one root per text)"
@@ -159,8 +162,8 @@ def read_conllu(
 def warn_unknown_upos(path, examples: list[Example]) -> None:
     """A `tag_column: upos` corpus with tags that are none of UD's 17 (a shifted column, a typo) is read as
     given, with one warning that names the tags and their first lines."""
-    lines = [n for ex in examples for n in ex.meta.get("unknown_upos", ())]
-    names = sorted({tag for ex in examples if "unknown_upos" in ex.meta for tag in ex.tags} - UPOS)
+    found = [place for ex in examples for place in ex.meta.get("unknown_upos", ())]
+    lines, names = [n for n, _ in found], sorted({tag for _, tag in found})
     what = f"word(s) with a UPOS tag UD does not have ({', '.join(names[:5])}; UD's 17 are "
     what += f"{' '.join(sorted(UPOS))})"
     warn_places(path, len(lines), what, lines)
@@ -180,10 +183,12 @@ def read_columns(
     separator: str | None = None,
     strict: bool = False,
     encoding: str = "utf-8",
+    fields: tuple[str, ...] | None = None,
 ) -> list[Example]:
-    """One token per line with an entity tag column (CoNLL-2003, WNUT, UNER); IOB read as conlleval does."""
+    """One token per line with tag and entity columns (CoNLL-2003, WNUT, UNER); IOB read as conlleval does.
+    A task reads "<column>" as tags, "<column>:<scheme>" as entities, "spans" as tag_column with `scheme`."""
     lines = read_text(path, encoding)
-    examples = parse_columns(lines, path, scheme, word_column, tag_column, separator, strict)
+    examples = parse_columns(lines, path, scheme, word_column, tag_column, separator, strict, fields)
     repaired = [n for ex in examples for n in ex.meta.get("repaired_tags", ())]
     what = "tag(s) that do not continue an entity read as opening one (as conlleval does; strict: true "
     what += "refuses them)"
@@ -196,14 +201,67 @@ def read_jsonl(path, lang: str = "en", encoding: str = "utf-8") -> list[Example]
     return checked(parse_jsonl(read_text(path, encoding), path, lang), path)
 
 
+def read_json(
+    path,
+    records: str,
+    text_field: str | int = "text",
+    label_field: str | int = "label",
+    lang: str = "en",
+    encoding: str = "utf-8",
+) -> list[Example]:
+    """One JSON document holding a list of records (CLINC150's data_full.json: {"train": [[text, label],
+    ...], "val": ..., "test": ...}): `records` names the list (a key, or keys joined by "."), each record
+    an object with `text_field` and `label_field` or a list indexed by them (0 and 1); its label as cats."""
+    import spacy
+
+    try:
+        document = json.loads("\n".join(read_text(path, encoding)))
+    except json.JSONDecodeError as err:
+        raise CorpusError(path, err.lineno, f"invalid JSON: {err.msg} at column {err.colno}") from None
+    except RecursionError:
+        raise CorpusError(path, None, "JSON nested too deeply") from None
+    found = document
+    for key in str(records).split("."):
+        if not isinstance(found, dict) or key not in found:
+            keys = sorted(found) if isinstance(found, dict) else type(found).__name__
+            raise CorpusError(path, None, f"records={records!r}: no key {key!r} (found {keys})")
+        found = found[key]
+    if not isinstance(found, list):
+        raise CorpusError(
+            path, None, f"records={records!r} is a {type(found).__name__}, not a list of records"
+        )
+    rows = []
+    for i, record in enumerate(found):
+        try:
+            text, label = record[text_field], record[label_field]
+        except (KeyError, IndexError, TypeError):
+            why = f"has no {text_field!r} and {label_field!r} (options text_field, label_field)"
+            raise CorpusError(path, None, f"{records}[{i}] {why}: {json.dumps(record)[:60]}") from None
+        if not (isinstance(text, str) and text.strip() and isinstance(label, str) and label.strip()):
+            raise CorpusError(path, None, f"{records}[{i}]: text and label must be non-empty strings")
+        rows.append((i, text, label))
+    tokenizer = spacy.blank(lang).tokenizer
+    examples = [
+        Example(
+            [t.text for t in doc],
+            [bool(t.whitespace_) for t in doc],
+            field_gold(cats=(label,)),
+            source=f"{path}:{records}[{i}]",
+        )
+        for (i, _, label), doc in zip(rows, tokenizer.pipe(text for _, text, _ in rows))
+    ]
+    return checked(examples, path)
+
+
 def read_lines(path, encoding: str = "utf-8", **options) -> list[Example]:
     """One text a line with its label in front: `label text`, fastText `__label__X text`, or a regex."""
     return checked(parse_lines(read_text(path, encoding), path, **options), path)
 
 
 def read_docbin(path, tag_attr: str = "pos", lang: str = "en") -> list[Example]:
-    """Docs of a spaCy DocBin: tags from token.pos_ or token.tag_, ents, cats with score >= 0.5, and trees
-    (token.head, token.dep_) where every token has a relation."""
+    """Docs of a spaCy DocBin: fields pos, tag, morph, lemma (token attributes; "tags" is the one tag_attr
+    names), spans (doc.ents), cats (score >= 0.5) and tree (token.head, token.dep_) where every token has a
+    relation."""
     import spacy
     from spacy.tokens import DocBin
 
@@ -217,21 +275,33 @@ def read_docbin(path, tag_attr: str = "pos", lang: str = "en") -> list[Example]:
         raise CorpusError(path, None, f"not a spaCy DocBin: {err}") from None
     examples = []
     for i, doc in enumerate(docs):
-        tags = [getattr(t, f"{tag_attr}_") for t in doc]
         parsed = doc.has_annotation("DEP", require_complete=True)
-        examples.append(
-            Example(
-                [t.text for t in doc],
-                [bool(t.whitespace_) for t in doc],
-                tags if any(tags) else None,
-                [(e.start, e.end, e.label_) for e in doc.ents] if doc.has_annotation("ENT_IOB") else None,
-                cats_from_json(doc.cats) if doc.cats else None,
-                source=f"{path}:doc {i + 1}",
-                heads=[0 if t.head.i == t.i else t.head.i + 1 for t in doc] if parsed else None,
-                deps=[t.dep_ for t in doc] if parsed else None,
-            )
+        gold = field_gold(
+            None,
+            [(e.start, e.end, e.label_) for e in doc.ents] if doc.has_annotation("ENT_IOB") else None,
+            cats_from_json(doc.cats) if doc.cats else None,
+            heads=[0 if t.head.i == t.i else t.head.i + 1 for t in doc] if parsed else None,
+            deps=[t.dep_ for t in doc] if parsed else None,
         )
+        for attr, kind in DOC_WORD_FIELDS.items():  # "" (not set) leaves a token unannotated
+            values = [
+                (str(t.morph) or "_" if t.has_morph() else "") if attr == "morph" else getattr(t, f"{attr}_")
+                for t in doc
+            ]
+            if any(values):
+                gold[attr] = Gold(kind, [v or None for v in values])
+        if tag_attr in gold:
+            gold["tags"] = gold[tag_attr]
+        words, spaces = [t.text for t in doc], [bool(t.whitespace_) for t in doc]
+        examples.append(Example(words, spaces, gold, source=f"{path}:doc {i + 1}"))
     return checked(examples, path)
+
+
+def doc_value(token, attr: str) -> str:
+    """token.pos_ / tag_ / lemma_, or its FEATS string ("_" for a token whose empty morph was set)."""
+    if attr == "morph":
+        return (str(token.morph) or "_") if token.has_morph() else ""
+    return getattr(token, f"{attr}_")
 
 
 def check_inflated_size(data: bytes, path) -> None:
@@ -249,6 +319,9 @@ def check_inflated_size(data: bytes, path) -> None:
         raise CorpusError(path, None, f"not a spaCy DocBin: {err}") from None
 
 
+DOC_WORD_FIELDS = {"pos": "tags", "tag": "tags", "morph": "feats", "lemma": "lemmas"}  # token.<attr>_
+
+
 READERS = {
     "conllu": read_conllu,
     "columns": read_columns,
@@ -256,14 +329,21 @@ READERS = {
     "jsonl": read_jsonl,
     "docbin": read_docbin,
     "lines": read_lines,
+    "json": read_json,
 }
 
 
-def read_corpus(path, format: str, **options) -> list[Example]:
-    """Read a corpus file as Examples with the reader for `format` (a key of READERS)."""
+# The fields a reader gives whatever its tasks ask: those of schema.field_gold it finds in the file.
+# conllu, columns take the fields their tasks name (they read and check those columns only).
+ASKED = ("conllu", "columns")
+
+
+def read_corpus(path, format: str, fields: tuple[str, ...] | None = None, **options) -> list[Example]:
+    """Read a corpus file as Examples with the reader for `format` (a key of READERS); each Example's gold
+    is keyed by field (a corpus's `tasks` maps task names to them): `fields` are those its tasks read."""
     if format not in READERS:
         raise ValueError(f"{path}: unknown corpus format {format!r}; use one of {sorted(READERS)}")
-    return READERS[format](path, **options)
+    return READERS[format](path, **options, **({"fields": fields} if format in ASKED else {}))
 
 
 def fingerprint(path) -> str:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
+
+from polyhead.data.edit_scripts import edit_script
 
 
 class CorpusError(ValueError):
@@ -16,45 +19,45 @@ class CorpusError(ValueError):
         self.path, self.line, self.reason = str(path), line, message
 
 
+class Gold(NamedTuple):
+    """One task's annotation of one text: its kind (a key of KINDS) and the value of that kind."""
+
+    kind: str
+    value: Any
+
+
 @dataclass
 class Example:
-    """One text with whatever annotation its corpus provides; None means "not annotated" (masked)."""
+    """One text with its annotation per task: `gold[task]`, absent where the text is not annotated for
+    the task (masked, not negative). A task is a name the user chooses (`xpos`, `intent`); its kind says
+    what the annotation is (KINDS)."""
 
     words: list[str]
     spaces: list[bool] | None = None  # whitespace after each word, for rebuilding the text / a spaCy Doc
-    tags: list[str] | None = None  # one tag per word
-    ents: list[tuple[int, int, str]] | None = None  # word spans [start, end) with a type; [] = no entities
-    cats: tuple[str, ...] | None = None  # positive document labels (exactly one for exclusive classes)
+    gold: dict[str, Gold] = field(default_factory=dict)
     id: str | None = None  # e.g. a CoNLL-U sent_id, used to join corpora
     source: str = ""  # "path:line" of the example's first line, for error messages
     meta: dict = field(default_factory=dict)
-    heads: list[int] | None = None  # each word's head as CoNLL-U numbers it: 0 = root, k = the k-th word
-    deps: list[str] | None = None  # each word's relation to its head
 
     def __post_init__(self) -> None:
-        n = len(self.words)
-        for name in ("spaces", "tags", "heads", "deps"):
-            value = getattr(self, name)
-            if value is not None and len(value) != n:
-                raise ValueError(f"{self.source}: {len(value)} {name} for {n} words")
-        if (self.heads is None) != (self.deps is None):
-            raise ValueError(f"{self.source}: heads and deps go together (one is missing)")
-        if self.heads is not None:
-            if not all(type(h) is int and 0 <= h <= n for h in self.heads):
-                raise ValueError(f"{self.source}: heads must be 0 (root) or word numbers 1-{n}")
-            cycle = find_cycle(self.heads)
-            if cycle:
-                raise ValueError(
-                    f"{self.source}: heads make a cycle ({' -> '.join(map(str, cycle))}): not a tree"
-                )
+        if self.spaces is not None and len(self.spaces) != len(self.words):
+            raise ValueError(f"{self.source}: {len(self.spaces)} spaces for {len(self.words)} words")
+        for task, gold in self.gold.items():
+            if gold.kind not in KINDS:
+                raise ValueError(f"{self.source}: task {task!r} has an unknown kind {gold.kind!r}")
+            KINDS[gold.kind].check(gold.value, self.words, f"{self.source}: {len(gold.value)} {task}")
 
     def has(self, task: str) -> bool:
-        return getattr(self, ANNOTATIONS[task].fields[0]) is not None
+        return task in self.gold
 
-    def keep_tasks(self, tasks: list[str] | tuple[str, ...]) -> Example:
+    def get(self, task: str):
+        """The task's annotation (its kind's value), or None where the text has none."""
+        gold = self.gold.get(task)
+        return None if gold is None else gold.value
+
+    def keep_tasks(self, tasks: Iterable[str]) -> Example:
         """Drop the annotation of every task not in `tasks` (it becomes unlabelled, not negative)."""
-        dropped = [name for task, kind in ANNOTATIONS.items() if task not in tasks for name in kind.fields]
-        return replace(self, **dict.fromkeys(dropped))
+        return replace(self, gold={task: g for task, g in self.gold.items() if task in tasks})
 
     def error(self, message: str) -> CorpusError:
         """A CorpusError at the example's source: its file and line (a DocBin's "doc N" leads the message)."""
@@ -70,28 +73,84 @@ class Example:
 
 
 @dataclass(frozen=True)
-class Annotation:
-    """One kind of annotation an Example carries, keyed by the task (registered head key) that learns it."""
+class Kind:
+    """What a kind of annotation is: how messages name it, its label strings, and its checks."""
 
-    fields: tuple[str, ...]  # the Example fields that hold it: all None where a text lacks it
-    what: str  # how messages name it
-    labels: Callable[[Example], Iterable[str]]  # its label strings in an example that has it
+    what: str
+    labels: Callable[[Any, list[str]], Iterable[str]]  # (value, words) -> the labels a head learns
+    check: Callable[[Any, list[str], str], None]  # (value, words, "<source>: <n> <task>"): ValueError
+    closed: bool = True  # False: dev and test may hold labels training lacks (they count as errors)
 
 
-# The data layer's one list of tasks: the annotation kinds an Example can hold. It sits below the models, so
-# it cannot ask the head registry (polyhead.models.heads.registry, whose keys a test keeps equal to these);
-# everything in data/ is generic over this table, everything from the models up over the registry.
-ANNOTATIONS: dict[str, Annotation] = {
-    "tagger": Annotation(("tags",), "tags", lambda ex: ex.tags),
-    "ner": Annotation(("ents",), "entities", lambda ex: (label for _, _, label in ex.ents)),
-    "textcat": Annotation(("cats",), "categories", lambda ex: ex.cats),
-    "parser": Annotation(
-        ("heads", "deps"),
-        "dependency heads (CoNLL-U: options {head_column: head, deprel_column: deprel})",
-        lambda ex: ex.deps,
-    ),
+def check_per_word(value, words: list[str], where: str) -> None:
+    if len(value) != len(words):
+        raise ValueError(f"{where} for {len(words)} words")
+
+
+def check_tree(value, words: list[str], where: str) -> None:
+    heads, deps = value
+    n, source = len(words), where.rsplit(": ", 1)[0]
+    for name, given in (("heads", heads), ("deps", deps)):
+        if len(given) != n:
+            raise ValueError(f"{source}: {len(given)} {name} for {n} words")
+    if not all(type(h) is int and 0 <= h <= n for h in heads):
+        raise ValueError(f"{source}: heads must be 0 (root) or word numbers 1-{n}")
+    cycle = find_cycle(heads)
+    if cycle:
+        raise ValueError(f"{source}: heads make a cycle ({' -> '.join(map(str, cycle))}): not a tree")
+
+
+def lemma_scripts(words: list[str], lemmas: list[str | None]) -> list[str | None]:
+    """The edit script of each annotated word (None where its lemma is not given)."""
+    return [None if lemma is None else edit_script(word, lemma) for word, lemma in zip(words, lemmas)]
+
+
+def no_check(value, words: list[str], where: str) -> None:
+    pass
+
+
+# The kinds of annotation an Example can hold: the data layer is generic over this table (it sits below the
+# models: a head kind names the kind it learns from, polyhead.models.heads.registry). Values:
+#   tags    one label per word (UPOS, XPOS, a chunk tag)
+#   feats   one feature bundle per word (UD FEATS: "Number=Sing|Person=3", "_" for none)
+#   lemmas  one lemma per word; its labels are the edit scripts from form to lemma (data.edit_scripts)
+# A per-word value may hold None for a word left unannotated (UD's "_" for an unknown XPOS or lemma).
+#   spans   word spans [start, end) with a type; [] = none
+#   cats    a text's positive labels (exactly one for exclusive classes)
+#   tree    (heads, deps): each word's head as CoNLL-U numbers it (0 = root) and its relation
+KINDS: dict[str, Kind] = {
+    "tags": Kind("tags", lambda value, words: value, check_per_word),
+    "feats": Kind("feature bundles", lambda value, words: value, check_per_word, closed=False),
+    "lemmas": Kind("lemmas", lambda value, words: lemma_scripts(words, value), check_per_word, closed=False),
+    "spans": Kind("entities", lambda value, words: (label for _, _, label in value), no_check),
+    "cats": Kind("categories", lambda value, words: value, no_check),
+    "tree": Kind("dependency heads (CoNLL-U: HEAD and DEPREL)", lambda value, words: value[1], check_tree),
 }
-TASKS = tuple(ANNOTATIONS)
+
+
+def field_gold(tags=None, ents=None, cats=None, heads=None, deps=None) -> dict[str, Gold]:
+    """The annotation every reader may give, keyed by its field (the kind's name: tags, spans, cats, tree);
+    a corpus's `tasks` maps task names to fields."""
+    if (heads is None) != (deps is None):
+        raise ValueError("heads and deps go together (one is missing)")
+    found = {
+        "tags": None if tags is None else Gold("tags", list(tags)),
+        "spans": None if ents is None else Gold("spans", [tuple(e) for e in ents]),
+        "cats": None if cats is None else Gold("cats", tuple(cats)),
+        "tree": None if heads is None else Gold("tree", (list(heads), list(deps))),
+    }
+    return {name: gold for name, gold in found.items() if gold is not None}
+
+
+def legacy_gold(tags=None, ents=None, cats=None, heads=None, deps=None) -> dict[str, Gold]:
+    """field_gold under the tasks named after the head kind that learns each field (LEGACY_TASKS)."""
+    return {LEGACY_TASKS[name]: gold for name, gold in field_gold(tags, ents, cats, heads, deps).items()}
+
+
+# A corpus whose `tasks` is a list (as before tasks had names: [tagger, parser]) reads each of these tasks
+# from its kind's field: the task is named after the head kind that learns it.
+LEGACY_TASKS = {"tags": "tagger", "spans": "ner", "cats": "textcat", "tree": "parser"}
+LEGACY_FIELDS = {task: name for name, task in LEGACY_TASKS.items()}
 
 
 # Unicode categories that draw nothing on their own: format controls (U+200B zero width space, U+FEFF,

@@ -21,7 +21,7 @@ from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.distill.layers import DistillationModule
 from polyhead.distill.teacher import Teacher, load_teacher, targets_cache, teacher_targets
 from polyhead.errors import UserError
-from polyhead.models.build import build_model
+from polyhead.models.build import build_model, objective_weights
 from polyhead.models.multitask import MultitaskModel
 
 
@@ -127,7 +127,7 @@ def born_again_module(cfg: DictConfig, datamodule: MultitaskDataModule, model: M
     module = DistillationModule(
         model,
         cfg.optim,
-        dict(cfg.objective),
+        objective_weights(cfg),
         cfg.teaching.temperature,
         alpha=1.0 - (share or 0.0),
         anneal=share is None,

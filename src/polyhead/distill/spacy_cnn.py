@@ -24,14 +24,21 @@ from thinc.api import Config
 
 from polyhead.data.schema import Example
 from polyhead.errors import UserError
-from polyhead.evaluate import KEYS
-from polyhead.export.convert import to_docbin
+from polyhead.evaluate import metric_names
+from polyhead.export.convert import Writers, gold_writers, to_docbin
 
 log = logging.getLogger(__name__)
 
-# What sets the attribute the teacher's tagger sets: the morphologizer sets and scores token.pos_ (UPOS,
-# `pos_acc`, as the teacher's pipeline is scored); spaCy's tagger sets and scores token.tag_ (`tag_acc`).
-TAGGER_FACTORY = {"pos": "morphologizer", "tag": "tagger"}
+# spaCy's component for the attribute a teacher's tag task sets: the morphologizer sets and scores
+# token.pos_ (UPOS, `pos_acc`, as the teacher's pipeline is scored) and token.morph; spaCy's tagger sets
+# token.tag_ (`tag_acc`), its trainable lemmatizer token.lemma_.
+TAGGER_FACTORY = {
+    "pos": "morphologizer",
+    "morph": "morphologizer",
+    "tag": "tagger",
+    "lemma": "trainable_lemmatizer",
+}
+SPAN_FACTORY = {"doc.ents": "ner"}
 TEXTCATS = ("auto", "textcat", "textcat_multilabel")
 BUDGET = ("max_steps", "max_epochs", "patience", "eval_frequency")  # student.* -> spaCy's [training]
 EVAL_ROW = re.compile(r"^\s*\d+\s+(\d+)\s+\d")  # spaCy's console table: epoch, step, losses, scores
@@ -45,11 +52,12 @@ def run_spacy_cnn(
     hard labels, or gold ones for the baseline), evaluate on the gold `dev`/`test`, log an MLflow run;
     return the trained pipeline dir (<output_dir>/spacy_cnn/model-best)."""
     lang = OmegaConf.select(cfg, "export.lang", default="en")
-    tag_attr = OmegaConf.select(cfg, "export.tag_attr", default="pos")
+    tag_attr = OmegaConf.select(cfg, "export.tag_attr", default=None)
     out = Path(cfg.paths.output_dir) / "spacy_cnn"
     splits = {"train": train, "dev": merge_same_text(dev), "test": test}
-    corpus = write_corpora(out / "corpus", splits, lang, tag_attr)
-    config = efficiency_config(cfg, train, corpus, lang, tag_attr)
+    writers = gold_writers(train + dev + test, cfg.model.heads, tag_attr)
+    corpus = write_corpora(out / "corpus", splits, lang, writers)
+    config = efficiency_config(cfg, train, corpus, lang, writers)
     config.to_disk(out / "config.cfg")
     run_tags = {"distill/student": "spacy_cnn", "distill/labels": str(cfg.student.get("labels", "teacher"))}
     with tracked_run(cfg, {**run_tags, **tags}) as run:
@@ -61,11 +69,11 @@ def run_spacy_cnn(
         run.set_tag("spacy_cnn/stopped_by", stop["stopped"])
         pipeline = out / "model-best"
         metrics = {"train/seconds": time.perf_counter() - start, "train/steps": stop["steps"]}
-        metrics |= val_metrics(pipeline)
+        metrics |= val_metrics(pipeline, writers)
         if test:
             nlp = spacy.load(pipeline)
             gold = list(DocBin().from_disk(corpus["test"]).get_docs(nlp.vocab))
-            metrics |= {f"test/{k}": v for k, v in score_gold(nlp, gold).items()}
+            metrics |= {f"test/{k}": v for k, v in score_gold(nlp, gold, writers).items()}
         run.log_metrics(metrics)
         (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         run.log_artifacts(pipeline, "spacy_pipeline")
@@ -84,17 +92,16 @@ def merge_same_text(examples: list[Example]) -> list[Example]:
         key = (ex.id, tuple(ex.words))
         target = first.get(key) if ex.id is not None else None
         if target is None:
-            ex = replace(ex)
+            ex = replace(ex, gold=dict(ex.gold))  # a copy: the caller's examples stay as they were
             merged.append(ex)
             first.setdefault(key, ex)
             continue
-        for attr in ("tags", "ents", "cats"):
-            if getattr(target, attr) is None:
-                setattr(target, attr, getattr(ex, attr))
+        for task, gold in ex.gold.items():
+            target.gold.setdefault(task, gold)
     return merged
 
 
-def write_corpora(folder: Path, splits: dict[str, list[Example]], lang: str, tag_attr: str) -> dict:
+def write_corpora(folder: Path, splits: dict[str, list[Example]], lang: str, writers: Writers) -> dict:
     """Each split as a DocBin (polyhead.export.convert.to_docbin). Annotation an Example lacks stays unset
     on its Doc, which spaCy reads as missing: no tags -> POS/TAG unset (no loss for those tokens), no
     entities -> ENT_IOB 0 (every token's NER tag unknown, not "O"), no categories -> empty doc.cats."""
@@ -102,15 +109,17 @@ def write_corpora(folder: Path, splits: dict[str, list[Example]], lang: str, tag
     paths = {}
     for split, examples in splits.items():
         paths[split] = folder / f"{split}.spacy"
-        to_docbin(examples, lang, tag_attr).to_disk(paths[split])
+        to_docbin(examples, lang, writers).to_disk(paths[split])
     return paths
 
 
 def pipeline_components(
-    train: list[Example], tag_attr: str, textcat: str = "auto", exclusive: bool | None = None
+    train: list[Example], writers: Writers, textcat: str = "auto", exclusive: bool | None = None
 ) -> tuple[list[str], bool]:
-    """The trainable components for the annotation `train` carries, and whether categories are exclusive
-    (`exclusive`: the teacher's textcat head says; None: exactly one category on every annotated text).
+    """spaCy's trainable components for the tasks `train` carries (each where `writers` put it: the
+    morphologizer for token.pos / token.morph, the tagger for token.tag, the trainable lemmatizer, ner for
+    doc.ents, the parser, one textcat over every classification task), and whether categories are
+    exclusive (`exclusive`: the teacher's textcat heads say; None: one category on every annotated text).
 
     spaCy's exclusive `textcat` has no missing values: a Doc with empty doc.cats trains as all-zero targets.
     So `auto` takes `textcat` only when every training text has exactly one category, `textcat_multilabel`
@@ -118,12 +127,21 @@ def pipeline_components(
     carry no genre; with one category per annotated text it is still scored as exclusive (argmax)."""
     if textcat not in TEXTCATS:
         raise UserError(f"student.textcat={textcat!r}: must be one of {TEXTCATS}")
-    if tag_attr not in TAGGER_FACTORY:
-        raise UserError(f"export.tag_attr={tag_attr!r}: must be one of {sorted(TAGGER_FACTORY)}")
-    cats = [ex.cats for ex in train if ex.cats is not None]
+    present = {task for ex in train for task in ex.gold}
+    names, cats = [], []
+    for task, (head, options) in writers.items():
+        if task not in present:
+            continue
+        if head.annotation == "cats":
+            cats += [ex.get(task) for ex in train if ex.has(task)]
+            continue
+        place = head.writes(options)
+        factory = {"tree": "parser"}.get(head.annotation) or SPAN_FACTORY.get(place)
+        factory = factory or TAGGER_FACTORY.get(options.get("attr"))
+        if factory is None:
+            raise UserError(f"task {task!r} writes {place}: spaCy has no component the student could train")
+        names += [factory] if factory not in names else []
     exclusive = all(len(c) == 1 for c in cats) if exclusive is None else exclusive
-    names = [TAGGER_FACTORY[tag_attr]] if any(ex.tags is not None for ex in train) else []
-    names += ["ner"] if any(ex.ents is not None for ex in train) else []
     if cats and textcat == "auto":
         textcat = "textcat" if exclusive and len(cats) == len(train) else "textcat_multilabel"
     if cats and textcat == "textcat" and not exclusive:
@@ -133,14 +151,17 @@ def pipeline_components(
     return names + ([textcat] if cats else []), exclusive
 
 
-def efficiency_config(cfg: DictConfig, train: list[Example], corpus: dict, lang: str, tag_attr: str):
+def efficiency_config(cfg: DictConfig, train: list[Example], corpus: dict, lang: str, writers: Writers):
     """spaCy's own efficiency config (`spacy init config --optimize efficiency`) for the components the
     training data needs, with this run's corpora, seed and budget (student.*) and student.overrides."""
     from spacy.cli.init_config import init_config
 
     student = cfg.student
-    head_exclusive = OmegaConf.select(cfg, "model.heads.textcat.exclusive", default=None)
-    names, exclusive = pipeline_components(train, tag_attr, student.get("textcat", "auto"), head_exclusive)
+    exclusive_heads = [
+        spec.get("exclusive", True) for spec in cfg.model.heads.values() if "exclusive" in spec
+    ]
+    head_exclusive = all(exclusive_heads) if exclusive_heads else None
+    names, exclusive = pipeline_components(train, writers, student.get("textcat", "auto"), head_exclusive)
     config = init_config(lang=lang, pipeline=names, optimize="efficiency", silent=True)
     if "textcat_multilabel" in names and exclusive:
         config["components"]["textcat_multilabel"]["scorer"] = dict(EXCLUSIVE_SCORER)
@@ -183,26 +204,37 @@ def spacy_train(config: Path, output: Path, log_path: Path, max_minutes: float |
     return {"steps": step, "stopped": "max_minutes" if stopped else "spacy"}
 
 
-def score_gold(nlp, gold: list[Doc], batch_size: int = 256) -> dict[str, float]:
+def score_gold(nlp, gold: list[Doc], writers: Writers, batch_size: int = 256) -> dict[str, float]:
     """Each component's own spaCy score on the gold Docs, predicted from their gold tokens (as polyhead's
-    test metrics are), under polyhead's names (polyhead.evaluate.KEYS) plus ner_f1_<type>."""
+    test metrics are), under the teacher's metric names (polyhead_names)."""
     bare = [Doc(nlp.vocab, words=[t.text for t in g], spaces=[bool(t.whitespace_) for t in g]) for g in gold]
     scores = nlp.evaluate([GoldPair(b, g) for b, g in zip(bare, gold)], batch_size=batch_size)
-    return polyhead_names(scores)
+    return polyhead_names(scores, writers)
 
 
-def polyhead_names(scores: dict) -> dict[str, float]:
-    """spaCy's score keys (pos_acc, ents_f, cats_macro_f, ...) as polyhead's metric names."""
+def polyhead_names(scores: dict, writers: Writers) -> dict[str, float]:
+    """spaCy's score keys (pos_acc, ents_f, cats_macro_f, ...) under the metric names of the tasks the
+    student learnt (tagger_acc, ner_f1, ...), and <task>_f1_<type> from an entity task's per-type table."""
     scalar = {key: value for key, value in scores.items() if isinstance(value, (int, float))}
-    named = {name: float(scalar[key]) for key, name in KEYS.items() if scalar.get(key) is not None}
-    per_type = scores.get("ents_per_type") or {}
-    return named | {f"ner_f1_{label}": float(s["f"]) for label, s in per_type.items()}
+    named = {}
+    for task, (head, options) in writers.items():
+        for key, name in metric_names(task, head, options).items():
+            if scalar.get(key) is not None:
+                named[name] = float(scalar[key])
+            elif (
+                head.annotation == "spans"
+                and name.endswith("_per_type")
+                and isinstance(scores.get(key), dict)
+            ):
+                stem = name.removesuffix("_per_type")
+                named |= {f"{stem}_f1_{label}": float(s["f"]) for label, s in scores[key].items() if "f" in s}
+    return named
 
 
-def val_metrics(pipeline: Path) -> dict[str, float]:
+def val_metrics(pipeline: Path, writers: Writers) -> dict[str, float]:
     """The best dev scores `spacy train` recorded in the pipeline's meta.json, as val/<name>."""
     performance = spacy.util.load_meta(pipeline / "meta.json").get("performance", {})
-    return {f"val/{k}": v for k, v in polyhead_names(performance).items()}
+    return {f"val/{k}": v for k, v in polyhead_names(performance, writers).items()}
 
 
 def flat_params(tree: dict, prefix: str = "") -> dict[str, str]:

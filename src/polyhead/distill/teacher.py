@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from polyhead.cache import cached_file, check_private, private_dir, write_private
 from polyhead.data.collate import Collator
-from polyhead.data.schema import Example
+from polyhead.data.schema import Example, Gold
 from polyhead.errors import UserError
 from polyhead.export.checkpoint import load_checkpoint, pick_checkpoint, run_spec
 from polyhead.models.multitask import MultitaskModel
@@ -262,7 +262,7 @@ def labelled_by_teacher(teacher: Teacher, examples: list[Example], targets: Targ
             mask[row, : len(examples[i].words)] = True
         decoded = {}
         for task, kind in targets.kinds.items():
-            if task not in HARD_LABELS:  # rows a head's decode does not read (the parser's)
+            if not teacher.model.heads[task].soft_decodes:  # rows its decode does not read (the parser's)
                 continue
             rows = [targets.of(task, i) for i in chunk]
             batch = pad_words(rows, width) if kind == "word" else torch.cat(rows)
@@ -274,8 +274,7 @@ def labelled_by_teacher(teacher: Teacher, examples: list[Example], targets: Targ
 
 def prefer_gold(gold: Example, taught: Example) -> Example:
     """`taught` (the teacher's labels for `gold`'s text) with every annotation `gold` has put back."""
-    kept = {attr: getattr(gold, attr) for attr in ("tags", "ents", "cats") if getattr(gold, attr) is not None}
-    return replace(taught, **kept)
+    return replace(taught, gold={**taught.gold, **gold.gold})
 
 
 def pad_words(rows: list[torch.Tensor], width: int) -> torch.Tensor:
@@ -286,21 +285,11 @@ def pad_words(rows: list[torch.Tensor], width: int) -> torch.Tensor:
     return batch
 
 
-HARD_LABELS = ("tagger", "ner", "textcat")  # the tasks with_annotation writes back (issue 21: by head kind)
-
-
 def with_annotation(ex: Example, predicted: dict, teacher: Teacher) -> Example:
-    """An example carrying the decoded predictions as its annotation (what a head's decode returns)."""
-    fields = {}
-    if "tagger" in predicted:
-        fields["tags"] = list(predicted["tagger"])
-    if "ner" in predicted:
-        fields["ents"] = list(predicted["ner"])
-    if "textcat" in predicted:
-        scores = predicted["textcat"]
-        head = teacher.model.heads["textcat"]
-        if getattr(head, "exclusive", True):
-            fields["cats"] = (max(scores, key=scores.get),)
-        else:
-            fields["cats"] = tuple(label for label, p in scores.items() if p >= 0.5)
-    return replace(ex, **fields)
+    """An example carrying the decoded predictions (what a head's decode returns) as its annotation."""
+    heads = teacher.model.heads
+    taught = {
+        task: Gold(heads[task].annotation, heads[task].as_gold(prediction, ex.words))
+        for task, prediction in predicted.items()
+    }
+    return replace(ex, gold={**ex.gold, **taught})

@@ -15,6 +15,7 @@ import polyhead.export.factories  # noqa: F401  (registers the polyhead_encoder 
 from polyhead.data.collate import Collator
 from polyhead.errors import UserError
 from polyhead.hardware import detect, inference_precision
+from polyhead.models.heads.tagger import TokenTaggingHead
 from polyhead.models.multitask import MultitaskModel
 from polyhead.tracking import mlflow_loggers
 
@@ -22,9 +23,14 @@ PACKAGE_META = ("name", "version", "description", "author", "email", "url", "lic
 
 
 def build_pipeline(
-    model: MultitaskModel, collate: Collator, lang: str = "en", tag_attr: str = "pos", precision: str = "auto"
+    model: MultitaskModel,
+    collate: Collator,
+    lang: str = "en",
+    tag_attr: str | None = None,
+    precision: str = "auto",
 ) -> Language:
-    """A blank `lang` pipeline whose components hold the trained encoder and heads (shared, not copied).
+    """A blank `lang` pipeline whose components hold the trained encoder and heads (shared, not copied); one
+    component per task, named after it, writing where its head says (head_options).
 
     Weights are saved in fp32; `precision` (auto, fp32, bf16, onnx or an int8 variant) is how the pipeline
     runs, resolved where it loads, and can be changed at load time:
@@ -32,11 +38,39 @@ def build_pipeline(
     nlp = spacy.blank(lang)
     encoder = nlp.add_pipe("polyhead_encoder", name="encoder", config={"precision": precision})
     encoder.set_model(model.encoder, collate)
-    settings = {"attr": tag_attr}  # what the export config says about heads' spaCy side
+    options = head_options(model, tag_attr)
     for task, head in model.heads.items():
-        options = {k: v for k, v in settings.items() if k in head.spacy_options}
-        nlp.add_pipe("polyhead_head", name=task, config={"options": options}).set_model(head)
+        nlp.add_pipe("polyhead_head", name=task, config={"options": options[task]}).set_model(head)
     return nlp
+
+
+def head_options(model: MultitaskModel, tag_attr: str | None = None) -> dict[str, dict]:
+    """Each task's component options: its head's spaCy side, with `tag_attr` (export.tag_attr, from before
+    a tag task named its own attr) for the one plain tagger. Two tasks that would write one place of the Doc
+    (token.pos, doc.ents...), or two classification tasks with a label in common, are an error."""
+    taggers = [task for task, head in model.heads.items() if type(head) is TokenTaggingHead]
+    if tag_attr is not None and len(taggers) > 1:
+        raise UserError(
+            f"export.tag_attr={tag_attr} cannot choose for {len(taggers)} tag tasks ({', '.join(taggers)}): "
+            f"set model.heads.<task>.attr for each instead"
+        )
+    options, places, cats = {}, {}, {}
+    for task, head in model.heads.items():
+        options[task] = {"attr": tag_attr} if tag_attr is not None and task in taggers else {}
+        place = head.writes({**head.spacy_options, **options[task]})
+        if place in places and place is not None:
+            raise UserError(
+                f"tasks {places[place]!r} and {task!r} both write {place}: give one another place "
+                f"(model.heads.{task}.attr for a tag task, model.heads.{task}.spans_key for entities)"
+            )
+        places.setdefault(place, task)
+        if head.annotation == "cats":
+            for label in head.doc_labels({**head.spacy_options, **options[task]}):
+                if label in cats:
+                    why = f"both write doc.cats: give one a prefix (model.heads.{task}.cats_prefix)"
+                    raise UserError(f"tasks {cats[label]!r} and {task!r} have the label {label!r} and {why}")
+                cats[label] = task
+    return options
 
 
 def export_pipeline(
@@ -85,7 +119,7 @@ def export_run(cfg: DictConfig, model: MultitaskModel, collate: Collator, logger
         Path(cfg.paths.output_dir) / "spacy_pipeline",
         meta,
         lang=cfg.export.lang,
-        tag_attr=cfg.export.tag_attr,
+        tag_attr=cfg.export.get("tag_attr"),
         precision=cfg.export.precision,
     )
     resolved = inference_precision(cfg.export.precision, detect())

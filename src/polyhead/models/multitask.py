@@ -17,6 +17,8 @@ class MultitaskModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.heads = nn.ModuleDict(heads)
+        for task, head in self.heads.items():
+            head.task = task  # the annotation it reads: Example.get(task)
         self.loss_weights = {task: float((loss_weights or {}).get(task, 1.0)) for task in heads}
 
     def forward(self, alignment: Alignment) -> tuple[EncoderOutput, dict[str, torch.Tensor]]:

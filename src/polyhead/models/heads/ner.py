@@ -22,10 +22,21 @@ NEG = -1e4  # score of a forbidden transition: finite so that sums stay finite
 class EntityRecognitionHead(TokenTaggingHead):
     """`labels` are entity types; the per-word tag set is derived from them and the scheme."""
 
-    def __init__(self, hidden_size: int, labels: list[str], scheme: str = "bio", dropout: float = 0.1):
+    annotation = "spans"
+
+    def __init__(
+        self,
+        hidden_size: int,
+        labels: list[str],
+        scheme: str = "bio",
+        dropout: float = 0.1,
+        spans_key: str | None = None,
+    ):
         self.types, self.scheme = sorted(labels), scheme
         super().__init__(hidden_size, scheme_labels(self.types, scheme), dropout)
-        self.config = {"hidden_size": hidden_size, "labels": self.types, "scheme": scheme, "dropout": dropout}
+        # where the exported component writes: doc.ents (None), or doc.spans[spans_key] (two span tasks
+        # cannot both own doc.ents; the second's entities may overlap the first's)
+        self.spacy_options = {"spans_key": spans_key}
         self.register_buffer(
             "transitions", _penalty(allowed_transitions(self.labels, scheme)), persistent=False
         )
@@ -33,7 +44,8 @@ class EntityRecognitionHead(TokenTaggingHead):
         self.register_buffer("ends", _penalty(allowed_ends(self.labels, scheme)), persistent=False)
 
     def word_labels(self, example: Example) -> list[str] | None:
-        return None if example.ents is None else spans_to_tags(example.ents, len(example.words), self.scheme)
+        spans = example.get(self.task)
+        return None if spans is None else spans_to_tags(spans, len(example.words), self.scheme)
 
     def decode_tags(self, logits: torch.Tensor, word_mask: torch.Tensor) -> list[list[int]]:
         emissions = torch.log_softmax(logits.float(), -1)
@@ -52,35 +64,60 @@ class EntityRecognitionHead(TokenTaggingHead):
         return SpanF1(self.types)
 
     def update_metric(self, metric, logits, targets, word_mask, examples) -> None:
-        gold = [ex.ents for ex in examples]
+        gold = [ex.get(self.task) for ex in examples]
         if all(g is None for g in gold):
             return
         pred = self.decode(logits, word_mask)
         metric.update([p for p, g in zip(pred, gold) if g is not None], [g for g in gold if g is not None])
 
-    # spaCy side (as spaCy's EntityRecognizer): doc.ents
-    spacy_options: dict = {}
-    spacy_scores = {"ents_p": "precision", "ents_r": "recall", "ents_f": "f1", "ents_per_type": "per_type"}
+    # spaCy side (as spaCy's EntityRecognizer): doc.ents, or doc.spans[key] with the option spans_key
+    spacy_options: dict = {"spans_key": None}
+
+    @staticmethod
+    def score_names(options: dict) -> dict[str, str]:
+        prefix = f"spans_{options['spans_key']}" if options.get("spans_key") else "ents"
+        names = {"p": "precision", "r": "recall", "f": "f1", "per_type": "per_type"}
+        return {f"{prefix}_{key}": name for key, name in names.items()}
 
     def set_annotations(
         self, doc, spans: list[tuple[int, int, str]], index: list[int], options: dict
     ) -> None:
-        """doc.ents from word spans (as `doc.ents = ...`, without building each Span twice)."""
+        """doc.ents from word spans (as `doc.ents = ...`, without building each Span twice), or
+        doc.spans[spans_key]."""
         from spacy.tokens import Span
 
-        doc.set_ents([Span(doc, index[s], index[e - 1] + 1, label=label) for s, e, label in spans])
+        found = [Span(doc, index[s], index[e - 1] + 1, label=label) for s, e, label in spans]
+        if options.get("spans_key"):
+            doc.spans[options["spans_key"]] = found
+        else:
+            doc.set_ents(found)
 
-    def score(self, examples, options: dict, **kwargs) -> dict:
-        from spacy.scorer import get_ner_prf
-
-        return get_ner_prf(examples, **kwargs)
+    def as_gold(self, spans: list[tuple[int, int, str]], words: list[str]) -> list[tuple[int, int, str]]:
+        return list(spans)
 
     @staticmethod
-    def write_gold(doc, example: Example, options: dict) -> None:
+    def writes(options: dict) -> str | None:
+        return f"doc.spans[{options['spans_key']!r}]" if options.get("spans_key") else "doc.ents"
+
+    def score(self, examples, options: dict, **kwargs) -> dict:
+        from spacy.scorer import Scorer, get_ner_prf
+
+        key = options.get("spans_key")
+        if not key:
+            return get_ner_prf(examples, **kwargs)
+        return Scorer.score_spans(
+            examples, f"spans_{key}", getter=lambda doc, _: doc.spans.get(key, []), **kwargs
+        )
+
+    @staticmethod
+    def write_gold(doc, spans: list[tuple[int, int, str]], options: dict) -> None:
         from spacy.tokens import Span
 
-        if example.ents is not None:
-            doc.ents = [Span(doc, start, end, label=label) for start, end, label in example.ents]
+        found = [Span(doc, start, end, label=label) for start, end, label in spans]
+        if options.get("spans_key"):
+            doc.spans[options["spans_key"]] = found
+        else:
+            doc.ents = found
 
     def confusion_pairs(self, examples, options: dict) -> None:
         return None  # spans, not one label per token: the per-type table says more

@@ -22,6 +22,7 @@ from torch import nn
 
 from polyhead.data.schema import Example
 from polyhead.models.encoder import EncoderOutput
+from polyhead.models.heads.base import HeadModule
 from polyhead.models.heads.soft import kl_divergence, word_rows
 from polyhead.models.heads.tagger import IGNORE
 from polyhead.models.heads.trees import best_tree, best_trees  # noqa: F401  (best_tree: one text)
@@ -45,10 +46,13 @@ def mlp(hidden_size: int, size: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(hidden_size, size), nn.LeakyReLU(0.1), nn.Dropout(dropout))
 
 
-class DependencyParsingHead(nn.Module):
+class DependencyParsingHead(HeadModule):
     """`labels` are the dependency relations; targets are (head node, relation id) per word, IGNORE where a
     text has no tree or a word is padding. A text of more than `max_words` words is parsed as consecutive
     pieces of `max_words` words, one tree each: the scores grow with the square of a piece's length."""
+
+    annotation = "tree"  # the kind of annotation it learns from (polyhead.data.schema.KINDS)
+    task = ""  # the task whose annotation it learns: MultitaskModel names it
 
     def __init__(
         self,
@@ -61,14 +65,6 @@ class DependencyParsingHead(nn.Module):
     ):
         super().__init__()
         self.labels, self.max_words = list(labels), max_words
-        self.config = {
-            "hidden_size": hidden_size,
-            "labels": self.labels,
-            "arc_size": arc_size,
-            "label_size": label_size,
-            "dropout": dropout,
-            "max_words": max_words,
-        }
         self.index = {label: i for i, label in enumerate(self.labels)}
         self.dropout = nn.Dropout(dropout)
         self.arc_dep, self.arc_head = mlp(hidden_size, arc_size, dropout), mlp(hidden_size, arc_size, dropout)
@@ -114,10 +110,10 @@ class DependencyParsingHead(nn.Module):
         """(head node, relation id) of each word; IGNORE for texts without a tree, padding.  # -> (B, W, 2)"""
         out = torch.full((len(examples), width, 2), IGNORE, dtype=torch.long)
         for i, ex in enumerate(examples):
-            if ex.heads is not None:
-                n = len(ex.heads)
-                out[i, :n, 0] = torch.tensor(ex.heads, dtype=torch.long)
-                out[i, :n, 1] = torch.tensor([self.index[d] for d in ex.deps], dtype=torch.long)
+            if ex.has(self.task):
+                heads, deps = ex.get(self.task)
+                out[i, : len(heads), 0] = torch.tensor(heads, dtype=torch.long)
+                out[i, : len(heads), 1] = torch.tensor([self.index[d] for d in deps], dtype=torch.long)
         return out
 
     def loss(self, scores: ParserScores, targets: torch.Tensor) -> torch.Tensor:
@@ -157,6 +153,7 @@ class DependencyParsingHead(nn.Module):
 
     # What a teacher gives a student: per word, a distribution over its head and one over its relation
     soft_kind = "word"
+    soft_decodes = False  # its rows are not the scores decode reads: no hard labels from them
 
     def soft_targets(self, scores: ParserScores, word_mask: torch.Tensor) -> list[torch.Tensor]:
         """Per text, (n, max_words + 1 + R): each word's arc scores over its piece's root and words (NEG
@@ -195,7 +192,17 @@ class DependencyParsingHead(nn.Module):
 
     # spaCy side (as spaCy's DependencyParser): token.head and token.dep_, sentence boundaries follow
     spacy_options: dict = {}
-    spacy_scores = {"dep_uas": "uas", "dep_las": "las", "dep_las_per_type": "las_per_type"}
+
+    @staticmethod
+    def score_names(options: dict) -> dict[str, str]:
+        return {"dep_uas": "uas", "dep_las": "las", "dep_las_per_type": "las_per_type"}
+
+    def as_gold(self, arcs: list[tuple[int, str]], words: list[str]) -> tuple[list[int], list[str]]:
+        return [h for h, _ in arcs], [r for _, r in arcs]
+
+    @staticmethod
+    def writes(options: dict) -> str | None:
+        return "token.head"
 
     def set_annotations(self, doc, arcs: list[tuple[int, str]], index: list[int], options: dict) -> None:
         """One tree over the Doc's words; whitespace tokens hang from the word before them."""
@@ -217,9 +224,8 @@ class DependencyParsingHead(nn.Module):
         return scores | Scorer.score_deps(examples, "dep", ignore_labels=(), **kwargs)
 
     @staticmethod
-    def write_gold(doc, example: Example, options: dict) -> None:
-        if example.heads is not None:
-            set_tree(doc, list(range(len(doc))), example.heads, example.deps)
+    def write_gold(doc, tree: tuple[list[int], list[str]], options: dict) -> None:
+        set_tree(doc, list(range(len(doc))), *tree)
 
     def confusion_pairs(self, examples, options: dict) -> None:
         return None  # arcs, not one label per token: las_per_type says more

@@ -3,8 +3,8 @@ pipeline directory's head.json may name.
 
 Loading a pipeline looks its key up here; it never imports a module named in the directory's files, so a
 crafted pipeline cannot make spacy.load import or call anything else. A new head kind registers itself
-with `register_head("key", HeadClass)` before its pipelines are saved or loaded; its key must be a task of
-`polyhead.data.schema.ANNOTATIONS` (the Example fields it learns from), and the class implements `Head`.
+with `register_head("key", HeadClass)` before its pipelines are saved or loaded; the class implements `Head`,
+and its `annotation` names the kind of annotation it learns from (a key of `polyhead.data.schema.KINDS`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from polyhead.data.schema import ANNOTATIONS, Example
+from polyhead.data.schema import KINDS, Example
 from polyhead.models.encoder import EncoderOutput
+from polyhead.models.heads.lemmatizer import LemmatizerHead
+from polyhead.models.heads.morphologizer import MorphologizerHead
 from polyhead.models.heads.ner import EntityRecognitionHead
 from polyhead.models.heads.parser import DependencyParsingHead
 from polyhead.models.heads.tagger import TokenTaggingHead
@@ -26,10 +28,14 @@ class Head(Protocol):
     """What a head kind provides: the training side, then the spaCy side, the way spaCy's own pipes own
     set_annotations, get_loss and score. `options` are the component's settings over `spacy_options`."""
 
+    annotation: str  # the kind of annotation it learns from: a key of polyhead.data.schema.KINDS
+    task: str  # the task it learns (a name the user chose); MultitaskModel sets it
     config: dict  # the constructor's arguments, written to head.json
     labels: list[str]
     spacy_options: dict  # settings of the exported component and their defaults (the tagger's attr)
-    spacy_scores: dict[str, str]  # a key `score` returns -> the metric's name in training (dep_las -> las)
+
+    @staticmethod
+    def score_names(options: dict) -> dict[str, str]: ...  # a key `score` returns -> training's metric name
 
     def forward(self, enc: EncoderOutput) -> Any: ...  # scores, e.g. (B, W, H) -> (B, W, L)
 
@@ -46,10 +52,16 @@ class Head(Protocol):
     # What a teacher gives a student (distill.py, born-again training): per text, the rows it learns to
     # match, one per word (soft_kind "word") or one per text ("text"), and the student's loss against them
     soft_kind: str
+    soft_decodes: bool  # decode reads its soft rows, so a cached teacher gives hard labels too
 
     def soft_targets(self, scores: Any, word_mask: torch.Tensor) -> list[torch.Tensor]: ...
 
     def soft_loss(self, scores: Any, teacher: torch.Tensor, mask: torch.Tensor, temperature: float): ...
+
+    def as_gold(self, prediction, words: list[str]) -> Any: ...  # decode's answer as the Example annotation
+
+    @staticmethod
+    def writes(options: dict) -> str | None: ...  # the Doc place it sets ("token.pos"); None: shared
 
     def set_annotations(self, doc, prediction, index: list[int], options: dict) -> None:
         """Write one text's prediction on its Doc; word k of the text is doc[index[k]]."""
@@ -57,8 +69,8 @@ class Head(Protocol):
     def score(self, examples, options: dict, **kwargs) -> dict: ...  # what `spacy evaluate` reports
 
     @staticmethod
-    def write_gold(doc, example: Example, options: dict) -> None:
-        """Write an Example's annotation, if it has any, on its Doc (one token per word)."""
+    def write_gold(doc, value, options: dict) -> None:
+        """Write one task's annotation of a text (Example.get(task)) on its Doc (one token per word)."""
 
     def confusion_pairs(self, examples, options: dict) -> list[tuple[str, str]] | None: ...
 
@@ -68,6 +80,8 @@ HEADS: dict[str, type[nn.Module]] = {
     "ner": EntityRecognitionHead,
     "textcat": TextClassificationHead,
     "parser": DependencyParsingHead,
+    "lemmatizer": LemmatizerHead,
+    "morphologizer": MorphologizerHead,
 }
 
 
@@ -76,8 +90,10 @@ def qualified_name(cls: type) -> str:
 
 
 def register_head(key: str, cls: type[nn.Module]) -> None:
-    if key not in ANNOTATIONS:
-        raise ValueError(f"head key {key!r} names no annotation an Example holds ({', '.join(ANNOTATIONS)})")
+    if getattr(cls, "annotation", None) not in KINDS:
+        raise ValueError(
+            f"{qualified_name(cls)}.annotation must name a kind of annotation ({', '.join(KINDS)})"
+        )
     if HEADS.get(key, cls) is not cls:
         raise ValueError(f"head key {key!r} is taken by {qualified_name(HEADS[key])}")
     HEADS[key] = cls

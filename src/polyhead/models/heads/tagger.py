@@ -8,17 +8,24 @@ from torch import nn
 
 from polyhead.data.schema import Example
 from polyhead.models.encoder import EncoderOutput
+from polyhead.models.heads.base import HeadModule
 from polyhead.models.heads.soft import kl_divergence, word_rows
 
 IGNORE = -100
+UNSEEN = -1  # a dev/test label training lacks (open label sets: feature bundles, edit scripts): always wrong
 
 
-class TokenTaggingHead(nn.Module):
+class TokenTaggingHead(HeadModule):
     """One label per word; words of texts without tags carry IGNORE and add no loss."""
 
-    def __init__(self, hidden_size: int, labels: list[str], dropout: float = 0.1):
+    annotation = "tags"  # the kind of annotation it learns from (polyhead.data.schema.KINDS)
+    task = ""  # the task whose annotation it learns: MultitaskModel names it
+
+    def __init__(self, hidden_size: int, labels: list[str], dropout: float = 0.1, attr: str = "pos"):
         super().__init__()
-        self.config = {"hidden_size": hidden_size, "labels": list(labels), "dropout": dropout}  # for export
+        # attr: the token attribute the exported component sets: pos (token.pos_, UPOS), tag (token.tag_),
+        # morph (token.morph), lemma (token.lemma_) or the name of a custom extension (token._.<name>)
+        self.spacy_options = {"attr": attr}
         self.labels = list(labels)
         self.index = {label: i for i, label in enumerate(self.labels)}
         self.dropout = nn.Dropout(dropout)
@@ -27,8 +34,9 @@ class TokenTaggingHead(nn.Module):
     def forward(self, enc: EncoderOutput) -> torch.Tensor:  # (B, W, H) -> (B, W, L)
         return self.proj(self.dropout(enc.words))
 
-    def word_labels(self, example: Example) -> list[str] | None:
-        return example.tags
+    def word_labels(self, example: Example) -> list[str | None] | None:
+        """The example's label of every word for this head's task (None: the word is not annotated)."""
+        return example.get(self.task)
 
     def targets(self, examples: list[Example], width: int) -> torch.Tensor:
         """Gold label ids, IGNORE where a text is unannotated or padded.  # -> (B, W)"""
@@ -36,10 +44,16 @@ class TokenTaggingHead(nn.Module):
         for i, ex in enumerate(examples):
             labels = self.word_labels(ex)
             if labels is not None:
-                out[i, : len(labels)] = torch.tensor([self.index[t] for t in labels], dtype=torch.long)
+                ids = [IGNORE if t is None else self.index.get(t, UNSEEN) for t in labels]
+                out[i, : len(labels)] = torch.tensor(ids, dtype=torch.long)
         return out
 
+    def as_gold(self, labels: list[str], words: list[str]) -> list[str]:
+        """A decoded prediction as the annotation this head learns from (a teacher's hard labels)."""
+        return list(labels)
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        targets = targets.masked_fill(targets == UNSEEN, IGNORE)  # a label training lacks teaches nothing
         return nn.functional.cross_entropy(
             logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE
         )
@@ -67,6 +81,7 @@ class TokenTaggingHead(nn.Module):
 
     # What a teacher gives a student: its logits per word, matched by KL
     soft_kind = "word"
+    soft_decodes = True  # decode reads its soft rows: a teacher's hard labels come from them
 
     def soft_targets(self, logits: torch.Tensor, word_mask: torch.Tensor) -> list[torch.Tensor]:
         return word_rows(logits, word_mask)  # B x (n_i, L)
@@ -77,9 +92,11 @@ class TokenTaggingHead(nn.Module):
         return kl_divergence(logits[mask], teacher[mask], temperature)  # teacher (B, W, L), mask (B, W)
 
     # spaCy side (as spaCy's Tagger): what the exported component sets, how it scores, what a gold Doc holds
-    # attr: the token attribute the exported tagger sets, pos (token.pos_, UPOS) or tag (token.tag_)
-    spacy_options: dict = {"attr": "pos"}
-    spacy_scores = {"pos_acc": "acc", "tag_acc": "acc"}  # spaCy's score key -> this task's metric name
+    spacy_options: dict = {"attr": "pos"}  # the class's default; the constructor's `attr` sets an instance's
+
+    @staticmethod
+    def score_names(options: dict) -> dict[str, str]:
+        return {f"{options['attr']}_acc": "acc"}  # pos_acc, tag_acc, morph_acc, lemma_acc
 
     def set_annotations(self, doc, labels: list[str], index: list[int], options: dict) -> None:
         """token.pos_ / tag_ of the words, one Doc.from_array for the Doc; whitespace tokens keep theirs."""
@@ -91,28 +108,67 @@ class TokenTaggingHead(nn.Module):
         values = attr_values(doc, attr, labels[:n])
         if values is None:  # an attribute or label the bulk path does not know: the setter says why
             for i, label in zip(index, labels):
-                setattr(doc[i], f"{attr}_", label)
+                set_token_attr(doc[i], attr, label)
             return
         column = doc.to_array(IDS[attr.upper()]) if n < len(doc) else np.empty(len(doc), dtype="uint64")
         column[index[:n]] = values
         doc.from_array([IDS[attr.upper()]], column)
 
+    @staticmethod
+    def writes(options: dict) -> str | None:
+        """Where the exported component writes (two tasks may not write one place)."""
+        return f"token.{options['attr']}"
+
     def score(self, examples, options: dict, **kwargs) -> dict:
         from spacy.scorer import Scorer
 
-        return Scorer.score_token_attr(examples, options["attr"], **kwargs)
+        attr = options["attr"]
+        return Scorer.score_token_attr(examples, attr, getter=score_getter(attr), **kwargs)
 
     @staticmethod
-    def write_gold(doc, example: Example, options: dict) -> None:
-        for token, tag in zip(doc, example.tags or []):
-            setattr(token, f"{options['attr']}_", tag)
+    def write_gold(doc, labels: list[str | None], options: dict) -> None:
+        for token, label in zip(doc, labels):
+            if label is not None:
+                set_token_attr(token, options["attr"], label)
 
     def confusion_pairs(self, examples, options: dict) -> list[tuple[str, str]] | None:
         """(gold, predicted) label of every token, for a confusion plot."""
-        attr = f"{options['attr']}_"
+        attr = options["attr"]
         return [
-            (getattr(g, attr), getattr(p, attr)) for e in examples for g, p in zip(e.reference, e.predicted)
+            (token_attr(g, attr), token_attr(p, attr))
+            for e in examples
+            for g, p in zip(e.reference, e.predicted)
         ]
+
+
+TOKEN_ATTRS = ("pos", "tag", "morph", "lemma")  # what a tag task may set besides a custom extension
+
+
+def set_token_attr(token, attr: str, label: str) -> None:
+    """token.pos_ / tag_ / lemma_ = label, token.set_morph(label) ("_": no features), or token._.<attr>."""
+    if attr == "morph":
+        token.set_morph(label)  # "_": annotated with no features (spaCy's empty morph, not an unset one)
+    elif attr in TOKEN_ATTRS:
+        setattr(token, f"{attr}_", label)
+    else:
+        if not type(token).has_extension(attr):
+            type(token).set_extension(attr, default=None)
+        token._.set(attr, label)
+
+
+def score_getter(attr: str):
+    """How spaCy's Scorer reads the attribute: a morph by its key (0 = unset, skipped as missing)."""
+    if attr == "morph":
+        return lambda token, _: token.morph.key
+    if attr in TOKEN_ATTRS:
+        return getattr
+    return lambda token, name: token._.get(name)
+
+
+def token_attr(token, attr: str) -> str:
+    if attr == "morph":
+        return str(token.morph) or "_"
+    return getattr(token, f"{attr}_") if attr in TOKEN_ATTRS else token._.get(attr)
 
 
 def attr_values(doc, attr: str, labels: list[str]) -> np.ndarray | None:

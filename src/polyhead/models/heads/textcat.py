@@ -7,12 +7,16 @@ from torch import nn
 
 from polyhead.data.schema import Example
 from polyhead.models.encoder import EncoderOutput
+from polyhead.models.heads.base import HeadModule
 from polyhead.models.heads.soft import kl_divergence
 from polyhead.models.heads.tagger import IGNORE
 
 
-class TextClassificationHead(nn.Module):
+class TextClassificationHead(HeadModule):
     """Pools the text into one vector ([CLS] or mean of words) and scores every label."""
+
+    annotation = "cats"  # the kind of annotation it learns from (polyhead.data.schema.KINDS)
+    task = ""  # the task whose annotation it learns: MultitaskModel names it
 
     def __init__(
         self,
@@ -21,18 +25,15 @@ class TextClassificationHead(nn.Module):
         exclusive: bool = True,
         pooling: str = "cls",
         dropout: float = 0.1,
+        cats_prefix: str = "",
     ):
         super().__init__()
+        # cats_prefix: put before each label in doc.cats, to keep two classification tasks' labels apart
+        # in the exported pipeline (Banking77's and CLINC150's both have "exchange_rate")
+        self.spacy_options = {"cats_prefix": cats_prefix}
         if pooling not in ("cls", "mean"):
             raise ValueError(f"textcat pooling must be 'cls' or 'mean', got {pooling!r}")
         self.labels, self.exclusive, self.pooling = list(labels), exclusive, pooling
-        self.config = {
-            "hidden_size": hidden_size,
-            "labels": self.labels,
-            "exclusive": exclusive,
-            "pooling": pooling,
-            "dropout": dropout,
-        }
         self.index = {label: i for i, label in enumerate(self.labels)}
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(hidden_size, len(self.labels))
@@ -50,14 +51,14 @@ class TextClassificationHead(nn.Module):
         """Exclusive: class id or IGNORE, (B,). Multilabel: 0/1 per label or a row of IGNORE, (B, L)."""
         if self.exclusive:
             return torch.tensor(
-                [self.index[ex.cats[0]] if ex.cats is not None else IGNORE for ex in examples],
+                [self.index[ex.get(self.task)[0]] if ex.has(self.task) else IGNORE for ex in examples],
                 dtype=torch.long,
             )
         out = torch.full((len(examples), len(self.labels)), float(IGNORE))
         for i, ex in enumerate(examples):
-            if ex.cats is not None:
+            if ex.has(self.task):
                 out[i] = 0.0
-                out[i, [self.index[c] for c in ex.cats]] = 1.0
+                out[i, [self.index[c] for c in ex.get(self.task)]] = 1.0
         return out
 
     def labelled(self, targets: torch.Tensor) -> torch.Tensor:  # -> (B,) bool
@@ -77,6 +78,7 @@ class TextClassificationHead(nn.Module):
 
     # What a teacher gives a student: its logits per text, matched by KL (binary KL per label if independent)
     soft_kind = "text"
+    soft_decodes = True
 
     def soft_targets(self, logits: torch.Tensor, word_mask: torch.Tensor) -> list[torch.Tensor]:
         return list(logits.float())  # B x (L,)
@@ -110,30 +112,53 @@ class TextClassificationHead(nn.Module):
             preds = logits[keep].argmax(-1) if self.exclusive else self.scores(logits[keep])
             metric.update(preds, targets[keep].long() if not self.exclusive else targets[keep])
 
-    # spaCy side (as spaCy's TextCategorizer): doc.cats
-    spacy_options: dict = {}
-    spacy_scores = {"cats_macro_f": "macro_f1", "cats_micro_f": "micro_f1"}
+    # spaCy side (as spaCy's TextCategorizer): doc.cats, which two classification tasks share (their labels
+    # must differ: the export checks; a task's cats_prefix keeps them apart)
+    spacy_options: dict = {"cats_prefix": ""}
+
+    @staticmethod
+    def score_names(options: dict) -> dict[str, str]:
+        return {"cats_macro_f": "macro_f1", "cats_micro_f": "micro_f1"}
+
+    def as_gold(self, scores: dict[str, float], words: list[str]) -> tuple[str, ...]:
+        """The best category (exclusive classes), or every one scored 0.5 or more."""
+        if self.exclusive:
+            return (max(scores, key=scores.get),)
+        return tuple(label for label, p in scores.items() if p >= 0.5)
+
+    @staticmethod
+    def writes(options: dict) -> str | None:
+        return None  # doc.cats holds every classification task's labels (the export checks they differ)
+
+    def doc_labels(self, options: dict) -> list[str]:
+        """The labels as doc.cats holds them (with the task's cats_prefix)."""
+        return [f"{options.get('cats_prefix', '')}{label}" for label in self.labels]
 
     def set_annotations(self, doc, scores: dict[str, float], index: list[int], options: dict) -> None:
-        doc.cats = scores
+        prefix = options.get("cats_prefix", "")
+        doc.cats.update({f"{prefix}{label}": score for label, score in scores.items()} if prefix else scores)
 
     def score(self, examples, options: dict, **kwargs) -> dict:
         from spacy.scorer import Scorer
 
-        return Scorer.score_cats(
-            examples, "cats", labels=self.labels, multi_label=not self.exclusive, **kwargs
-        )
+        labels, multi = self.doc_labels(options), not self.exclusive
+        return Scorer.score_cats(examples, "cats", labels=labels, multi_label=multi, **kwargs)
 
     @staticmethod
-    def write_gold(doc, example: Example, options: dict) -> None:
+    def write_gold(doc, cats: tuple[str, ...], options: dict) -> None:
         """doc.cats over the corpus labels (options["cat_labels"]): 1.0 for the example's, 0.0 for others."""
-        if example.cats is not None:
-            doc.cats = {label: float(label in example.cats) for label in options["cat_labels"]}
+        prefix = options.get("cats_prefix", "")
+        doc.cats.update({f"{prefix}{label}": float(label in cats) for label in options["cat_labels"]})
 
     def confusion_pairs(self, examples, options: dict) -> list[tuple[str, str]] | None:
-        """(gold, predicted) top category of every text with gold categories."""
+        """(gold, predicted) top category of every text with gold categories (of this task's labels)."""
+        prefix, labels = options.get("cats_prefix", ""), self.doc_labels(options)
+
+        def top(cats: dict) -> str:
+            return max(labels, key=lambda label: cats.get(label, -1.0)).removeprefix(prefix)
+
         return [
-            (max(e.reference.cats, key=e.reference.cats.get), max(e.predicted.cats, key=e.predicted.cats.get))
+            (top(e.reference.cats), top(e.predicted.cats))
             for e in examples
-            if e.reference.cats
+            if any(label in e.reference.cats for label in labels)
         ]

@@ -1,0 +1,205 @@
+"""Tasks, not head kinds: seven tasks of five head kinds (two tag tasks, features, lemmas, a tree, entities)
+plus two classification tasks on two corpora train on one tiny encoder, export as one spaCy pipeline
+that sets every attribute, and predict what the Lightning model predicts on the same words."""
+
+import copy
+import random
+
+import pytest
+import spacy
+import torch
+from omegaconf import open_dict
+from test_train import compose_train
+
+from polyhead.data.collate import Collator
+from polyhead.errors import UserError
+from polyhead.export.pipeline import build_pipeline, export_pipeline
+from polyhead.models.build import build_model
+from polyhead.tokens.wordpieces import load_tokenizer
+from polyhead.train import load_data, run
+
+NOUNS = [("cat", "cats"), ("dog", "dogs"), ("city", "cities"), ("mouse", "mice"), ("box", "boxes")]
+VERBS = [("sit", "sat", "sitting"), ("run", "ran", "running"), ("see", "saw", "seeing")]
+NAMES = ["Paris", "Maria", "Lopez", "Rome"]
+
+
+def sentence(rng: random.Random, n: int) -> str:
+    """One CoNLL-U sentence: DET NOUN VERB [ADP PROPN] PUNCT, with features, lemmas and a tree."""
+    lemma_n, plural = rng.choice(NOUNS)
+    lemma_v, past, gerund = rng.choice(VERBS)
+    many = rng.random() < 0.5
+    noun, feats_n = (plural, "Number=Plur") if many else (lemma_n, "Number=Sing")
+    progressive = rng.random() < 0.5
+    rows = [("The", "the", "DET", "DT", "Definite=Def|PronType=Art", 2, "det")]
+    rows.append((noun, lemma_n, "NOUN", "NNS" if many else "NN", feats_n, 3, "nsubj"))
+    if progressive:
+        rows.append((gerund, lemma_v, "VERB", "VBG", "Tense=Pres|VerbForm=Part", 0, "root"))
+    else:
+        rows.append((past, lemma_v, "VERB", "VBD", "Mood=Ind|Tense=Past|VerbForm=Fin", 0, "root"))
+    if rng.random() < 0.5:
+        rows.append(("in", "in", "ADP", "IN", "_", 5, "case"))
+        rows.append((rng.choice(NAMES), None, "PROPN", "NNP", "Number=Sing", 3, "obl"))
+    rows.append((".", ".", "PUNCT", ".", "_", 3, "punct"))
+    genre = "news" if progressive else "blog"
+    lines = [f"# sent_id = {genre}-{n}"]
+    for i, (form, lemma, upos, xpos, feats, head, rel) in enumerate(rows, 1):
+        lines.append("\t".join([str(i), form, lemma or form, upos, xpos, feats, str(head), rel, "_", "_"]))
+    return "\n".join(lines)
+
+
+def columns(rng: random.Random) -> str:
+    name = rng.choice(NAMES)
+    return f"{name}\tB-PER\nflew\tO\nto\tO\nNew\tB-LOC\nYork\tI-LOC\n"
+
+
+def write_corpora(tmp):
+    rng = random.Random(0)
+    for split, n in (("train", 60), ("dev", 12), ("test", 12)):
+        (tmp / f"{split}.conllu").write_text("\n\n".join(sentence(rng, i) for i in range(n)) + "\n")
+        (tmp / f"{split}.iob").write_text("\n".join(columns(rng) for _ in range(n)))
+        for task, labels in (("a", ["balance", "card"]), ("b", ["weather", "timer"])):
+            lines = [f"{label} what about my {label} please" for label in labels for _ in range(n // 2)]
+            (tmp / f"{split}.{task}.txt").write_text("\n".join(lines) + "\n")
+
+
+def corpora(tmp, split: str) -> list[dict]:
+    ud = {
+        "upos": "upos",
+        "xpos": "xpos",
+        "feats": "feats",
+        "lemma": "lemma",
+        "parser": "tree",
+        "genre": "cats",
+    }
+    return [
+        {
+            "path": str(tmp / f"{split}.conllu"),
+            "format": "conllu",
+            "tasks": ud,
+            "options": {"cat_from": "sent_id_prefix"},
+        },
+        {"path": str(tmp / f"{split}.iob"), "format": "columns", "tasks": {"ner": "1:iob2"}},
+        {"path": str(tmp / f"{split}.a.txt"), "format": "lines", "tasks": {"bank": "cats"}},
+        {"path": str(tmp / f"{split}.b.txt"), "format": "lines", "tasks": {"home": "cats"}},
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_bert):
+    tmp = tmp_path_factory.mktemp("tasks")
+    write_corpora(tmp)
+    cfg = compose_train(
+        tmp, tiny_bert, "experiment=ewt_ud", "trainer.max_epochs=1", "trainer.limit_train_batches=4"
+    )
+    with open_dict(cfg):
+        for split in ("train", "dev", "test"):
+            cfg.data[split] = corpora(tmp, split)
+        for task in ("bank", "home"):
+            cfg.model.heads[task] = {
+                "_target_": "polyhead.models.heads.textcat.TextClassificationHead",
+                "_partial_": True,
+            }
+    run(cfg)
+    return tmp, cfg
+
+
+def test_tasks_nine_tasks_export_as_one_pipeline_that_predicts_as_the_model(trained, tiny_bert):
+    tmp, cfg = trained
+    dm = load_data(cfg)
+    model = build_model(cfg, dm.labels, kinds=dm.kinds)
+    ckpt = next((tmp / "out" / "checkpoints").glob("best*.ckpt"))
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    model.eval()
+    collate = Collator(
+        load_tokenizer(str(tiny_bert)), cfg.encoder.window, cfg.encoder.stride, cfg.encoder.pooling
+    )
+    nlp = spacy.load(export_pipeline(model, collate, tmp / "again", precision="fp32"))
+    assert nlp.pipe_names == [
+        "encoder",
+        "upos",
+        "xpos",
+        "feats",
+        "lemma",
+        "parser",
+        "ner",
+        "genre",
+        "bank",
+        "home",
+    ]
+    assert spacy.load(tmp / "out" / "spacy_pipeline").pipe_names == nlp.pipe_names  # what the run exported
+    texts = ["The cats sat in Paris .", "The dog running .", "Maria flew to New York"]
+    docs = list(nlp.pipe(texts))
+    words = [[t.text for t in doc] for doc in docs]
+    with torch.inference_mode():
+        predicted = model.predict(collate.align(words))
+    heads = model.heads
+    for i, (doc, ws) in enumerate(zip(docs, words)):
+        gold = {task: heads[task].as_gold(p[i], ws) for task, p in predicted.items()}
+        assert [t.pos_ for t in doc] == gold["upos"]
+        assert [t.tag_ for t in doc] == gold["xpos"]
+        assert [str(t.morph) or "_" for t in doc] == gold["feats"]
+        assert [t.lemma_ for t in doc] == gold["lemma"]
+        assert ([0 if t.head.i == t.i else t.head.i + 1 for t in doc], [t.dep_ for t in doc]) == gold[
+            "parser"
+        ]
+        assert [(e.start, e.end, e.label_) for e in doc.ents] == gold["ner"]
+        for task in ("genre", "bank", "home"):  # one doc.cats, each task's labels its own
+            assert {k: doc.cats[k] for k in heads[task].labels} == pytest.approx(predicted[task][i], abs=1e-5)
+    assert set(docs[0].cats) == {"blog", "news", "balance", "card", "weather", "timer"}
+
+
+def test_tasks_spacy_evaluate_scores_every_task_under_its_name(trained):
+    from polyhead.evaluate import evaluate
+    from polyhead.export.convert import gold_writers, to_docbin
+
+    tmp, cfg = trained
+    dm = load_data(cfg)
+    test = dm.examples["test"]
+    to_docbin(test, "en", gold_writers(test, cfg.model.heads)).to_disk(tmp / "test.spacy")
+    metrics = evaluate(tmp / "out" / "spacy_pipeline", tmp / "test.spacy", tmp / "eval", gold_preproc=True)
+    for name in (
+        "upos_acc",
+        "xpos_acc",
+        "feats_acc",
+        "lemma_acc",
+        "parser_las",
+        "ner_f1",
+        "genre_macro_f1",
+        "bank_macro_f1",
+        "home_macro_f1",
+    ):
+        assert 0.0 <= metrics[name] <= 1.0, name
+
+
+def test_tasks_two_tasks_writing_one_place_is_an_export_error(trained, tiny_bert):
+    tmp, cfg = trained
+    cfg = copy.deepcopy(cfg)  # the module's run config stays as it was
+    dm = load_data(cfg)
+    with open_dict(cfg):
+        cfg.model.heads.xpos.attr = "pos"
+    model = build_model(cfg, dm.labels, kinds=dm.kinds)
+    collate = Collator(load_tokenizer(str(tiny_bert)), 30, 20, "first")
+    with pytest.raises(UserError, match="tasks 'upos' and 'xpos' both write token.pos"):
+        build_pipeline(model, collate)
+    with open_dict(cfg):
+        cfg.model.heads.xpos.attr = "tag"
+        cfg.model.heads.bank2 = dict(cfg.model.heads.bank)
+    dm.labels["bank2"] = dm.labels["bank"]
+    with pytest.raises(UserError, match="tasks 'bank' and 'bank2' have the label 'balance'"):
+        build_pipeline(build_model(cfg, dm.labels), collate)
+
+
+def test_tasks_a_head_of_another_kind_than_its_corpus_is_an_error(trained):
+    _, cfg = trained
+    cfg = copy.deepcopy(cfg)
+    dm = load_data(cfg)
+    with open_dict(cfg):
+        cfg.model.heads.lemma = {
+            "_target_": "polyhead.models.heads.tagger.TokenTaggingHead",
+            "_partial_": True,
+        }
+    with pytest.raises(
+        UserError, match="model.heads.lemma learns tags but the corpora give task 'lemma' lemmas"
+    ):
+        build_model(cfg, dm.labels, kinds=dm.kinds)
