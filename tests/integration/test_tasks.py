@@ -13,6 +13,7 @@ from test_train import compose_train
 
 from polyhead.data.collate import Collator
 from polyhead.errors import UserError
+from polyhead.export.checkpoint import load_checkpoint
 from polyhead.export.pipeline import build_pipeline, export_pipeline
 from polyhead.models.build import build_model
 from polyhead.tokens.wordpieces import load_tokenizer
@@ -105,15 +106,7 @@ def trained(tmp_path_factory, tiny_bert):
 
 def test_tasks_nine_tasks_export_as_one_pipeline_that_predicts_as_the_model(trained, tiny_bert):
     tmp, cfg = trained
-    dm = load_data(cfg)
-    model = build_model(cfg, dm.labels, kinds=dm.kinds)
-    ckpt = next((tmp / "out" / "checkpoints").glob("best*.ckpt"))
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
-    model.eval()
-    collate = Collator(
-        load_tokenizer(str(tiny_bert)), cfg.encoder.window, cfg.encoder.stride, cfg.encoder.pooling
-    )
+    model, collate, _ = load_checkpoint(next((tmp / "out" / "checkpoints").glob("best*.ckpt")))  # the run's
     nlp = spacy.load(export_pipeline(model, collate, tmp / "again", precision="fp32"))
     assert nlp.pipe_names == [
         "encoder",

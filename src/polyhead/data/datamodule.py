@@ -210,7 +210,7 @@ class MultitaskDataModule(pl.LightningDataModule):
         # Labels of the whole training set: a limited sample keeps every class a full run has (a rare tag
         # the sample lacks is a class it never sees, not an error on dev), so every size has the same heads.
         self.labels = collect_labels(full)
-        self.kinds = collect_kinds([ex for split in SPLITS for ex in self.examples[split]] + full)
+        self.kinds = collect_kinds(full + self.examples["dev"] + self.examples["test"])  # train is in full
         for split in ("dev", "test"):
             check_labels(self.examples[split], self.labels, split)
 

@@ -20,10 +20,13 @@ garbage: it returns None, and the lemmatizer falls back.
 
 from __future__ import annotations
 
+import functools
+
 SEPARATOR = "|"
 CASES = {"u": str.upper, "l": str.lower, "t": lambda s: s[:1].upper() + s[1:]}
 
 
+@functools.lru_cache(maxsize=1 << 17)  # asked again for every word of every batch (training targets)
 def edit_script(form: str, lemma: str) -> str:
     """The script that turns `form` into `lemma` (apply_script(edit_script(f, l), f) == l for every pair)."""
     if SEPARATOR in form + lemma or len(form.lower()) != len(form) or len(lemma.lower()) != len(lemma):

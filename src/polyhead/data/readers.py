@@ -284,10 +284,7 @@ def read_docbin(path, tag_attr: str = "pos", lang: str = "en") -> list[Example]:
             deps=[t.dep_ for t in doc] if parsed else None,
         )
         for attr, kind in DOC_WORD_FIELDS.items():  # "" (not set) leaves a token unannotated
-            values = [
-                (str(t.morph) or "_" if t.has_morph() else "") if attr == "morph" else getattr(t, f"{attr}_")
-                for t in doc
-            ]
+            values = [doc_value(t, attr) for t in doc]
             if any(values):
                 gold[attr] = Gold(kind, [v or None for v in values])
         if tag_attr in gold:

@@ -45,7 +45,7 @@ class Example:
         for task, gold in self.gold.items():
             if gold.kind not in KINDS:
                 raise ValueError(f"{self.source}: task {task!r} has an unknown kind {gold.kind!r}")
-            KINDS[gold.kind].check(gold.value, self.words, f"{self.source}: {len(gold.value)} {task}")
+            KINDS[gold.kind].check(gold.value, self.words, self.source, task)
 
     def has(self, task: str) -> bool:
         return task in self.gold
@@ -78,18 +78,18 @@ class Kind:
 
     what: str
     labels: Callable[[Any, list[str]], Iterable[str]]  # (value, words) -> the labels a head learns
-    check: Callable[[Any, list[str], str], None]  # (value, words, "<source>: <n> <task>"): ValueError
+    check: Callable[[Any, list[str], str, str], None]  # (value, words, source, task): ValueError
     closed: bool = True  # False: dev and test may hold labels training lacks (they count as errors)
 
 
-def check_per_word(value, words: list[str], where: str) -> None:
+def check_per_word(value, words: list[str], source: str, task: str) -> None:
     if len(value) != len(words):
-        raise ValueError(f"{where} for {len(words)} words")
+        raise ValueError(f"{source}: {len(value)} {task} for {len(words)} words")
 
 
-def check_tree(value, words: list[str], where: str) -> None:
+def check_tree(value, words: list[str], source: str, task: str) -> None:
     heads, deps = value
-    n, source = len(words), where.rsplit(": ", 1)[0]
+    n = len(words)
     for name, given in (("heads", heads), ("deps", deps)):
         if len(given) != n:
             raise ValueError(f"{source}: {len(given)} {name} for {n} words")
@@ -105,7 +105,7 @@ def lemma_scripts(words: list[str], lemmas: list[str | None]) -> list[str | None
     return [None if lemma is None else edit_script(word, lemma) for word, lemma in zip(words, lemmas)]
 
 
-def no_check(value, words: list[str], where: str) -> None:
+def no_check(value, words: list[str], source: str, task: str) -> None:
     pass
 
 
@@ -114,10 +114,10 @@ def no_check(value, words: list[str], where: str) -> None:
 #   tags    one label per word (UPOS, XPOS, a chunk tag)
 #   feats   one feature bundle per word (UD FEATS: "Number=Sing|Person=3", "_" for none)
 #   lemmas  one lemma per word; its labels are the edit scripts from form to lemma (data.edit_scripts)
-# A per-word value may hold None for a word left unannotated (UD's "_" for an unknown XPOS or lemma).
 #   spans   word spans [start, end) with a type; [] = none
 #   cats    a text's positive labels (exactly one for exclusive classes)
 #   tree    (heads, deps): each word's head as CoNLL-U numbers it (0 = root) and its relation
+# A per-word value (tags, feats, lemmas) may hold None for a word left unannotated (UD's "_" in XPOS, LEMMA).
 KINDS: dict[str, Kind] = {
     "tags": Kind("tags", lambda value, words: value, check_per_word),
     "feats": Kind("feature bundles", lambda value, words: value, check_per_word, closed=False),
