@@ -46,6 +46,7 @@ CONFIGS = {  # name -> (runner, precision, heads: "all" HF has a model for, "one
     "HF bf16, one model per head": ("hf", "bf16", "all"),
     "HF bf16, 1 model": ("hf", "bf16", "one"),
     "polyhead auto, every head (+ parser)": ("polyhead", "auto", "every"),  # heads HF has no model for too
+    "polyhead fp32, every head (+ parser)": ("polyhead", "fp32", "every"),
 }
 BASELINE = "HF fp32, 1 model"
 

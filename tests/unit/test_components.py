@@ -10,7 +10,7 @@ import torch
 
 from polyhead.data.collate import Collator
 from polyhead.errors import UserError
-from polyhead.export.components import PipelineError
+from polyhead.export.components import PipelineError, sub_batches
 from polyhead.export.pipeline import export_pipeline
 from polyhead.models.encoder import Encoder
 from polyhead.models.heads.ner import EntityRecognitionHead
@@ -131,3 +131,32 @@ def test_components_pipeline_uses_the_generic_factory_and_old_names_still_load(p
     old = spacy.load(copy)
     assert [old.get_pipe(t).options for t in ("tagger", "ner", "textcat")] == [{"attr": "pos"}, {}, {}]
     assert annotations(old) == annotations(spacy.load(pipeline))
+
+
+def test_components_sub_batches_bound_count_and_spread():
+    lengths = [5, 40, 7, 12, 300, 6, 9, 10, 11, 60, 8, 13, 14, 3]
+    batches = sub_batches(lengths, size=4, spread=1.5)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    flat = [i for b in batches for i in b]
+    assert [lengths[i] for i in flat] == sorted(lengths)
+    for b in batches:
+        assert len(b) <= 4
+        assert max(lengths[i] for i in b) <= 1.5 * min(lengths[i] for i in b)
+    assert sub_batches([], 4) == []
+    assert sub_batches([7] * 9, size=4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
+
+
+def test_components_encoder_batches_do_not_change_vectors(pipeline):
+    """Docs annotated together (sorted, cut into sub-batches, one of them windowed) get the vectors each
+    gets alone."""
+    nlp = spacy.load(pipeline, config={"components": {"encoder": {"precision": "fp32", "batch_size": 2}}})
+    texts = [TEXT, "", "Rome .", " ".join(["Maria flew to Rome again and again ."] * 8), "flew", TEXT * 2]
+    encoder = nlp.get_pipe("encoder")
+    together = [nlp.make_doc(t) for t in texts]
+    encoder.annotate(together)
+    for text, doc in zip(texts, together):
+        alone = nlp.make_doc(text)
+        encoder.annotate([alone])
+        assert alone._.polyhead["index"] == doc._.polyhead["index"]
+        torch.testing.assert_close(doc._.polyhead["words"], alone._.polyhead["words"], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(doc._.polyhead["cls"], alone._.polyhead["cls"], atol=1e-5, rtol=1e-5)

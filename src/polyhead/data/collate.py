@@ -28,6 +28,10 @@ class Collator:
         """Each word's wordpiece ids, per text (one tokenizer call for all)."""
         return wordpieces(self.tokenizer, texts)
 
+    def row_length(self, pieces: list[list[int]]) -> int:
+        """The longest window row a text of these words' wordpieces needs, special tokens included."""
+        return min(sum(map(len, pieces)), self.window) + sum(map(len, self.special))
+
     def plan(self, pieces: list[list[list[int]]]) -> Alignment:
         """The windows and pooling plan of texts already cut into wordpieces."""
         return plan_alignment(pieces, self.window, self.stride, self.pooling, self.special, self.pad_id)

@@ -36,16 +36,22 @@ def single_rooted_trees(heads: np.ndarray, real: np.ndarray) -> np.ndarray:
 def best_tree(scores: np.ndarray) -> list[int]:
     """Head of every word in the best tree with exactly one root.  # (n, n+1) -> n heads in 0..n
 
-    scores[i, j]: score of node j (0 = root, k = word k) as the head of word i + 1; higher is better."""
+    scores[i, j]: score of node j (0 = root, k = word k) as the head of word i + 1; higher is better.
+    Each word's best head where those form such a tree; else the best tree of any shape where it has one
+    root (the best of all trees is the best of those with one root); else the best tree once every root
+    arc is made costlier than any difference in tree scores, so that a second one never pays."""
     n = scores.shape[0]
     graph = np.full((n + 1, n + 1), -np.inf)  # graph[d, h] over all nodes; the root has no head
     graph[1:] = scores
     np.fill_diagonal(graph, -np.inf)
     greedy = graph[1:].argmax(1).tolist()
     if greedy.count(0) == 1 and not find_cycle(greedy):
-        return greedy  # each word's best head, and already a single-rooted tree
+        return greedy
+    heads = chu_liu_edmonds(graph.copy())[1:]
+    if np.count_nonzero(heads == 0) == 1:
+        return heads.tolist()
     finite = graph[np.isfinite(graph)]
-    graph[1:, 0] -= (finite.max() - finite.min()) * (n + 1) + 1.0  # a second root arc never pays
+    graph[1:, 0] -= (finite.max() - finite.min()) * (n + 1) + 1.0
     return chu_liu_edmonds(graph)[1:].tolist()
 
 
@@ -64,19 +70,21 @@ def chu_liu_edmonds(graph: np.ndarray) -> np.ndarray:
         if not cycle:
             break
         cyc = np.array(cycle[:-1])
-        rest = np.setdiff1d(np.arange(len(graph)), cyc)  # sorted: rest[0] is the root, 0
-        m = len(rest)
+        outside = np.ones(len(graph), dtype=bool)
+        outside[cyc] = False
+        rest = np.flatnonzero(outside)  # sorted: rest[0] is the root, 0
+        m, rows = len(rest), graph[rest]  # rows: (m, N) heads of the nodes outside the cycle
         small = np.full((m + 1, m + 1), -np.inf)
-        small[:m, :m] = graph[np.ix_(rest, rest)]
-        gain = graph[np.ix_(cyc, rest)] - graph[cyc, heads[cyc]][:, None]  # (|C|, m): head u enters at v
+        small[:m, :m] = rows[:, rest]
+        gain = graph[cyc][:, rest] - graph[cyc, heads[cyc]][:, None]  # (|C|, m): head u enters at v
         small[m, :m], enter = gain.max(0), gain.argmax(0)
-        leave = graph[np.ix_(rest[1:], cyc)]  # (m - 1, |C|): a cycle node heads a node outside
+        leave = rows[1:, cyc]  # (m - 1, |C|): a cycle node heads a node outside
         small[1:m, m], leave = leave.max(1), leave.argmax(1)
         contracted.append((heads, cyc, rest, enter, leave))
         graph = small
     for outer, cyc, rest, enter, leave in reversed(contracted):
         inner, heads, m = heads, outer.copy(), len(rest)
-        for i in range(1, m):
-            heads[rest[i]] = rest[inner[i]] if inner[i] < m else cyc[leave[i - 1]]
+        into = inner[1:m]  # the heads of rest[1:] in the contracted graph; m is the cycle
+        heads[rest[1:]] = np.where(into < m, rest[np.minimum(into, m - 1)], cyc[leave])
         heads[cyc[enter[inner[m]]]] = rest[inner[m]]
     return heads
