@@ -135,6 +135,7 @@ def measure_polyhead(
         "upos": scores.get("pos_acc"),
         "ents_f": scores.get("ents_f"),
         "genre_macro_f": scores.get("cats_macro_f"),
+        "las": scores.get("dep_las"),  # where the pipeline's parser ran (spaCy's scorer: every word)
         **({"profile": profile} if profile else {}),
     }
 
@@ -191,14 +192,14 @@ def table(results: dict, hardware: str) -> str:
     lines = [
         f"CPU: {hardware}",
         f"{'configuration':<36} {'runs as':>16} {'words/s':>8} {'x HF 1':>7} {'RSS GB':>7} "
-        f"{'UPOS':>6} {'ent F1':>6} {'genre F':>7}  heads",
+        f"{'UPOS':>6} {'ent F1':>6} {'genre F':>7} {'LAS':>6}  heads",
     ]
     for name, r in results.items():
         ratio = f"{r['words_per_sec'] / base:7.2f}" if base else "      -"
         lines.append(
             f"{name:<36} {r.get('resolved_precision') or CONFIGS[name][1]:>16} {r['words_per_sec']:>8.0f} "
             f"{ratio} {r['peak_rss_gb']:>7.2f} {pct(r.get('upos'))} {pct(r.get('ents_f'))} "
-            f"{pct(r.get('genre_macro_f'))}  {','.join(r['heads'])}"
+            f"{pct(r.get('genre_macro_f'))} {pct(r.get('las'))}  {','.join(r['heads'])}"
         )
     return "\n".join(lines)
 

@@ -66,6 +66,9 @@ def test_runtimes_agree_with_fp32(auto_run, precision, tmp_path, monkeypatch):
         assert err < tolerance, f"{precision}: relative error {err}"
     if precision.startswith("onnx"):
         assert len(list((tmp_path / "cache").glob("encoder-*.onnx"))) == (1 if precision == "onnx" else 2)
+    if precision == "bf16":  # the heads read the encoder's bf16 vectors (and compute in bf16) as they are
+        assert {v.dtype for v in other} == {torch.bfloat16}
+        assert all(t.pos_ for d in other_nlp.pipe(TEXTS) for t in d)
 
 
 def test_runtimes_onnx_cache_is_reused_and_keyed_by_weights(auto_run, tmp_path, monkeypatch):

@@ -13,7 +13,13 @@ from torch import nn
 from polyhead.data.schema import Example, find_cycle, legacy_gold
 from polyhead.export.convert import legacy_writers, to_doc, to_docbin
 from polyhead.models.encoder import EncoderOutput
-from polyhead.models.heads.parser import DependencyParsingHead, best_tree, bilinear, set_tree
+from polyhead.models.heads.parser import (
+    DependencyParsingHead,
+    best_tree,
+    bilinear,
+    bilinear_by_head,
+    set_tree,
+)
 from polyhead.models.heads.tagger import IGNORE
 
 LABELS = ["nsubj", "obj", "punct", "root"]
@@ -224,6 +230,32 @@ def test_parser_relation_scores_match_nn_bilinear_values_and_gradients():
     expected = torch.autograd.grad(theirs.square().sum(), [left, right, layer.weight, layer.bias])
     for got, want in zip(grads, expected):
         torch.testing.assert_close(got, want)
+
+
+def test_parser_relation_scores_by_head_equal_per_word_scores():
+    """Heads shared by several words, a node heading none, one word alone, and no words at all."""
+    torch.manual_seed(0)
+    layer = nn.Bilinear(6, 5, 4).double()
+    dep, nodes = torch.randn(9, 6, dtype=torch.float64), torch.randn(7, 5, dtype=torch.float64)
+    which = torch.tensor([3, 0, 3, 3, 6, 0, 2, 3, 0])
+    torch.testing.assert_close(bilinear_by_head(dep, nodes, which, layer), layer(dep, nodes[which]))
+    torch.testing.assert_close(bilinear_by_head(dep[:1], nodes, which[:1], layer), layer(dep[:1], nodes[[3]]))
+    assert bilinear_by_head(dep[:0], nodes, which[:0], layer).shape == (0, 4)
+
+
+def test_parser_decoded_relations_equal_the_training_scorer():
+    """Decoding scores relations per head node; training per word: the same relations for every word."""
+    torch.manual_seed(0)
+    head = DependencyParsingHead(32, ["nsubj", "root", "obj", "det", "amod"], 16, 8, 0.0, max_words=5).eval()
+    mask = torch.tensor([[True] * 7, [True] * 3 + [False] * 4, [False] * 7])
+    with torch.no_grad():
+        scores = head(EncoderOutput(torch.randn(3, 7, 32), mask, torch.randn(3, 32)))
+        heads = scores.arcs.argmax(-1)
+        fast = head.label_logits(scores, heads, words_only=True)
+        slow = head.label_logits(scores, heads)
+    real = scores.word_mask
+    torch.testing.assert_close(fast[real], slow[real], atol=1e-5, rtol=1e-5)
+    assert not fast[~real].any()
 
 
 def test_parser_soft_targets_reach_its_loss():

@@ -97,16 +97,13 @@ class PolyheadEncoder(BatchedComponent):
             for row, i in enumerate(chunk):
                 n = len(index[i])
                 if views:  # per-task layer mixes: each head's own vectors, not the stacked layers
-                    vectors = {
-                        t: {"words": v.words[row, :n].float(), "cls": v.cls[row].float()}
-                        for t, v in views.items()
-                    }
+                    vectors = {t: {"words": v.words[row, :n], "cls": v.cls[row]} for t, v in views.items()}
                     docs[i]._.polyhead = {"index": index[i], "tasks": vectors}
                 else:
                     docs[i]._.polyhead = {
                         "index": index[i],
-                        "words": out.words[row, :n].float(),
-                        "cls": out.cls[row].float(),
+                        "words": out.words[row, :n],
+                        "cls": out.cls[row],
                     }
 
     def to_disk(self, path, exclude=()) -> None:
@@ -180,15 +177,15 @@ def read_encoder_settings(file: Path) -> dict:
 
 
 def batch_vectors(docs: list[Doc], task: str) -> EncoderOutput:
-    """Re-pad the vectors the encoder component stored (`task`'s own, with per-task layer mixes) into the
-    (B, W, H) batch the heads expect."""
+    """Re-pad the vectors the encoder component stored (`task`'s own, with per-task layer mixes; in the
+    dtype its runtime gave) into the (B, W, H) batch the heads expect."""
     found = [doc._.polyhead for doc in docs]
     if any(s is None for s in found):
         raise ValueError("polyhead heads need the 'encoder' component to run first")
     states = [{**s, **s["tasks"][task]} if "tasks" in s else s for s in found]
     width = max(1, max(len(s["index"]) for s in states))
-    hidden = states[0]["cls"].shape[-1]
-    words = torch.zeros(len(docs), width, hidden)
+    hidden, dtype = states[0]["cls"].shape[-1], states[0]["cls"].dtype
+    words = torch.zeros(len(docs), width, hidden, dtype=dtype)
     mask = torch.zeros(len(docs), width, dtype=torch.bool)
     for i, s in enumerate(states):
         n = len(s["index"])
@@ -226,7 +223,10 @@ class PolyheadHead(BatchedComponent):
         for chunk in minibatch(order, size=self.sub_batch):
             part = [docs[i] for i in chunk]
             enc = batch_vectors(part, self.name)
-            for doc, pred in zip(part, self.head.decode(self.head(enc), enc.word_mask)):
+            # the head's products in the encoder's precision (bf16 where `auto` chose it), fp32 weights kept
+            with torch.autocast("cpu", torch.bfloat16, enabled=enc.words.dtype == torch.bfloat16):
+                predictions = self.head.decode(self.head(enc), enc.word_mask)
+            for doc, pred in zip(part, predictions):
                 self.head.set_annotations(doc, pred, doc._.polyhead["index"], settings)
 
     def score(self, examples, **kwargs) -> dict:

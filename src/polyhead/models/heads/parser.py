@@ -91,15 +91,19 @@ class DependencyParsingHead(HeadModule):
         self, scores: ParserScores, heads: torch.Tensor, words_only: bool = False
     ) -> torch.Tensor:  # -> (B*K, C, L)
         """Relation scores of each word given its head node in its chunk, (B*K, C): gold in training,
-        predicted when decoding. words_only scores the chunks' words alone (0 at padding): the scorer costs
-        L x R x S per position, and a batch's padding can outnumber its words."""
+        predicted when decoding. words_only scores the chunks' words alone (0 at padding), once per head
+        node rather than per word (`bilinear_by_head`): the scorer costs L x R x S per position."""
+        if words_only:
+            mask, nodes = scores.word_mask, scores.label_heads  # nodes: (B*K, C+1, R)
+            rows = torch.arange(len(heads), device=heads.device).unsqueeze(1) * nodes.shape[1]
+            which = (heads.clamp(min=0) + rows)[mask]  # each word's head among the flattened nodes
+            dep, nodes = scores.label_deps[mask], nodes.flatten(0, 1)
+            logits = bilinear_by_head(dep, nodes, which, self.label_bilinear)  # (N words, L)
+            logits = logits + self.label_linear(torch.cat([dep, nodes[which]], -1))
+            return logits.new_zeros(*mask.shape, logits.shape[-1]).index_put((mask,), logits)
         size = scores.label_heads.shape[-1]
         index = heads.clamp(min=0).unsqueeze(-1).expand(-1, -1, size)
         head, dep = scores.label_heads.gather(1, index), scores.label_deps  # (B*K, C, R) each
-        if words_only:
-            mask = scores.word_mask
-            logits = self.relation_scores(dep[mask], head[mask])  # (N words, L)
-            return logits.new_zeros(*mask.shape, logits.shape[-1]).index_put((mask,), logits)
         return self.relation_scores(dep, head)
 
     def relation_scores(self, dep: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
@@ -240,6 +244,27 @@ def bilinear(left: torch.Tensor, right: torch.Tensor, layer: nn.Bilinear) -> tor
     # a batched matrix-vector product: no (..., L, S) temporary of the elementwise product
     scores = (mixed.unflatten(-1, (out, s)) @ right.unsqueeze(-1)).squeeze(-1)
     return scores + layer.bias if layer.bias is not None else scores
+
+
+def bilinear_by_head(dep: torch.Tensor, nodes: torch.Tensor, which: torch.Tensor, layer: nn.Bilinear):
+    """`bilinear(dep, nodes[which], layer)` with each head node's side taken once: a node heads several
+    words (on EWT test, 38 distinct heads per 100 words), and contracting the weights with a head's vector
+    first leaves one (L, R) matrix per head for its dependents, side by side in one padded batch. Equal to
+    the per-word product up to float rounding.
+    # (N, R) words, (M, S) nodes, (N,) node of each word -> (N, L)"""
+    out, r, s = layer.weight.shape  # (L, R, S)
+    bias = layer.bias if layer.bias is not None else 0
+    if not len(which):
+        return dep.new_zeros(0, out) + bias
+    used, which = torch.unique(which, return_inverse=True)
+    mixed = (nodes[used] @ layer.weight.permute(2, 0, 1).reshape(s, out * r)).unflatten(-1, (out, r))
+    counts = torch.bincount(which, minlength=len(used))  # dependents per head
+    order = torch.argsort(which, stable=True)
+    slot = torch.empty_like(which)  # each word's place among its head's dependents
+    slot[order] = torch.arange(len(which), device=which.device) - (counts.cumsum(0) - counts)[which[order]]
+    grouped = dep.new_zeros(len(used), int(counts.max()), r)
+    grouped[which, slot] = dep
+    return (grouped @ mixed.transpose(1, 2))[which, slot] + bias  # (U, k, R) @ (U, R, L)
 
 
 def chunked(x: torch.Tensor, size: int, fill: int = 0) -> torch.Tensor:
