@@ -140,7 +140,7 @@ def checkpoint_dir(tracking_uri: str, run_id: str) -> Path:
 
 def checkpoint_folder(cfg: DictConfig) -> Path:
     """Where this run's checkpoints go, its `checkpoint_dir` tag: the checkpoint callback's folder, which
-    for a resumed run is the one it resumed from (polyhead.loggers.resolve_resume)."""
+    for a resumed run is the one it resumed from (polyhead.training.loggers.resolve_resume)."""
     spec = (cfg.get("callbacks") or {}).get("checkpoint")
     if spec is not None and spec.get("dirpath"):
         return Path(str(spec.dirpath))

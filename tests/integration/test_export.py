@@ -15,7 +15,7 @@ from polyhead.data.collate import Collator
 from polyhead.export.pipeline import export_pipeline
 from polyhead.models.build import build_model
 from polyhead.tokens.wordpieces import load_tokenizer
-from polyhead.train import run
+from polyhead.training.run import run
 
 TEXTS = [
     "Maria Lopez flew to New York on Monday.",

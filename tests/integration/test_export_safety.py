@@ -24,7 +24,7 @@ from polyhead.export.checkpoint import load_checkpoint
 from polyhead.export.pipeline import export_pipeline
 from polyhead.models.encoder import Encoder
 from polyhead.models.multitask import MultitaskModel
-from polyhead.train import run
+from polyhead.training.run import run
 
 TINY = [
     "encoder.window=30",

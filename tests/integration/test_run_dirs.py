@@ -15,7 +15,7 @@ from test_train import compose_train
 
 from polyhead.config import claim_dir
 from polyhead.tracking import checkpoint_from_run, git_commit, git_state, source_checkout
-from polyhead.train import run, run_job
+from polyhead.training.run import run, run_job
 
 
 def test_run_dirs_unique_dir_claims_a_new_folder_each_time(tmp_path):

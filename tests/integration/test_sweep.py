@@ -9,7 +9,7 @@ import torch
 from conftest import PROJECT_ROOT
 from mlflow.tracking import MlflowClient
 
-from polyhead.callbacks.guards import NonFiniteLoss
+from polyhead.training.callbacks.guards import NonFiniteLoss
 
 
 def tiny(tmp_path, tiny_bert) -> list[str]:

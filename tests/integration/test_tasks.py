@@ -17,7 +17,7 @@ from polyhead.export.checkpoint import load_checkpoint
 from polyhead.export.pipeline import build_pipeline, export_pipeline
 from polyhead.models.build import build_model
 from polyhead.tokens.wordpieces import load_tokenizer
-from polyhead.train import load_data, run
+from polyhead.training.run import load_data, run
 
 NOUNS = [("cat", "cats"), ("dog", "dogs"), ("city", "cities"), ("mouse", "mice"), ("box", "boxes")]
 VERBS = [("sit", "sat", "sitting"), ("run", "ran", "running"), ("see", "saw", "seeing")]

@@ -2,10 +2,10 @@
 
 import torch
 
-from polyhead.callbacks.unfreeze import GradualUnfreezing
 from polyhead.data.collate import Collator
 from polyhead.models.encoder import Encoder
 from polyhead.tokens.wordpieces import load_tokenizer
+from polyhead.training.callbacks.unfreeze import GradualUnfreezing
 
 
 def test_encoder_frozen_word_embeddings_do_not_move(tiny_bert):

@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from polyhead.callbacks.unfreeze import GradualUnfreezing
 from polyhead.data.collate import Collator
 from polyhead.data.schema import Example, legacy_gold
 from polyhead.models.encoder import Encoder
@@ -11,6 +10,7 @@ from polyhead.models.heads.tagger import TokenTaggingHead
 from polyhead.models.heads.textcat import TextClassificationHead
 from polyhead.models.multitask import MultitaskModel
 from polyhead.tokens.wordpieces import load_tokenizer, wordpieces
+from polyhead.training.callbacks.unfreeze import GradualUnfreezing
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def test_multitask_per_task_mix_needs_tasks_and_a_known_mode(tiny_bert):
 
 
 def test_multitask_task_grad_norms_follow_the_loss_weights(model, collate):
-    from polyhead.lit_module import task_grad_norms
+    from polyhead.training.lit_module import task_grad_norms
 
     model.train()
     gold = legacy_gold(tags=["NOUN", "NOUN", "VERB"], cats=("a",))

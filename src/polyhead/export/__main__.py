@@ -14,8 +14,7 @@ from polyhead.errors import UserError
 
 def export(cfg: DictConfig) -> Path:
     """The pipeline directory, or the package directory when package=true."""
-    from polyhead.callbacks.state import read_checkpoint
-    from polyhead.export.checkpoint import best_checkpoint, load_checkpoint, pick_checkpoint
+    from polyhead.export.checkpoint import best_checkpoint, load_checkpoint, pick_checkpoint, read_checkpoint
     from polyhead.export.package import build_package, check_lang, package_folder
     from polyhead.export.pipeline import PACKAGE_META, export_run
 

@@ -14,9 +14,8 @@ from omegaconf import DictConfig, open_dict
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
-from polyhead.callbacks.state import read_checkpoint
 from polyhead.errors import UserError
-from polyhead.preflight import looks_like_path
+from polyhead.export.checkpoint import read_checkpoint
 from polyhead.tracking import (
     checkpoint_from_run,
     default_run_name,
@@ -25,6 +24,7 @@ from polyhead.tracking import (
     mlflow_config,
     prepare_store,
 )
+from polyhead.training.preflight import looks_like_path
 
 
 def instantiate_loggers(cfg: DictConfig, run_id: str | None) -> list[Logger]:

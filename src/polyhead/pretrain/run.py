@@ -12,13 +12,11 @@ import torch
 from omegaconf import DictConfig
 
 import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
-from polyhead.data.packing import PackedTextDataModule
-from polyhead.data.text import TextStats, read_sources, split_documents
 from polyhead.hardware import run_tags as hardware_tags
-from polyhead.loggers import instantiate_loggers, resolve_resume
-from polyhead.mlm import MaskedLMModule, load_mlm, save_encoder
-from polyhead.models.vocabulary import add_domain_words, frequent_split_words
-from polyhead.preflight import check_hparams, load_encoder_tokenizer
+from polyhead.pretrain.mlm import MaskedLMModule, load_mlm, save_encoder
+from polyhead.pretrain.packing import PackedTextDataModule
+from polyhead.pretrain.text import TextStats, read_sources, split_documents
+from polyhead.pretrain.vocabulary import add_domain_words, frequent_split_words
 from polyhead.tracking import (
     LINEAGE_FILE,
     checkpoint_folder,
@@ -29,7 +27,9 @@ from polyhead.tracking import (
     mlflow_loggers,
     source_checkout,
 )
-from polyhead.trainer import build_trainer
+from polyhead.training.loggers import instantiate_loggers, resolve_resume
+from polyhead.training.preflight import check_hparams, load_encoder_tokenizer
+from polyhead.training.trainer import build_trainer
 
 log = logging.getLogger(__name__)
 
