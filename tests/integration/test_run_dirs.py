@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 from test_train import compose_train
 
 from polyhead.config import claim_dir
-from polyhead.tracking import checkpoint_from_run, git_commit, git_state, source_checkout
+from polyhead.export.checkpoint import checkpoint_from_run
+from polyhead.tracking import git_commit, git_state, source_checkout
 from polyhead.training.run import run, run_job
 
 

@@ -105,8 +105,9 @@ def units() -> list[str]:
 
 
 # The direction docs/layout.md draws, lowest first: a unit imports only units of lower layers. The small
-# shared modules sit between data and models; export (spaCy components, checkpoint loading) stands on models
-# alone, below training, whose run ends by exporting the tested model; pretrain and distill build on training.
+# shared modules sit between data and models, tracking (which tags runs with the hardware) beside models;
+# export (spaCy components, checkpoint loading) stands on models alone, below training, whose run ends by
+# exporting the tested model; pretrain and distill build on training.
 LAYERS = (
     ("polyhead.tokens",),
     ("polyhead.data",),
@@ -118,9 +119,8 @@ LAYERS = (
         "polyhead.hardware",
         "polyhead.metrics",
         "polyhead.plots",
-        "polyhead.tracking",
     ),
-    ("polyhead.models",),
+    ("polyhead.models", "polyhead.tracking"),
     ("polyhead.export", "polyhead.report"),
     ("polyhead.evaluate", "polyhead.prepare", "polyhead.study", "polyhead.training"),
     ("polyhead.pretrain",),

@@ -45,11 +45,9 @@ def export(cfg: DictConfig) -> Path:
         print(f"package: {file}  (pip install it, then spacy.load({package.name.rsplit('-', 1)[0]!r}))")
     run_id = cfg.run_id or read_checkpoint(ckpt).get("mlflow_run_id")
     if cfg.log_to_run and run_id and dist:
-        from mlflow.tracking import MlflowClient
+        from polyhead.tracking import log_files
 
-        client = MlflowClient(cfg.tracking_uri)
-        for file in dist:
-            client.log_artifact(run_id, str(file), "package")
+        log_files(cfg.tracking_uri, run_id, dist, "package")
     return package
 
 

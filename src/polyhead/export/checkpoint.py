@@ -1,6 +1,6 @@
-"""A training checkpoint, or an MLflow run's best one, back into the model and collator it trained; checkpoint
-files read back whole, or for the score their ModelCheckpoint saved them with, so the best file is chosen by
-score, not by name."""
+"""A training checkpoint, or an MLflow run's best one, back into the model and collator it trained: where an
+earlier run kept its checkpoints (its `checkpoint_dir` tag), checkpoint files read back whole, or for the
+score their ModelCheckpoint saved them with, so the best file is chosen by score, not by name."""
 
 from __future__ import annotations
 
@@ -54,9 +54,32 @@ def run_spec(ckpt: dict, path: Path) -> tuple[DictConfig, dict[str, list[str]]]:
 
 def best_checkpoint(tracking_uri: str, run_id: str) -> Path:
     """The best checkpoint of an MLflow run of train.py."""
-    from polyhead.tracking import checkpoint_dir
-
     return pick_checkpoint(checkpoint_dir(tracking_uri, run_id))
+
+
+def checkpoint_dir(tracking_uri: str, run_id: str) -> Path:
+    """Where an earlier MLflow run of train.py kept its checkpoints (its `checkpoint_dir` tag)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        raise UserError(f"{run_id}: not a checkpoint file, nor a run in {tracking_uri} (no such store)")
+    try:
+        ckpt_dir = MlflowClient(tracking_uri).get_run(run_id).data.tags.get("checkpoint_dir")
+    except MlflowException as err:
+        message = f"{run_id}: not a checkpoint file, nor a run in {tracking_uri}: {err.message}"
+        raise UserError(message) from err
+    if not ckpt_dir:
+        raise UserError(f"run {run_id} has no checkpoint_dir tag: was it trained by train.py?")
+    return Path(ckpt_dir)
+
+
+def checkpoint_from_run(tracking_uri: str, run_id: str) -> str:
+    """The last checkpoint of an earlier MLflow run, to resume it."""
+    ckpt = checkpoint_dir(tracking_uri, run_id) / "last.ckpt"
+    if not ckpt.is_file():
+        raise UserError(f"run {run_id} has no last.ckpt (checkpoint_dir tag: {str(ckpt.parent)!r})")
+    return str(ckpt)
 
 
 def pick_checkpoint(path: Path) -> Path:

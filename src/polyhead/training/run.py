@@ -18,18 +18,15 @@ from omegaconf import DictConfig, OmegaConf
 import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
 from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.export.pipeline import export_run
-from polyhead.hardware import run_tags as hardware_tags
 from polyhead.models.build import build_collator, build_model, objective_weights
 from polyhead.tracking import (
-    checkpoint_folder,
-    encoder_lineage,
-    git_commit,
+    encoder_tags,
     log_run_metadata,
     mlflow_config,
     mlflow_loggers,
     record_failed_job,
+    run_metadata,
     set_status,
-    source_checkout,
     sweep_tags,
 )
 from polyhead.training.callbacks.state import RunSpec
@@ -119,13 +116,10 @@ def log_run_start(
     """Config, labels and tags (hardware, commit, encoder lineage, corpora) to every logger that keeps them,
     and the x axis of learning curves: the examples actually trained on, after data.train_limit."""
     tags = {
-        **hardware_tags(precision),  # CPU model, torch's capability, threads, device, precision used
-        "git_commit": git_commit(source_checkout(cfg)),
-        "encoder": cfg.encoder.name,
-        **encoder_lineage(cfg.encoder.name),  # the pretraining run of a domain-adapted encoder
+        **run_metadata(cfg, precision),
+        **encoder_tags(cfg),
         **datamodule.fingerprints(),
         **datamodule.corpus_repairs(),  # entity tags read as conlleval reads them (IOB1 B-X after O...)
-        "checkpoint_dir": str(checkpoint_folder(cfg)),  # a resumed run's stays where its checkpoints are
         **sweep_tags(),
         **(extra or {}),
     }
