@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT_ROOT, compose_config
+from conftest import PROJECT_ROOT, child_env, compose_config
 
 from polyhead.models.build import build_model
 from polyhead.training.lit_module import MultitaskModule
@@ -96,7 +96,7 @@ def test_progress_lines_reach_the_job_log_and_console_of_a_run_under_nohup(tmp_p
         "callbacks.progress.every_n_steps=2",
         "export.enabled=false",
     ]
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "TOKENIZERS_PARALLELISM": "false"}
+    env = child_env(HF_HUB_OFFLINE="1", PATH="/usr/bin:/bin", TOKENIZERS_PARALLELISM="false")
     with open(tmp_path / "nohup.out", "w") as out:  # what `nohup python train.py ... &` writes to
         cmd = [sys.executable, str(PROJECT_ROOT / "train.py"), *args]
         proc = subprocess.run(cmd, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PROJECT_ROOT, compose_config
+from conftest import PROJECT_ROOT, child_env, compose_config
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from test_train import compose_train
@@ -69,7 +69,7 @@ def test_run_dirs_two_runs_started_in_the_same_second_get_their_own_folders(tmp_
         "trainer.enable_progress_bar=false",
         "export.enabled=false",
     ]
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "TOKENIZERS_PARALLELISM": "false"}
+    env = child_env(HF_HUB_OFFLINE="1", PATH="/usr/bin:/bin", TOKENIZERS_PARALLELISM="false")
     procs = [
         subprocess.Popen(
             [sys.executable, str(PROJECT_ROOT / "train.py"), same, *tiny, f"seed={seed}"],
