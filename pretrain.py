@@ -9,7 +9,7 @@ import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses, befor
 @hydra.main(version_base="1.3", config_path="conf", config_name="pretrain")
 def main(cfg: DictConfig) -> float | None:
     from polyhead.cli import run_cli
-    from polyhead.pretrain import run
+    from polyhead.pretrain.run import run
 
     return run_cli(run, cfg)
 

@@ -14,7 +14,7 @@ def main(cfg: DictConfig) -> float | None:
     if cfg.get("teachers"):
         from polyhead.distill.born_again import run_job
     else:
-        from polyhead.train import run_job
+        from polyhead.training.run import run_job
     return run_cli(run_job, cfg)
 
 

@@ -63,10 +63,10 @@ def main() -> None:
     args = parser.parse_args()
 
     texts = sorted(ewt_sentences(args.corpora, args.texts), key=len)  # length-sorted, as the component does
-    collate = Collator(load_tokenizer(args.encoder), 256, 192, "first")
+    encoder = Encoder(args.encoder).eval()
+    collate = Collator(load_tokenizer(args.encoder), encoder.windowing)  # 256-piece windows every 192
     batches = [collate.align(texts[i : i + args.batch_size]) for i in range(0, len(texts), args.batch_size)]
     words = sum(map(len, texts))
-    encoder = Encoder(args.encoder).eval()
     kinds = args.runtimes.split(",")
     runtimes, errors, times = {}, {}, {k: [] for k in kinds}
     with torch.inference_mode():

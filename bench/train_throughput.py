@@ -91,10 +91,10 @@ def measure_hf(cfg, steps: int) -> dict:
 def measure(corpora: str, steps: int, overrides: list[str]) -> dict:
     import pytorch_lightning as pl
 
-    from polyhead.callbacks.throughput import WordThroughput
     from polyhead.hardware import detect, resolve_trainer_precision
-    from polyhead.lit_module import MultitaskModule
     from polyhead.models.build import build_collator, build_model
+    from polyhead.training.callbacks.throughput import WordThroughput
+    from polyhead.training.lit_module import MultitaskModule
 
     cfg = compose_ewt(corpora, overrides)
     pl.seed_everything(cfg.seed)

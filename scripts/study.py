@@ -20,8 +20,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from polyhead.report.page import check, publish
-from polyhead.report.study import compose_study, page_meta, report, run_study
+from polyhead.study.page import check, publish
+from polyhead.study.run import compose_study, page_meta, report, run_study
 from polyhead.tracking import mlflow_config
 
 PROJECT = Path(__file__).resolve().parents[1]

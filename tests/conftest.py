@@ -14,6 +14,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+def child_env(**env: str) -> dict[str, str]:
+    """The environment `env` of a child python, which runs the polyhead this test imports: with
+    PYTHONPATH=<checkout>/src set here (a worktree beside the installed one), the child gets it too."""
+    return env | ({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {})
+
+
 def write_tiny_bert(directory: Path, max_positions: int = 64) -> Path:
     """A 2-layer, 32-wide random BERT saved like any pretrained encoder (safetensors + tokenizer files)."""
     import torch

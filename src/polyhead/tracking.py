@@ -1,18 +1,23 @@
-"""MLflow: what every run records besides metrics (config, git commit, corpus fingerprints, label maps), which
-of the configured loggers is MLflow's, finding an earlier run's checkpoints, marking a failed job."""
+"""MLflow, the one module that writes to it: what every run records besides metrics (config, git commit and
+state, hardware, encoder lineage, label maps), assembled here once; which of the configured loggers is
+MLflow's and how it starts or continues a run; artifacts, tags and run status; the store; the runs written
+without Lightning (spacy_cnn); marking a failed job."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from polyhead.errors import UserError
+from polyhead.hardware import run_tags as hardware_tags
 
 
 def git_commit(root: str) -> str:
@@ -60,8 +65,50 @@ def git_state(root: str) -> dict[str, str]:
     }
 
 
+def run_metadata(cfg: DictConfig, precision: str | int) -> dict[str, str]:
+    """The tags every run carries: this machine's hardware and the precision the run computes in, the commit
+    of the code it ran (git_commit) and whether that checkout was edited (git_state)."""
+    root = source_checkout(cfg)
+    return {
+        **hardware_tags(precision),  # CPU model, torch's capability, threads, device, precision used
+        "git_commit": git_commit(root),
+        **git_state(root),
+    }
+
+
+def encoder_tags(cfg: DictConfig) -> dict[str, str]:
+    """The encoder a run trains, the pretraining run it came from (a domain-adapted encoder), and where the
+    run's checkpoints go (a resumed run's stay where its checkpoints are)."""
+    return {
+        "encoder": cfg.encoder.name,
+        **encoder_lineage(cfg.encoder.name),
+        "checkpoint_dir": str(checkpoint_folder(cfg)),
+    }
+
+
 def mlflow_loggers(loggers: list[Logger]) -> list[MLFlowLogger]:
     return [lg for lg in loggers if isinstance(lg, MLFlowLogger)]
+
+
+def log_artifacts(loggers: list[Logger], directory: Path | str, artifact_path: str) -> None:
+    """The files of `directory` under `artifact_path`/ in the run of every MLflow logger among `loggers`."""
+    for logger in mlflow_loggers(loggers):
+        logger.experiment.log_artifacts(logger.run_id, str(directory), artifact_path)
+
+
+def set_tags(loggers: list[Logger], tags: dict[str, str]) -> None:
+    for logger in mlflow_loggers(loggers):
+        for key, value in tags.items():
+            logger.experiment.set_tag(logger.run_id, key, value)
+
+
+def log_files(tracking_uri: str, run_id: str, files: list[Path], artifact_path: str) -> None:
+    """`files` under `artifact_path`/ in an earlier run, by id (`python -m polyhead.export` packages)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    for file in files:
+        client.log_artifact(run_id, str(file), artifact_path)
 
 
 def set_status(loggers: list[Logger], status: str) -> None:
@@ -107,12 +154,9 @@ def log_run_metadata(
         resolved = OmegaConf.to_container(cfg, resolve=True)
         for logger in loggers:
             logger.log_hyperparams(resolved)
-    if "git_commit" in tags:
-        tags = {**git_state(source_checkout(cfg)), **tags}
+    set_tags(loggers, tags)
     for logger in mlflow_loggers(loggers):
         client, run_id = logger.experiment, logger.run_id
-        for key, value in tags.items():
-            client.set_tag(run_id, key, value)
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / ("config_resumed.yaml" if resumed else "config.yaml")
             config.write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -121,38 +165,26 @@ def log_run_metadata(
             client.log_artifact(run_id, str(Path(tmp) / "labels.json"))
 
 
-def checkpoint_dir(tracking_uri: str, run_id: str) -> Path:
-    """Where an earlier MLflow run of train.py kept its checkpoints (its `checkpoint_dir` tag)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
-        raise UserError(f"{run_id}: not a checkpoint file, nor a run in {tracking_uri} (no such store)")
-    try:
-        ckpt_dir = MlflowClient(tracking_uri).get_run(run_id).data.tags.get("checkpoint_dir")
-    except MlflowException as err:
-        message = f"{run_id}: not a checkpoint file, nor a run in {tracking_uri}: {err.message}"
-        raise UserError(message) from err
-    if not ckpt_dir:
-        raise UserError(f"run {run_id} has no checkpoint_dir tag: was it trained by train.py?")
-    return Path(ckpt_dir)
+def mlflow_logger_settings(cfg: DictConfig, spec: DictConfig, run_id: str | None) -> dict[str, str]:
+    """What an MLflow logger's config `spec` is instantiated with besides its own settings: its store made
+    ready, the run it continues (`run_id`, when resuming), the default run name (run_name: null)."""
+    if spec.get("tracking_uri"):
+        prepare_store(spec.tracking_uri, spec.experiment_name, spec.get("artifact_location"))
+    extra = {"run_id": run_id} if run_id else {}
+    if run_id and spec._target_.endswith(".MLFlowLogger"):
+        extra["_target_"] = "polyhead.tracking.ContinuedMLFlowLogger"  # replayed steps are not logged twice
+    if spec.get("run_name", "absent") is None:
+        extra["run_name"] = default_run_name(cfg)
+    return extra
 
 
 def checkpoint_folder(cfg: DictConfig) -> Path:
     """Where this run's checkpoints go, its `checkpoint_dir` tag: the checkpoint callback's folder, which
-    for a resumed run is the one it resumed from (polyhead.loggers.resolve_resume)."""
+    for a resumed run is the one it resumed from (polyhead.training.loggers.resolve_resume)."""
     spec = (cfg.get("callbacks") or {}).get("checkpoint")
     if spec is not None and spec.get("dirpath"):
         return Path(str(spec.dirpath))
     return Path(cfg.paths.output_dir) / "checkpoints"
-
-
-def checkpoint_from_run(tracking_uri: str, run_id: str) -> str:
-    """The last checkpoint of an earlier MLflow run, to resume it."""
-    ckpt = checkpoint_dir(tracking_uri, run_id) / "last.ckpt"
-    if not ckpt.is_file():
-        raise UserError(f"run {run_id} has no last.ckpt (checkpoint_dir tag: {str(ckpt.parent)!r})")
-    return str(ckpt)
 
 
 def default_run_name(cfg: DictConfig) -> str:
@@ -283,3 +315,68 @@ class ContinuedMLFlowLogger(MLFlowLogger):
             metrics = {k: v for k, v in metrics.items() if step > last.get(full(k), -1)}
         if metrics:
             super().log_metrics(metrics, step)
+
+
+class TrackedRun:
+    """One MLflow run written through MlflowClient, for a run Lightning does not train (spacy_cnn); without a
+    client (no MLflow logger configured) nothing is logged."""
+
+    def __init__(self, client=None, run_id: str | None = None, uri: str | None = None):
+        self.client, self.run_id, self.uri = client, run_id, uri
+
+    def log_params(self, params: dict) -> None:
+        from mlflow.entities import Param
+
+        if self.client:
+            # A spaCy section's registered function (`training.optimizer.@optimizers`) as the section's value.
+            batch = [Param(k.split(".@")[0], str(v)) for k, v in params.items()]
+            for i in range(0, len(batch), 100):
+                self.client.log_batch(self.run_id, params=batch[i : i + 100])
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        if self.client:
+            now = int(time.time() * 1000)
+            batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def set_tag(self, key: str, value: str) -> None:
+        if self.client:
+            self.client.set_tag(self.run_id, key, value)
+
+    def log_artifact(self, file: Path, folder: str | None = None) -> None:
+        if self.client:
+            self.client.log_artifact(self.run_id, str(file), folder)
+
+    def log_artifacts(self, directory: Path, folder: str) -> None:
+        if self.client:
+            self.client.log_artifacts(self.run_id, str(directory), folder)
+
+    def describe(self) -> str:
+        return f"MLflow run {self.run_id} in {self.uri}" if self.client else "(no MLflow logger configured)"
+
+
+@contextmanager
+def tracked_run(cfg: DictConfig, name: str, tags: dict[str, str]) -> Iterator[TrackedRun]:
+    """An MLflow run named `name` with `tags` in the configured logger's store and experiment; FINISHED on
+    success, FAILED with an `error` tag on an error. No MLflow logger configured: a run that logs nothing."""
+    from mlflow.tracking import MlflowClient
+
+    spec = mlflow_config(cfg)
+    if spec is None:
+        yield TrackedRun()
+        return
+    prepare_store(spec.get("tracking_uri") or "", spec.experiment_name, spec.get("artifact_location"))
+    client = MlflowClient(spec.get("tracking_uri"))
+    experiment = client.get_experiment_by_name(spec.experiment_name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(spec.experiment_name)
+    run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    run = TrackedRun(client, run_id, spec.get("tracking_uri"))
+    try:
+        yield run
+    except BaseException as err:
+        client.set_tag(run.run_id, "error", f"{type(err).__name__}: {err}"[:5000])
+        client.set_terminated(run.run_id, "FAILED")
+        raise
+    client.set_terminated(run.run_id, "FINISHED")

@@ -8,7 +8,7 @@ from test_train import compose_train, only_run
 
 from polyhead.config import PACKAGE_DIR
 from polyhead.data.readers import read_corpus
-from polyhead.train import run
+from polyhead.training.run import run
 
 
 def read_rows(client, run_id, path, tmp_path) -> list[list[str]]:

@@ -17,7 +17,7 @@ from polyhead.distill.layers import DistillationModule
 from polyhead.errors import UserError
 from polyhead.export.checkpoint import load_checkpoint, pick_checkpoint
 from polyhead.models.heads.soft import kl_divergence
-from polyhead.train import run
+from polyhead.training.run import run
 
 TINY = ["trainer.precision=32-true", "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false"]
 SINGLE = {  # what a single-task run of the study drops

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, child_env
 
 TINY = [
     "encoder.window=30",
@@ -62,12 +62,9 @@ def command(case: str, tmp_path, tiny_bert) -> list[str]:
 
 
 def environment(**extra) -> dict[str, str]:
-    env = {
-        "HF_HUB_OFFLINE": "1",
-        "PATH": "/usr/bin:/bin",
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "1",
-    }
+    env = child_env(
+        HF_HUB_OFFLINE="1", PATH="/usr/bin:/bin", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1"
+    )
     return {**env, **extra}
 
 

@@ -18,7 +18,7 @@ from polyhead.errors import UserError
 from polyhead.export.checkpoint import load_checkpoint, pick_checkpoint
 from polyhead.models.build import build_model
 from polyhead.models.heads.soft import kl_divergence
-from polyhead.train import run
+from polyhead.training.run import run
 
 TINY = [
     "trainer.precision=32-true",

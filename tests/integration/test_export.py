@@ -14,8 +14,9 @@ from test_train import compose_train
 from polyhead.data.collate import Collator
 from polyhead.export.pipeline import export_pipeline
 from polyhead.models.build import build_model
+from polyhead.tokens.alignment import Windowing
 from polyhead.tokens.wordpieces import load_tokenizer
-from polyhead.train import run
+from polyhead.training.run import run
 
 TEXTS = [
     "Maria Lopez flew to New York on Monday.",
@@ -66,9 +67,7 @@ def test_export_predictions_equal_the_lightning_model(trained, tiny_bert):
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
     model.eval()
-    collate = Collator(
-        load_tokenizer(str(tiny_bert)), cfg.encoder.window, cfg.encoder.stride, cfg.encoder.pooling
-    )
+    collate = Collator(load_tokenizer(str(tiny_bert)), model.encoder.windowing)
     path = export_pipeline(model, collate, tmp / "reexport", precision="fp32")  # the exact path
     nlp = spacy.load(path)
     docs = list(nlp.pipe(TEXTS, batch_size=2))
@@ -170,7 +169,7 @@ def test_export_layer_mixes_reach_the_pipeline(tmp_path, tiny_bert, scalar_mix):
             if mix is not None:
                 mix.weights.copy_(torch.randn(3) * 3)
                 mix.gamma.fill_(2.0)
-    collate = Collator(load_tokenizer(str(tiny_bert)), 30, 20, "first")
+    collate = Collator(load_tokenizer(str(tiny_bert)), Windowing(30, 20, "first"))
     nlp = spacy.load(export_pipeline(model, collate, tmp_path / "mixed", precision="fp32"))
     docs = list(nlp.pipe(TEXTS, batch_size=2))
     words = [[t.text for t in d if not t.is_space] for d in nlp.tokenizer.pipe(TEXTS)]

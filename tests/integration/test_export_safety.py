@@ -3,7 +3,6 @@ encoder.json, a package beside an installed polyhead; package names stay inside 
 re-export leaves no stale component; a failing command deletes no folder it did not create."""
 
 import json
-import os
 import pickle
 import re
 import shutil
@@ -13,7 +12,7 @@ import sys
 import pytest
 import spacy
 import torch
-from conftest import PROJECT_ROOT, compose_config
+from conftest import PROJECT_ROOT, child_env, compose_config
 from omegaconf import OmegaConf
 
 from polyhead.distill.run import run_job as distill
@@ -24,7 +23,7 @@ from polyhead.export.checkpoint import load_checkpoint
 from polyhead.export.pipeline import export_pipeline
 from polyhead.models.encoder import Encoder
 from polyhead.models.multitask import MultitaskModel
-from polyhead.train import run
+from polyhead.training.run import run
 
 TINY = [
     "encoder.window=30",
@@ -195,8 +194,7 @@ def test_export_safety_failed_command_keeps_a_folder_it_did_not_create(tmp_path)
     (earlier / ".hydra" / "config.yaml").write_text("seed: 1\n")
     (earlier / "train.log").write_text("an earlier run's log\n")
     command = ["-m", "polyhead.export", "checkpoint=/nonexistent.ckpt", f"paths.root_dir={tmp_path}"]
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
-    env |= {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}  # this polyhead
+    env = child_env(HF_HUB_OFFLINE="1", PATH="/usr/bin:/bin", OMP_NUM_THREADS="1")  # this polyhead
     fixed = [sys.executable, *command, f"hydra.run.dir={earlier}"]
     out = subprocess.run(fixed, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 1 and "error: /nonexistent.ckpt" in out.stderr, out.stderr[-2000:]

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import open_dict
 
 import polyhead.config  # noqa: F401
-from polyhead.train import run
+from polyhead.training.run import run
 
 TINY = [
     "encoder.window=30",

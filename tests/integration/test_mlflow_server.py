@@ -23,7 +23,7 @@ def free_port() -> int:
 
 
 def log_run(uri: str, artifacts: str, sweep: str, decay: float, seed: int) -> dict[str, float]:
-    """A run logged the way polyhead.train.run logs one: nested config through Lightning's MLFlowLogger."""
+    """A run logged the way polyhead.training.run logs one: nested config through Lightning's MLFlowLogger."""
     logger = MLFlowLogger("polyhead", tracking_uri=uri, artifact_location=artifacts)
     logger.log_hyperparams({"seed": seed, "optim": {"layer_decay": decay}, "data": {"train_limit": 100}})
     metrics = {

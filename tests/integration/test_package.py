@@ -15,7 +15,7 @@ from test_train import compose_train
 from polyhead.errors import UserError
 from polyhead.export.__main__ import export
 from polyhead.export.package import TRAINING_ONLY
-from polyhead.train import run
+from polyhead.training.run import run
 
 TEXTS = [
     "Maria Lopez flew to New York on Monday.",
@@ -84,7 +84,7 @@ def test_package_folder_has_meta_runtime_code_and_no_polyhead_requirement(packag
     assert (vendored / "export" / "components.py").is_file() and (
         vendored / "models" / "heads" / "ner.py"
     ).is_file()
-    assert not (vendored / "train.py").exists() and not (vendored / "lit_module.py").exists()
+    assert not (vendored / "training").exists() and not (vendored / "pretrain").exists()
 
 
 def test_package_loads_without_polyhead_and_predicts_like_the_run(trained, package_dir):

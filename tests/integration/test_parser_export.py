@@ -18,7 +18,7 @@ from test_train import compose_train
 
 from polyhead.export.checkpoint import load_checkpoint, pick_checkpoint
 from polyhead.export.pipeline import export_pipeline
-from polyhead.train import run
+from polyhead.training.run import run
 
 NAMES, CITIES = ["maria", "elena", "tom", "amara", "okafor"], ["oslo", "kyoto", "lima", "hanoi", "sicily"]
 VERBS, NOUNS = (

@@ -13,9 +13,9 @@ from transformers import AutoModel, AutoTokenizer, BertModel
 
 import polyhead.config  # noqa: F401
 from polyhead.data.schema import CorpusError
-from polyhead.mlm import load_mlm
-from polyhead.pretrain import run as pretrain
-from polyhead.train import run as train
+from polyhead.pretrain.mlm import load_mlm
+from polyhead.pretrain.run import run as pretrain
+from polyhead.training.run import run as train
 
 TEXT = [
     "the team won the final",

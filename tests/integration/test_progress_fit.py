@@ -9,13 +9,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT_ROOT, compose_config
+from conftest import PROJECT_ROOT, child_env, compose_config
 
-from polyhead.lit_module import MultitaskModule
-from polyhead.loggers import instantiate_loggers
 from polyhead.models.build import build_model
-from polyhead.train import load_data
-from polyhead.trainer import build_trainer
+from polyhead.training.lit_module import MultitaskModule
+from polyhead.training.loggers import instantiate_loggers
+from polyhead.training.run import load_data
+from polyhead.training.trainer import build_trainer
 
 STEP_LINE = re.compile(
     r"^step (\d+)/10 \(\d+%\) \| epoch ([12])/2 \| loss (\d+\.\d{4}) \| ([\d,]+) words/s \| ETA (\w+)$"
@@ -42,11 +42,11 @@ def fit(tmp_path, tiny_bert, *overrides):
 
 
 def progress_lines(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "polyhead.callbacks.progress"]
+    return [r.getMessage() for r in caplog.records if r.name == "polyhead.training.callbacks.progress"]
 
 
 def test_progress_logs_steps_and_validations_where_stderr_is_no_terminal(tmp_path, tiny_bert, caplog):
-    caplog.set_level(logging.INFO, logger="polyhead.callbacks.progress")
+    caplog.set_level(logging.INFO, logger="polyhead.training.callbacks.progress")
     trainer = fit(tmp_path, tiny_bert, "trainer.max_epochs=2", "callbacks.progress.every_n_steps=2")
     assert trainer.progress_bar_callback is None  # Lightning's bar is off while lines are printed
     lines = progress_lines(caplog)
@@ -71,7 +71,7 @@ def test_progress_logs_steps_and_validations_where_stderr_is_no_terminal(tmp_pat
 
 @pytest.mark.parametrize("mode", ["bar"])
 def test_progress_bar_mode_logs_no_lines_and_keeps_the_bar(tmp_path, tiny_bert, caplog, mode):
-    caplog.set_level(logging.INFO, logger="polyhead.callbacks.progress")
+    caplog.set_level(logging.INFO, logger="polyhead.training.callbacks.progress")
     trainer = fit(tmp_path, tiny_bert, "trainer.max_epochs=1", f"callbacks.progress.mode={mode}")
     assert trainer.global_step == 5
     assert trainer.progress_bar_callback is not None
@@ -96,7 +96,7 @@ def test_progress_lines_reach_the_job_log_and_console_of_a_run_under_nohup(tmp_p
         "callbacks.progress.every_n_steps=2",
         "export.enabled=false",
     ]
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "TOKENIZERS_PARALLELISM": "false"}
+    env = child_env(HF_HUB_OFFLINE="1", PATH="/usr/bin:/bin", TOKENIZERS_PARALLELISM="false")
     with open(tmp_path / "nohup.out", "w") as out:  # what `nohup python train.py ... &` writes to
         cmd = [sys.executable, str(PROJECT_ROOT / "train.py"), *args]
         proc = subprocess.run(cmd, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600)

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PROJECT_ROOT, compose_config
+from conftest import PROJECT_ROOT, child_env, compose_config
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from test_train import compose_train
 
 from polyhead.config import claim_dir
-from polyhead.tracking import checkpoint_from_run, git_commit, git_state, source_checkout
-from polyhead.train import run, run_job
+from polyhead.export.checkpoint import checkpoint_from_run
+from polyhead.tracking import git_commit, git_state, source_checkout
+from polyhead.training.run import run, run_job
 
 
 def test_run_dirs_unique_dir_claims_a_new_folder_each_time(tmp_path):
@@ -68,7 +69,7 @@ def test_run_dirs_two_runs_started_in_the_same_second_get_their_own_folders(tmp_
         "trainer.enable_progress_bar=false",
         "export.enabled=false",
     ]
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "TOKENIZERS_PARALLELISM": "false"}
+    env = child_env(HF_HUB_OFFLINE="1", PATH="/usr/bin:/bin", TOKENIZERS_PARALLELISM="false")
     procs = [
         subprocess.Popen(
             [sys.executable, str(PROJECT_ROOT / "train.py"), same, *tiny, f"seed={seed}"],

@@ -6,7 +6,7 @@ import torch
 from test_train import compose_train, only_run
 
 from polyhead.hardware import detect, inference_precision, train_precision
-from polyhead.train import run
+from polyhead.training.run import run
 
 ONNX = {"precision": "onnx"}
 TEXTS = ["Maria Lopez flew to New York on Monday.", "The team won the match.", "rome " * 90]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, child_env
 from mlflow.tracking import MlflowClient
 
 PAGE = """# Toy study
@@ -26,7 +26,7 @@ SIZES, SEEDS = (40, 100), (1, 2)
 
 
 def study(tmp_path, *args) -> subprocess.CompletedProcess:
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "TOKENIZERS_PARALLELISM": "false"}
+    env = child_env(HF_HUB_OFFLINE="1", PATH="/usr/bin:/bin", TOKENIZERS_PARALLELISM="false")
     command = [sys.executable, str(PROJECT_ROOT / "scripts" / "study.py"), *args]
     return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=7200)
 

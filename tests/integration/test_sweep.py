@@ -6,10 +6,10 @@ import sys
 
 import pytest
 import torch
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, child_env
 from mlflow.tracking import MlflowClient
 
-from polyhead.callbacks.guards import NonFiniteLoss
+from polyhead.training.callbacks.guards import NonFiniteLoss
 
 
 def tiny(tmp_path, tiny_bert) -> list[str]:
@@ -29,7 +29,7 @@ def tiny(tmp_path, tiny_bert) -> list[str]:
 
 
 def train(tmp_path, *args) -> subprocess.CompletedProcess:
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "TOKENIZERS_PARALLELISM": "false"}
+    env = child_env(HF_HUB_OFFLINE="1", PATH="/usr/bin:/bin", TOKENIZERS_PARALLELISM="false")
     command = [sys.executable, str(PROJECT_ROOT / "train.py"), *args]
     return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
 

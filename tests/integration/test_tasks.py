@@ -16,8 +16,9 @@ from polyhead.errors import UserError
 from polyhead.export.checkpoint import load_checkpoint
 from polyhead.export.pipeline import build_pipeline, export_pipeline
 from polyhead.models.build import build_model
+from polyhead.tokens.alignment import Windowing
 from polyhead.tokens.wordpieces import load_tokenizer
-from polyhead.train import load_data, run
+from polyhead.training.run import load_data, run
 
 NOUNS = [("cat", "cats"), ("dog", "dogs"), ("city", "cities"), ("mouse", "mice"), ("box", "boxes")]
 VERBS = [("sit", "sat", "sitting"), ("run", "ran", "running"), ("see", "saw", "seeing")]
@@ -172,7 +173,7 @@ def test_tasks_two_tasks_writing_one_place_is_an_export_error(trained, tiny_bert
     with open_dict(cfg):
         cfg.model.heads.xpos.attr = "pos"
     model = build_model(cfg, dm.labels, kinds=dm.kinds)
-    collate = Collator(load_tokenizer(str(tiny_bert)), 30, 20, "first")
+    collate = Collator(load_tokenizer(str(tiny_bert)), Windowing(30, 20, "first"))
     with pytest.raises(UserError, match="tasks 'upos' and 'xpos' both write token.pos"):
         build_pipeline(model, collate)
     with open_dict(cfg):

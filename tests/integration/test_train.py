@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import open_dict
 
 import polyhead.config  # noqa: F401
-from polyhead.train import run
+from polyhead.training.run import run
 
 
 def compose_train(tmp_path, tiny_bert, *overrides):

@@ -13,7 +13,7 @@ from omegaconf import open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from polyhead.export.checkpoint import pick_checkpoint
-from polyhead.trainer import build_trainer
+from polyhead.training.trainer import build_trainer
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from polyhead.models.heads.registry import HEADS, head_key, qualified_name
 from polyhead.models.heads.tagger import TokenTaggingHead
 from polyhead.models.heads.textcat import TextClassificationHead
 from polyhead.models.multitask import MultitaskModel
+from polyhead.tokens.alignment import Windowing
 from polyhead.tokens.wordpieces import load_tokenizer
 
 EVIL = "polyhead_evil_payload_3f9c"  # a made-up module name: importing it would show in sys.modules
@@ -37,7 +38,7 @@ def pipeline(tmp_path_factory, tiny_bert):
         "textcat": TextClassificationHead(hidden, ["a", "b"]),
         "parser": DependencyParsingHead(hidden, ["nsubj", "obl", "punct", "root"]),
     }
-    collate = Collator(load_tokenizer(str(tiny_bert)), 30, 20, "first")
+    collate = Collator(load_tokenizer(str(tiny_bert)), encoder.windowing)
     model = MultitaskModel(encoder, heads).eval()
     return export_pipeline(model, collate, tmp_path_factory.mktemp("p") / "nlp")
 
@@ -51,6 +52,15 @@ def annotations(nlp):
     doc = nlp(TEXT)
     trees = [(t.head.i, t.dep_) for t in doc]
     return [t.pos_ for t in doc], [(e.start, e.end, e.label_) for e in doc.ents], doc.cats, trees
+
+
+def test_components_encoder_json_keeps_its_keys_and_the_loaded_collator_windows_as_the_encoder(pipeline):
+    settings = json.loads((pipeline / "encoder" / "encoder.json").read_text())
+    assert list(settings)[:4] == ["pooling", "window", "stride", "scalar_mix"]
+    assert (settings["pooling"], settings["window"], settings["stride"]) == ("first", 30, 20)
+    component = spacy.load(pipeline).get_pipe("encoder")
+    assert component.collate.windowing is component.encoder.windowing
+    assert component.encoder.windowing == Windowing(window=30, stride=20, pooling="first")
 
 
 def test_components_head_json_names_a_registered_key_not_a_class(pipeline):

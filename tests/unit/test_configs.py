@@ -16,10 +16,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from polyhead.data.datamodule import MultitaskDataModule
-from polyhead.data.text import read_sources
 from polyhead.hardware import resolve_trainer_precision
+from polyhead.pretrain.text import read_sources
 from polyhead.tracking import logger_configs, mlflow_config
-from polyhead.trainer import build_trainer
+from polyhead.training.trainer import build_trainer
 
 CONF = PROJECT_ROOT / "conf"
 PRIMARY = ("train", "pretrain", "export", "pipeline", "distill")
@@ -83,7 +83,7 @@ def build_data(cfg: DictConfig) -> None:
 
 
 def build(cfg: DictConfig) -> None:
-    """Loggers, callbacks and Trainer of a composed training config, as polyhead.train builds them."""
+    """Loggers, callbacks and Trainer of a composed training config, as polyhead.training.run builds them."""
     loggers = [instantiate(spec) for spec in logger_configs(cfg).values()]
     trainer, precision = build_trainer(cfg, loggers)
     assert precision == resolve_trainer_precision(cfg.trainer) and precision != "auto"

@@ -2,10 +2,11 @@
 
 import torch
 
-from polyhead.callbacks.unfreeze import GradualUnfreezing
 from polyhead.data.collate import Collator
 from polyhead.models.encoder import Encoder
+from polyhead.tokens.alignment import Windowing
 from polyhead.tokens.wordpieces import load_tokenizer
+from polyhead.training.callbacks.unfreeze import GradualUnfreezing
 
 
 def test_encoder_frozen_word_embeddings_do_not_move(tiny_bert):
@@ -20,7 +21,7 @@ def test_encoder_frozen_word_embeddings_do_not_move(tiny_bert):
     GradualUnfreezing().apply(Module, n_trainable=encoder.num_layers + 2)  # everything unfrozen
     assert not words.requires_grad and positions.requires_grad
     optimizer = torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad], lr=0.1)
-    collate = Collator(load_tokenizer(str(tiny_bert)), 30, 20, "first")
+    collate = Collator(load_tokenizer(str(tiny_bert)), Windowing(30, 20, "first"))
     encoder(collate.align([["the", "team", "won"], ["rome"]])).words.sum().backward()
     optimizer.step()
     assert words.grad is None and torch.equal(words, before_words)

@@ -1,7 +1,7 @@
 """Dependencies point one way: no import cycle between polyhead's packages, and each imports on its own.
 
 The graph is read from the AST of src/polyhead at package granularity: a unit is a subpackage
-(`polyhead.data`, `polyhead.models`, ...) or a top-level module (`polyhead.train`, `polyhead.tracking`).
+(`polyhead.data`, `polyhead.training`, ...) or a top-level module (`polyhead.tracking`, `polyhead.cli`).
 Imports inside functions count as much as module-level ones: a function-level import still couples the two
 packages (it only defers the failure), and it is how the train <-> export cycle used to hide.
 """
@@ -22,7 +22,7 @@ SOURCE = Path(__file__).resolve().parents[2] / "src" / "polyhead"
 
 
 def unit_of(module: str) -> str:
-    """`polyhead.data.collate` -> `polyhead.data`; `polyhead.train` -> `polyhead.train`."""
+    """`polyhead.training.callbacks.state` -> `polyhead.training`; `polyhead.cli` -> `polyhead.cli`."""
     return ".".join(module.split(".")[:2])
 
 
@@ -104,10 +104,46 @@ def units() -> list[str]:
     return sorted(found - {"polyhead"})
 
 
+# The direction docs/layout.md draws, lowest first: a unit imports only units of lower layers. The small
+# shared modules sit between data and models, tracking (which tags runs with the hardware) beside models;
+# export (spaCy components, checkpoint loading) stands on models alone, below training, whose run ends by
+# exporting the tested model; pretrain and distill build on training.
+LAYERS = (
+    ("polyhead.tokens",),
+    ("polyhead.data",),
+    ("polyhead.errors",),  # its UserError check knows data's CorpusError
+    (
+        "polyhead.cache",
+        "polyhead.cli",
+        "polyhead.config",
+        "polyhead.hardware",
+        "polyhead.metrics",
+        "polyhead.plots",
+    ),
+    ("polyhead.models", "polyhead.tracking"),
+    ("polyhead.export", "polyhead.report"),
+    ("polyhead.evaluate", "polyhead.prepare", "polyhead.study", "polyhead.training"),
+    ("polyhead.pretrain",),
+    ("polyhead.distill",),
+)
+
+
 def test_imports_graph_sees_known_edges():
     graph = import_graph()
     assert "polyhead.data" in graph["polyhead.models"], "the heads import data.schema"
-    assert "polyhead.export" in graph["polyhead.train"], "train exports the tested model"
+    assert "polyhead.export" in graph["polyhead.training"], "train exports the tested model"
+    assert "polyhead.training" in graph["polyhead.pretrain"], "pretraining runs on the training Trainer"
+    assert "polyhead.report" in graph["polyhead.study"], "a study's page is built from its report"
+
+
+def test_imports_point_down_the_layers():
+    layer = {unit: i for i, layer_units in enumerate(LAYERS) for unit in layer_units}
+    assert sorted(layer) == units(), "every package and top-level module has one place in LAYERS"
+    graph = import_graph()
+    upward = [
+        f"  {a} -> {b}  ({', '.join(graph[a][b])})" for a in graph for b in graph[a] if layer[b] >= layer[a]
+    ]
+    assert not upward, "imports that do not point down the layers:\n" + "\n".join(upward)
 
 
 def test_imports_no_cycle_between_packages():

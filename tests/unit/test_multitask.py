@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from polyhead.callbacks.unfreeze import GradualUnfreezing
 from polyhead.data.collate import Collator
 from polyhead.data.schema import Example, legacy_gold
 from polyhead.models.encoder import Encoder
@@ -10,7 +9,9 @@ from polyhead.models.heads.parser import DependencyParsingHead
 from polyhead.models.heads.tagger import TokenTaggingHead
 from polyhead.models.heads.textcat import TextClassificationHead
 from polyhead.models.multitask import MultitaskModel
+from polyhead.tokens.alignment import Windowing
 from polyhead.tokens.wordpieces import load_tokenizer, wordpieces
+from polyhead.training.callbacks.unfreeze import GradualUnfreezing
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def model(tiny_bert):
 
 @pytest.fixture
 def collate(tiny_bert):
-    return Collator(load_tokenizer(str(tiny_bert)), window=30, stride=20, pooling="first")
+    return Collator(load_tokenizer(str(tiny_bert)), Windowing(window=30, stride=20, pooling="first"))
 
 
 def test_multitask_encoder_runs_once_per_batch_for_all_heads(model, collate):
@@ -53,7 +54,7 @@ def test_multitask_every_word_of_a_2000_word_text_is_predicted(model, collate):
 
 def test_multitask_windowed_words_match_a_single_window_when_text_fits(model, collate, tiny_bert):
     words = "the team won the match".split()
-    long_window = Collator(collate.tokenizer, window=60, stride=60, pooling="first")
+    long_window = Collator(collate.tokenizer, Windowing(window=60, stride=60, pooling="first"))
     a = model.encoder(collate.align([words])).words
     b = model.encoder(long_window.align([words])).words
     assert torch.allclose(a, b, atol=1e-5)
@@ -120,7 +121,7 @@ def test_multitask_per_task_mix_needs_tasks_and_a_known_mode(tiny_bert):
 
 
 def test_multitask_task_grad_norms_follow_the_loss_weights(model, collate):
-    from polyhead.lit_module import task_grad_norms
+    from polyhead.training.lit_module import task_grad_norms
 
     model.train()
     gold = legacy_gold(tags=["NOUN", "NOUN", "VERB"], cats=("a",))

@@ -5,7 +5,7 @@ from omegaconf import OmegaConf
 from polyhead.models.encoder import Encoder
 from polyhead.models.heads.tagger import TokenTaggingHead
 from polyhead.models.multitask import MultitaskModel
-from polyhead.optim import build_optimizer, encoder_depth, param_groups, schedule_lambda
+from polyhead.training.optim import build_optimizer, encoder_depth, param_groups, schedule_lambda
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import torch
 from conftest import FIXTURES
 from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 
-from polyhead.data.packing import MaskingCollator, PackedTextDataModule, pack_documents
-from polyhead.models.vocabulary import add_domain_words, frequent_split_words
+from polyhead.pretrain.packing import MaskingCollator, PackedTextDataModule, pack_documents
+from polyhead.pretrain.vocabulary import add_domain_words, frequent_split_words
 
 DOCS = ["the robot tested rough ground", "elena petrova won", "okafor signed the contract with bluepeak"]
 

@@ -7,8 +7,8 @@ import sys
 import pytest
 from conftest import compose_config
 
-from polyhead.callbacks.progress import ProgressLog, format_duration, replaces_progress_bar
 from polyhead.errors import UserError
+from polyhead.training.callbacks.progress import ProgressLog, format_duration, replaces_progress_bar
 
 
 @pytest.mark.parametrize(
@@ -50,5 +50,5 @@ def test_progress_auto_keeps_the_bar_on_a_terminal(monkeypatch):
 def test_progress_is_configured_for_every_training_command(tmp_path, name, overrides, loss_key):
     cfg = compose_config(name, tmp_path, overrides, tmp_path / "out")
     spec = cfg.callbacks.progress
-    assert spec._target_ == "polyhead.callbacks.progress.ProgressLog"
+    assert spec._target_ == "polyhead.training.callbacks.progress.ProgressLog"
     assert (spec.mode, spec.every_n_steps, spec.loss_key) == ("auto", 50, loss_key)

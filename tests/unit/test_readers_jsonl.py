@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from polyhead.data.readers import read_corpus
-from polyhead.data.text import read_documents
+from polyhead.pretrain.text import read_documents
 
 
 def jsonl(tmp_path, rows, name="a.jsonl"):

@@ -25,6 +25,13 @@ TAGGER = {
 }
 
 
+# The throughput callback's `_target_` as runs logged it before its module moved, and after.
+THROUGHPUT = (
+    "polyhead.callbacks.throughput.WordThroughput",
+    "polyhead.training.callbacks.throughput.WordThroughput",
+)
+
+
 def ner_f1(decay: str, size: int, seed: int) -> float:
     return round(0.3 + size / 1000 + float(decay) / 10 + seed / 100, 4)
 
@@ -46,6 +53,7 @@ def store(tmp_path_factory):
         rid = client.create_run(experiment, start_time=next(start), tags={"sweep_id": sweep}).info.run_id
         params = {"optim/layer_decay": decay, "optim/lr": "0.0001", "data/train_limit": str(size)}
         params |= {"seed": str(seed), "data/seed": str(seed), "paths/output_dir": f"/o/{rid}"}
+        params["callbacks/throughput/_target_"] = THROUGHPUT[seed % 2]  # logged before and after it moved
         metrics = {"test/tagger_acc": tagger, "test/ner_f1": ner_f1(decay, size, seed)}
         metrics |= {"data/train_examples": size, "val/tagger_acc": 0.5}  # not test metrics: not reported
         client.log_batch(
@@ -95,6 +103,14 @@ def test_report_mean_std_n_over_seeds_of_finished_runs(store, tmp_path):
     assert "| optim/layer_decay=0.9 | 500 | 0.8833 ± 0.0153 | 3 | 1 2 3 |" in (out / "summary.md").read_text()
     for metric in ("test_tagger_acc", "test_ner_f1"):
         assert (out / f"learning_curve_{metric}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_runs_from_before_a_module_moved_are_the_same_configuration(store, tmp_path):
+    _, uri, _ = store
+    out = main([f"sweep_id={SWEEP}", f"tracking_uri={uri}", f"out={tmp_path / 'report'}", "log=false"])
+    summary = read_csv(out / "summary.csv")
+    assert set(summary["config"]) == {f"optim/layer_decay={d}" for d in ("1.0", "0.9", "0.8")}
+    assert set(summary[summary.config == "optim/layer_decay=0.9"]["n"]) == {3}  # seeds 1 and 3 old, 2 new
 
 
 def test_report_difference_paired_by_seed_or_welch(store, tmp_path):

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from polyhead.report import build_report, log_report
-from polyhead.report.page import check, publish
+from polyhead.study.page import check, publish
 
 STUDY = "st-1"
 ALL = {"tagger": 12000, "ner": 1600}  # the whole training set of each task ("all")
@@ -245,7 +245,7 @@ def test_report_study_check_finds_a_changed_page_or_table(page):
 
 def test_study_resume_marks_runs_a_stopped_study_left_unfinished_killed(tmp_path):
     from polyhead.report.runs import load_runs
-    from polyhead.report.study import close_stale_runs, done_seeds
+    from polyhead.study.run import close_stale_runs, done_seeds
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     exp = client.create_experiment("sharing-study", artifact_location=str(tmp_path / "artifacts"))
@@ -272,7 +272,7 @@ def test_study_resume_marks_runs_a_stopped_study_left_unfinished_killed(tmp_path
 def test_study_wall_time_leaves_out_the_gaps_between_sessions():
     from types import SimpleNamespace
 
-    from polyhead.report.page import busy_seconds
+    from polyhead.study.page import busy_seconds
 
     def run(start_min: float, end_min: float | None):
         end = None if end_min is None else int(end_min * 60_000)
@@ -302,7 +302,7 @@ def test_report_study_page_of_a_study_still_running_leaves_out_an_arm_not_run_ye
 def test_study_page_names_every_cpu_a_study_resumed_over_sessions_ran_on():
     from types import SimpleNamespace
 
-    from polyhead.report.page import counted
+    from polyhead.study.page import counted
 
     runs = [
         SimpleNamespace(data=SimpleNamespace(tags={"hw/cpu_model": cpu})) for cpu in ("EPYC", "Xeon", "EPYC")

@@ -16,7 +16,7 @@ from polyhead.models.stored_config import StoredConfigError, build_stored, read_
 
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory) -> str:
-    """The YAML a run stores in its checkpoints (callbacks.state.RunSpec): the resolved config."""
+    """The YAML a run stores in its checkpoints (training.callbacks.state.RunSpec): the resolved config."""
     tmp = tmp_path_factory.mktemp("stored")
     cfg = compose_config("train", tmp, ["model=multitask_parser"], tmp / "out")
     return OmegaConf.to_yaml(cfg, resolve=True)
@@ -36,6 +36,16 @@ def test_stored_config_reads_a_run_config_back_and_builds_from_the_allow_list(st
     tagger = build_stored(cfg.model.heads.tagger)
     assert isinstance(tagger, functools.partial) and tagger.func is TokenTaggingHead
     assert isinstance(tagger(hidden_size=8, labels=["A", "B"]), TokenTaggingHead)
+
+
+def test_stored_config_of_a_checkpoint_saved_before_the_callbacks_moved_reads_back(stored):
+    """Checkpoints saved before polyhead.callbacks became polyhead.training.callbacks store the old paths;
+    only the callbacks name them, and a stored config's callbacks are never read."""
+    old = stored.replace("polyhead.training.callbacks.", "polyhead.callbacks.")
+    assert "_target_: polyhead.callbacks.state.RngState" in old
+    cfg = read_stored_config(old, "old.ckpt")
+    assert cfg == read_stored_config(stored, "new.ckpt") and "callbacks" not in cfg
+    assert build_stored(cfg.model.heads.tagger).func is TokenTaggingHead
 
 
 @pytest.mark.parametrize(

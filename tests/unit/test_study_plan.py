@@ -6,7 +6,7 @@ import math
 import pytest
 from conftest import PROJECT_ROOT, compose_config
 
-from polyhead.report.study import (
+from polyhead.study.run import (
     Cell,
     budget,
     cell_overrides,
@@ -66,7 +66,7 @@ def test_study_plan_has_every_arm_size_and_seed(cells):
 
 
 def test_study_born_again_cells_take_one_seed_and_wait_for_their_teachers(cells):
-    from polyhead.report.study import waits_for
+    from polyhead.study.run import waits_for
 
     taught = [c for c in cells if c.arm == "born_again" and c.size == 500]
     assert [(c.name, c.seeds, c.teachers_from) for c in taught] == [

@@ -6,7 +6,7 @@ import pytest
 from conftest import write
 
 from polyhead.data.schema import CorpusError
-from polyhead.data.text import read_documents, read_sources, split_documents
+from polyhead.pretrain.text import read_documents, read_sources, split_documents
 
 
 @pytest.mark.parametrize(

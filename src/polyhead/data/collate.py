@@ -9,15 +9,16 @@ from torch.utils.data import Sampler
 from transformers import PreTrainedTokenizerBase
 
 from polyhead.data.schema import Example
-from polyhead.tokens.alignment import Alignment, plan_alignment
+from polyhead.tokens.alignment import Alignment, Windowing, plan_alignment
 from polyhead.tokens.wordpieces import special_tokens, wordpieces
 
 
 class Collator:
-    """Shared by training and the exported spaCy pipeline, so both see identical windows and pooling."""
+    """Shared by training and the exported spaCy pipeline, so both see identical windows and pooling: the
+    encoder's `windowing`."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, window: int, stride: int, pooling: str):
-        self.tokenizer, self.window, self.stride, self.pooling = tokenizer, window, stride, pooling
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, windowing: Windowing):
+        self.tokenizer, self.windowing = tokenizer, windowing
         self.special = special_tokens(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -30,11 +31,12 @@ class Collator:
 
     def row_length(self, pieces: list[list[int]]) -> int:
         """The longest window row a text of these words' wordpieces needs, special tokens included."""
-        return min(sum(map(len, pieces)), self.window) + sum(map(len, self.special))
+        return min(sum(map(len, pieces)), self.windowing.window) + sum(map(len, self.special))
 
     def plan(self, pieces: list[list[list[int]]]) -> Alignment:
         """The windows and pooling plan of texts already cut into wordpieces."""
-        return plan_alignment(pieces, self.window, self.stride, self.pooling, self.special, self.pad_id)
+        w = self.windowing
+        return plan_alignment(pieces, w.window, w.stride, w.pooling, self.special, self.pad_id)
 
     def __call__(self, examples: list[Example]) -> dict:
         return {"alignment": self.align([ex.words for ex in examples]), "examples": examples}

@@ -27,15 +27,15 @@ from polyhead.models.multitask import MultitaskModel
 
 def run_job(cfg: DictConfig) -> float | None:
     """`python train.py teachers=...` calls this: train.py's job, failures recorded as train.py's are."""
-    from polyhead.train import run_job as train_job
+    from polyhead.training.run import run_job as train_job
 
     return train_job(cfg, job=run_born_again)
 
 
 def run_born_again(cfg: DictConfig) -> float | None:
     """Read the data, check and load the teachers, label the training texts (cached), then train.py's run."""
-    from polyhead.preflight import check_hparams
-    from polyhead.train import load_data, run
+    from polyhead.training.preflight import check_hparams
+    from polyhead.training.run import load_data, run
 
     pl.seed_everything(cfg.seed, workers=True)  # the student's heads start as a plain run's would
     check_hparams(cfg)

@@ -13,10 +13,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
-from polyhead.lit_module import MultitaskModule
 from polyhead.models.encoder import check_keep_layers, keep_transformer_layers
 from polyhead.models.multitask import MultitaskModel
 from polyhead.models.stored_config import SECTIONS, is_plain
+from polyhead.training.lit_module import MultitaskModule
 
 OWN_KEYS = ("seed", "threads", "resume", "run_name", "optim", "trainer", "callbacks", "logger", "paths")
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from polyhead.data.text import read_sources
 from polyhead.distill.layers import DistillationModule, student_config, student_from_teacher
 from polyhead.distill.teacher import (
     Teacher,
@@ -29,6 +28,7 @@ from polyhead.errors import UserError
 from polyhead.models.build import build_model, objective_weights
 from polyhead.models.encoder import check_keep_layers
 from polyhead.models.stored_config import build_stored
+from polyhead.pretrain.text import read_sources
 from polyhead.tracking import mlflow_config
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def run_job(cfg: DictConfig):
             n = teacher.model.encoder.num_layers
             raise UserError(f"{err} (the teacher's encoder has {n} layers)") from None
     scfg = student_config(teacher.cfg, cfg)
-    from polyhead.train import load_data
+    from polyhead.training.run import load_data
 
     datamodule = load_data(scfg, make=build_stored)  # the teacher's corpora: gold train texts, dev and test
     gold = datamodule.examples["train"] if cfg.transfer.gold_texts else []
@@ -84,7 +84,7 @@ def run_job(cfg: DictConfig):
 
 
 def train_layers_student(scfg: DictConfig, teacher: Teacher, datamodule, examples, tags: dict):
-    from polyhead.train import run
+    from polyhead.training.run import run
 
     datamodule.examples["train"], datamodule.labels = examples, teacher.labels
     model = build_model(scfg, teacher.labels, make=build_stored)  # the teacher's encoder and heads: data

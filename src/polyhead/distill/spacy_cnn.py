@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from polyhead.data.schema import Example
 from polyhead.errors import UserError
 from polyhead.evaluate import metric_names
 from polyhead.export.convert import Writers, gold_writers, to_docbin
+from polyhead.tracking import run_metadata, tracked_run
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,10 @@ def run_spacy_cnn(
     corpus = write_corpora(out / "corpus", splits, lang, writers)
     config = efficiency_config(cfg, train, corpus, lang, writers)
     config.to_disk(out / "config.cfg")
-    run_tags = {"distill/student": "spacy_cnn", "distill/labels": str(cfg.student.get("labels", "teacher"))}
-    with tracked_run(cfg, {**run_tags, **tags}) as run:
+    labels = str(cfg.student.get("labels", "teacher"))
+    student_tags = {"distill/student": "spacy_cnn", "distill/labels": labels, **tags}
+    name = cfg.get("run_name") or f"spacy_cnn ({student_tags['distill/labels']} labels)"
+    with tracked_run(cfg, name, run_tags(cfg, student_tags)) as run:
         student = flat_params(OmegaConf.to_container(cfg.student, resolve=True), "student")
         run.log_params(flat_params(config, "spacy") | student)
         run.log_metrics({"data/train_examples": len(train)})
@@ -249,80 +251,13 @@ def flat_params(tree: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
-class TrackedRun:
-    """One MLflow run written through MlflowClient (None: no MLflow logger configured, nothing is logged)."""
-
-    def __init__(self, client=None, run_id: str | None = None, uri: str | None = None):
-        self.client, self.run_id, self.uri = client, run_id, uri
-
-    def log_params(self, params: dict) -> None:
-        from mlflow.entities import Param
-
-        if self.client:
-            # A spaCy section's registered function (`training.optimizer.@optimizers`) as the section's value.
-            batch = [Param(k.split(".@")[0], str(v)) for k, v in params.items()]
-            for i in range(0, len(batch), 100):
-                self.client.log_batch(self.run_id, params=batch[i : i + 100])
-
-    def log_metrics(self, metrics: dict[str, float]) -> None:
-        from mlflow.entities import Metric
-
-        if self.client:
-            now = int(time.time() * 1000)
-            batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
-            self.client.log_batch(self.run_id, metrics=batch)
-
-    def set_tag(self, key: str, value: str) -> None:
-        if self.client:
-            self.client.set_tag(self.run_id, key, value)
-
-    def log_artifact(self, file: Path, folder: str | None = None) -> None:
-        if self.client:
-            self.client.log_artifact(self.run_id, str(file), folder)
-
-    def log_artifacts(self, directory: Path, folder: str) -> None:
-        if self.client:
-            self.client.log_artifacts(self.run_id, str(directory), folder)
-
-    def describe(self) -> str:
-        return f"MLflow run {self.run_id} in {self.uri}" if self.client else "(no MLflow logger configured)"
-
-
-@contextmanager
-def tracked_run(cfg: DictConfig, tags: dict[str, str]):
-    """An MLflow run in the configured logger's store and experiment (the teacher's), tagged like train.py's
-    runs (hardware, git state) plus `tags`; FINISHED on success, FAILED with an `error` tag on an error."""
-    from mlflow.tracking import MlflowClient
-
-    from polyhead.hardware import run_tags
-    from polyhead.tracking import git_commit, git_state, mlflow_config, prepare_store, source_checkout
-
-    spec = mlflow_config(cfg)
-    if spec is None:
-        yield TrackedRun()
-        return
-    prepare_store(spec.get("tracking_uri") or "", spec.experiment_name, spec.get("artifact_location"))
-    client = MlflowClient(spec.get("tracking_uri"))
-    experiment = client.get_experiment_by_name(spec.experiment_name)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(spec.experiment_name)
-    root = source_checkout(cfg)
-    tags = {
-        **run_tags("fp32"),  # thinc's numpy ops: the CNN trains and runs in fp32
-        "git_commit": git_commit(root),
-        **git_state(root),
+def run_tags(cfg: DictConfig, tags: dict[str, str]) -> dict[str, str]:
+    """Tagged like train.py's runs (hardware, git state) plus spaCy's version and `tags`."""
+    return {
+        **run_metadata(cfg, "fp32"),  # thinc's numpy ops: the CNN trains and runs in fp32
         "spacy_version": spacy.__version__,
         **tags,
     }
-    name = cfg.get("run_name") or f"spacy_cnn ({tags['distill/labels']} labels)"
-    run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-    run = TrackedRun(client, run_id, spec.get("tracking_uri"))
-    try:
-        yield run
-    except BaseException as err:
-        client.set_tag(run.run_id, "error", f"{type(err).__name__}: {err}"[:5000])
-        client.set_terminated(run.run_id, "FAILED")
-        raise
-    client.set_terminated(run.run_id, "FINISHED")
 
 
 def report(pipeline: Path, metrics: dict[str, float], run: str) -> None:

@@ -24,9 +24,15 @@ from polyhead.cache import cached_file, check_private, private_dir, write_privat
 from polyhead.data.collate import Collator
 from polyhead.data.schema import Example, Gold
 from polyhead.errors import UserError
-from polyhead.export.checkpoint import load_checkpoint, pick_checkpoint, run_spec
+from polyhead.export.checkpoint import (
+    checkpoint_dir,
+    load_checkpoint,
+    pick_checkpoint,
+    read_checkpoint,
+    run_spec,
+)
 from polyhead.models.multitask import MultitaskModel
-from polyhead.preflight import looks_like_path
+from polyhead.training.preflight import looks_like_path
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # bump when the cache layout changes (2: teachers keyed by checkpoint content)
@@ -63,8 +69,6 @@ def load_teacher(spec: str, tracking_uri: str | None) -> Teacher:
     else:
         path, run_id = finished_run_checkpoint(spec, tracking_uri), spec
     model, collate, cfg = load_checkpoint(path)  # its config is checked data; nothing it names is called
-    from polyhead.callbacks.state import read_checkpoint
-
     ckpt = read_checkpoint(path)
     _, labels = run_spec(ckpt, path)
     return Teacher(model, collate, cfg, labels, path, run_id or ckpt.get("mlflow_run_id"))
@@ -72,8 +76,6 @@ def load_teacher(spec: str, tracking_uri: str | None) -> Teacher:
 
 def finished_run_checkpoint(run_id: str, tracking_uri: str | None) -> Path:
     """The best checkpoint of a FINISHED MLflow run of train.py (any other status is an error)."""
-    from polyhead.tracking import checkpoint_dir
-
     if not tracking_uri:
         raise UserError(f"teacher={run_id}: not a checkpoint path, and no MLflow logger to find a run in")
     ckpt_dir = checkpoint_dir(tracking_uri, run_id)  # names the store and run when either is missing

@@ -14,8 +14,7 @@ from polyhead.errors import UserError
 
 def export(cfg: DictConfig) -> Path:
     """The pipeline directory, or the package directory when package=true."""
-    from polyhead.callbacks.state import read_checkpoint
-    from polyhead.export.checkpoint import best_checkpoint, load_checkpoint, pick_checkpoint
+    from polyhead.export.checkpoint import best_checkpoint, load_checkpoint, pick_checkpoint, read_checkpoint
     from polyhead.export.package import build_package, check_lang, package_folder
     from polyhead.export.pipeline import PACKAGE_META, export_run
 
@@ -46,11 +45,9 @@ def export(cfg: DictConfig) -> Path:
         print(f"package: {file}  (pip install it, then spacy.load({package.name.rsplit('-', 1)[0]!r}))")
     run_id = cfg.run_id or read_checkpoint(ckpt).get("mlflow_run_id")
     if cfg.log_to_run and run_id and dist:
-        from mlflow.tracking import MlflowClient
+        from polyhead.tracking import log_files
 
-        client = MlflowClient(cfg.tracking_uri)
-        for file in dist:
-            client.log_artifact(run_id, str(file), "package")
+        log_files(cfg.tracking_uri, run_id, dist, "package")
     return package
 
 

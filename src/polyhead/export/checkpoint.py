@@ -1,12 +1,15 @@
-"""A training checkpoint, or an MLflow run's best one, back into the model and collator it trained."""
+"""A training checkpoint, or an MLflow run's best one, back into the model and collator it trained: where an
+earlier run kept its checkpoints (its `checkpoint_dir` tag), checkpoint files read back whole, or for the
+score their ModelCheckpoint saved them with, so the best file is chosen by score, not by name."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
-from polyhead.callbacks.state import read_checkpoint
 from polyhead.data.collate import Collator
 from polyhead.errors import UserError
 from polyhead.models.build import build_collator, build_model
@@ -15,8 +18,8 @@ from polyhead.models.stored_config import StoredConfigError, build_stored, read_
 
 
 def load_checkpoint(path: str | Path) -> tuple[MultitaskModel, Collator, DictConfig]:
-    """Rebuild from the config and labels every checkpoint carries (callbacks.state.RunSpec). The config is
-    data: what it names is built from the allow-list of models.stored_config, never instantiated."""
+    """Rebuild from the config and labels every checkpoint carries (training.callbacks.state.RunSpec). The
+    config is data: what it names is built from the allow-list of models.stored_config, never instantiated."""
     path = Path(path)
     ckpt = read_checkpoint(path)
     cfg, labels = run_spec(ckpt, path)
@@ -51,17 +54,38 @@ def run_spec(ckpt: dict, path: Path) -> tuple[DictConfig, dict[str, list[str]]]:
 
 def best_checkpoint(tracking_uri: str, run_id: str) -> Path:
     """The best checkpoint of an MLflow run of train.py."""
-    from polyhead.tracking import checkpoint_dir
-
     return pick_checkpoint(checkpoint_dir(tracking_uri, run_id))
+
+
+def checkpoint_dir(tracking_uri: str, run_id: str) -> Path:
+    """Where an earlier MLflow run of train.py kept its checkpoints (its `checkpoint_dir` tag)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        raise UserError(f"{run_id}: not a checkpoint file, nor a run in {tracking_uri} (no such store)")
+    try:
+        ckpt_dir = MlflowClient(tracking_uri).get_run(run_id).data.tags.get("checkpoint_dir")
+    except MlflowException as err:
+        message = f"{run_id}: not a checkpoint file, nor a run in {tracking_uri}: {err.message}"
+        raise UserError(message) from err
+    if not ckpt_dir:
+        raise UserError(f"run {run_id} has no checkpoint_dir tag: was it trained by train.py?")
+    return Path(ckpt_dir)
+
+
+def checkpoint_from_run(tracking_uri: str, run_id: str) -> str:
+    """The last checkpoint of an earlier MLflow run, to resume it."""
+    ckpt = checkpoint_dir(tracking_uri, run_id) / "last.ckpt"
+    if not ckpt.is_file():
+        raise UserError(f"run {run_id} has no last.ckpt (checkpoint_dir tag: {str(ckpt.parent)!r})")
+    return str(ckpt)
 
 
 def pick_checkpoint(path: Path) -> Path:
     """A checkpoint file as it is; in a checkpoint folder, the best*.ckpt whose ModelCheckpoint saved it with
     the best score (mode max or min, as that callback had it; file names only break ties, or choose when no
     file holds a score), else last.ckpt."""
-    from polyhead.callbacks.checkpoint import monitored_score
-
     if path.is_file():
         return path
     found = sorted(path.glob("best*.ckpt"))
@@ -73,3 +97,42 @@ def pick_checkpoint(path: Path) -> Path:
     if not found:
         raise UserError(f"{path}: no such checkpoint, nor a folder with best*.ckpt or last.ckpt")
     return found[-1]
+
+
+def read_checkpoint(path) -> dict:
+    """torch.load of a checkpoint file; a truncated or foreign file is a UserError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such checkpoint") from None
+    except Exception as err:  # zip reader errors (truncated), unpickling errors (not a checkpoint)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        why = f"truncated, or not a checkpoint: {reason}"
+        raise UserError(f"{path}: cannot read the checkpoint ({why})") from err
+
+
+def monitored_score(path: Path) -> tuple[float, str] | None:
+    """(score, mode) a ModelCheckpoint saved `path` with: its monitor's value then (`current_score`) and
+    whether higher or lower is better; None for a file without one, or one that cannot be read."""
+    try:  # mmap: the scores are read, the weights are not
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+    callbacks = ckpt.get("callbacks") if isinstance(ckpt, dict) else None
+    for key, state in (callbacks or {}).items():
+        if not str(key).startswith("ModelCheckpoint") or not isinstance(state, dict):
+            continue
+        score = state.get("current_score")
+        if score is not None and state.get("monitor"):
+            return float(score), _state_key_fields(str(key)).get("mode", "min")  # Lightning's default
+    return None
+
+
+def _state_key_fields(key: str) -> dict:
+    """The fields of a callback's state key, e.g. `ModelCheckpoint{'monitor': 'val/objective', 'mode': 'max',
+    ...}` (Callback._generate_state_key), read as a literal."""
+    try:
+        fields = ast.literal_eval(key[key.index("{") :])
+    except (ValueError, SyntaxError):
+        return {}
+    return fields if isinstance(fields, dict) else {}

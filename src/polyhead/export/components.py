@@ -111,7 +111,13 @@ class PolyheadEncoder(BatchedComponent):
         path.mkdir(parents=True, exist_ok=True)
         self.encoder.model.save_pretrained(path / "model")  # safetensors
         self.collate.tokenizer.save_pretrained(path / "model")
-        settings = {k: getattr(self.encoder, k) for k in ("pooling", "window", "stride", "scalar_mix")}
+        w = self.encoder.windowing  # encoder.json's keys as before the settings were one object
+        settings = {
+            "pooling": w.pooling,
+            "window": w.window,
+            "stride": w.stride,
+            "scalar_mix": self.encoder.scalar_mix,
+        }
         settings["tasks"] = list(self.encoder.task_mixes.keys()) or None
         (path / "encoder.json").write_text(json.dumps(settings, indent=2))
         mixes = {k: v.contiguous() for k, v in self.encoder.state_dict().items() if "mix" in k.split(".")[0]}
@@ -132,8 +138,7 @@ class PolyheadEncoder(BatchedComponent):
                 encoder.load_state_dict(load_file(str(path / "mixes.safetensors")), strict=False)
         except Exception as err:
             raise OSError(f"{path / 'model'}: could not load the encoder weights ({err})") from err
-        window = {k: settings[k] for k in ("pooling", "window", "stride")}
-        self.set_model(encoder, Collator(load_tokenizer(str(path / "model")), **window))
+        self.set_model(encoder, Collator(load_tokenizer(str(path / "model")), encoder.windowing))
         return self
 
 

@@ -17,7 +17,7 @@ from polyhead.errors import UserError
 from polyhead.hardware import detect, inference_precision
 from polyhead.models.heads.tagger import TokenTaggingHead
 from polyhead.models.multitask import MultitaskModel
-from polyhead.tracking import mlflow_loggers
+from polyhead.tracking import log_artifacts, set_tags
 
 PACKAGE_META = ("name", "version", "description", "author", "email", "url", "license")
 
@@ -123,7 +123,6 @@ def export_run(cfg: DictConfig, model: MultitaskModel, collate: Collator, logger
         precision=cfg.export.precision,
     )
     resolved = inference_precision(cfg.export.precision, detect())
-    for lg in mlflow_loggers(loggers):
-        lg.experiment.log_artifacts(lg.run_id, str(path), "spacy_pipeline")
-        lg.experiment.set_tag(lg.run_id, "hw/inference_precision", resolved)
+    log_artifacts(loggers, path, "spacy_pipeline")
+    set_tags(loggers, {"hw/inference_precision": resolved})
     return path

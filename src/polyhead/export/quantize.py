@@ -213,7 +213,7 @@ def calibration_texts() -> list[list[str]]:
 def calibration_feed(encoder: Encoder) -> list[dict]:
     """The calibration texts as ONNX inputs, windowed by the encoder's own tokenizer and settings and batched,
     length-sorted, as the encoder component batches: [{"input_ids": (N, T), "attention_mask": (N, T)}]."""
-    collate = Collator(load_tokenizer(encoder.name), encoder.window, encoder.stride, encoder.pooling)
+    collate = Collator(load_tokenizer(encoder.name), encoder.windowing)
     texts = sorted(calibration_texts(), key=len)
     feed = []
     for start in range(0, len(texts), CALIBRATION_BATCH):

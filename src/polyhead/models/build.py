@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from polyhead.data.collate import Collator
 from polyhead.errors import UserError
 from polyhead.models.multitask import MultitaskModel
+from polyhead.tokens.alignment import Windowing
 from polyhead.tokens.wordpieces import load_tokenizer
 
 
@@ -75,6 +76,7 @@ def objective_weights(cfg: DictConfig) -> dict[str, float]:
 
 
 def build_collator(encoder: DictConfig, tokenizer=None) -> Collator:
-    """The Collator for the `encoder` config's windows and pooling (its tokenizer unless one is given)."""
+    """The Collator for the `encoder` config's windows and pooling (its tokenizer unless one is given): the
+    Windowing the Encoder built from the same config holds."""
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(encoder.name)
-    return Collator(tokenizer, encoder.window, encoder.stride, encoder.pooling)
+    return Collator(tokenizer, Windowing(encoder.window, encoder.stride, encoder.pooling))

@@ -9,7 +9,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel
 
 from polyhead.errors import UserError
-from polyhead.tokens.alignment import Alignment, pool_windows, pool_words
+from polyhead.tokens.alignment import Alignment, Windowing, pool_windows, pool_words
 from polyhead.tokens.wordpieces import resolve_encoder
 
 # Attention kinds the installed torch and transformers run as they are (None: transformers' default, sdpa).
@@ -77,7 +77,7 @@ class Encoder(nn.Module):
         if scalar_mix == "per_task" and not tasks:
             raise ValueError("encoder.scalar_mix=per_task needs the model's tasks")
         path = resolve_encoder(name)
-        self.name, self.pooling, self.window, self.stride = name, pooling, window, stride
+        self.name, self.windowing = name, Windowing(window, stride, pooling)
         config = AutoConfig.from_pretrained(path)
         if dropout is not None:  # every dropout rate of the transformer (hidden, attention, ...)
             for key in [k for k, v in config.to_dict().items() if "dropout" in k and isinstance(v, float)]:

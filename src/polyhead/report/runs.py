@@ -25,6 +25,9 @@ IGNORED_PARAMS = (
     "threads",
     "study/id",
 )
+# Modules that moved, old dotted path -> new: a param naming code (a callback's `_target_`) of a run logged
+# before the move reads as the same configuration as the same setting logged after it.
+MOVED_MODULES = {"polyhead.callbacks.": "polyhead.training.callbacks."}
 COLUMNS = ["run_id", "config", "train_limit", "train_examples", "seed", "metric", "value"]
 SELECTORS = {"sweep_id": "sweep_id", "study_id": "study_id"}  # option -> the tag it selects runs by
 BEST = "best/"  # best/<metric>: the best value of <metric> over the run's history (see best_values)
@@ -134,10 +137,16 @@ def _differing(params: list[dict]) -> list[str]:
 
 def _config_params(run: Run) -> dict[str, str]:
     return {
-        k: v
+        k: current_name(v)
         for k, v in run.data.params.items()
         if k not in (X_PARAM, X_METRIC) and not any(fnmatch.fnmatchcase(k, p) for p in IGNORED_PARAMS)
     }
+
+
+def current_name(value: str) -> str:
+    """A param value, with a moved module's old dotted path (MOVED_MODULES) read as its new one."""
+    old = next((old for old in MOVED_MODULES if str(value).startswith(old)), None)
+    return MOVED_MODULES[old] + value.removeprefix(old) if old else value
 
 
 def train_limit(run: Run) -> str:

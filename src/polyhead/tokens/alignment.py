@@ -24,6 +24,17 @@ from dataclasses import dataclass
 import torch
 
 
+@dataclass(frozen=True)
+class Windowing:
+    """How texts become windows and pieces become words: at most `window` pieces a window, a new window every
+    `stride` pieces, `pooling` "first" or "mean". The encoder holds it (its encoder.json keeps these keys)
+    and the collator that feeds the encoder windows with it, so training and export cut texts alike."""
+
+    window: int = 256
+    stride: int = 192
+    pooling: str = "first"
+
+
 @dataclass
 class Alignment:
     """Index tensors that map windows of wordpieces back to the words of each text."""

@@ -12,24 +12,22 @@ import torch
 from omegaconf import DictConfig
 
 import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
-from polyhead.data.packing import PackedTextDataModule
-from polyhead.data.text import TextStats, read_sources, split_documents
-from polyhead.hardware import run_tags as hardware_tags
-from polyhead.loggers import instantiate_loggers, resolve_resume
-from polyhead.mlm import MaskedLMModule, load_mlm, save_encoder
-from polyhead.models.vocabulary import add_domain_words, frequent_split_words
-from polyhead.preflight import check_hparams, load_encoder_tokenizer
+from polyhead.pretrain.mlm import MaskedLMModule, load_mlm, save_encoder
+from polyhead.pretrain.packing import PackedTextDataModule
+from polyhead.pretrain.text import TextStats, read_sources, split_documents
+from polyhead.pretrain.vocabulary import add_domain_words, frequent_split_words
 from polyhead.tracking import (
     LINEAGE_FILE,
-    checkpoint_folder,
-    encoder_lineage,
-    git_commit,
+    encoder_tags,
+    log_artifacts,
     log_run_metadata,
     mlflow_config,
     mlflow_loggers,
-    source_checkout,
+    run_metadata,
 )
-from polyhead.trainer import build_trainer
+from polyhead.training.loggers import instantiate_loggers, resolve_resume
+from polyhead.training.preflight import check_hparams, load_encoder_tokenizer
+from polyhead.training.trainer import build_trainer
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +85,7 @@ def run(cfg: DictConfig) -> float | None:
 
     loggers = instantiate_loggers(cfg, run_id)
     trainer, precision = build_trainer(cfg, loggers)
-    tags = {**run_tags(cfg, stats, datamodule, train_docs, val_docs, added), **hardware_tags(precision)}
+    tags = {**run_metadata(cfg, precision), **run_tags(cfg, stats, datamodule, train_docs, val_docs, added)}
     log_run_metadata(loggers, cfg, tags, {"added_words": added}, resumed=run_id is not None)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -102,17 +100,14 @@ def run(cfg: DictConfig) -> float | None:
 
 
 def run_tags(cfg, stats: TextStats, datamodule, train_docs, val_docs, added) -> dict[str, str]:
-    """Commit, source encoder (and its own lineage), text fingerprints and sizes, skipped lines."""
+    """Source encoder (and its own lineage), text fingerprints and sizes, skipped lines, added words."""
     pieces = datamodule.num_pieces
     tags = {
-        "git_commit": git_commit(source_checkout(cfg)),
-        "encoder": cfg.encoder.name,
-        **encoder_lineage(cfg.encoder.name),  # continuing an adapted encoder: keep where it came from
+        **encoder_tags(cfg),  # continuing an adapted encoder: keep where it came from
         "text/documents": f"{len(train_docs)} train, {len(val_docs)} val",
         "text/pieces": f"{pieces['train']} train, {pieces['val']} val",
         "text/skipped_lines": str(stats.total_skipped),
         "vocab/added_words": str(len(added)),
-        "checkpoint_dir": str(checkpoint_folder(cfg)),  # a resumed run's stays where its checkpoints are
         "encoder_dir": str(Path(cfg.paths.output_dir) / "encoder"),
     }
     for path, digest in stats.fingerprints.items():
@@ -132,8 +127,7 @@ def export_encoder(cfg: DictConfig, model, tokenizer, loggers: list) -> Path:
             tracking_uri=lg._tracking_uri,
         )
     (directory / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2) + "\n")
-    for lg in mlflow_loggers(loggers):
-        lg.experiment.log_artifacts(lg.run_id, str(directory), "encoder")
+    log_artifacts(loggers, directory, "encoder")
     return directory
 
 

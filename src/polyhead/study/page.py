@@ -162,8 +162,8 @@ def study_facts(client: MlflowClient, study_id: str, runs: list) -> dict:
     facts["threads"] = counted(runs, lambda t: t.get("hw/threads", "?"))
     facts["precision"] = counted(runs, lambda t: t.get("hw/precision", "?"))
     facts["commit"] = counted(runs, lambda t: f"`{t.get('git_commit', '?')}`")
-    if set(r.data.tags.get("git_commit") for r in runs) == {"unknown"}:  # runs before 4b99936 with a root
-        # outside the checkout recorded no commit: the study's checkout
+    if set(r.data.tags.get("git_commit") for r in runs) == {"unknown"}:  # runs of an older polyhead whose
+        # root was outside the checkout recorded no commit: the study's checkout
         facts["commit"] = f"`{latest('study_commit')}` (scripts/study.py's checkout)"
     facts["span"] = (end - start) / 1000
     facts["busy"] = busy_seconds(every)

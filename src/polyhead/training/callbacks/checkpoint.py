@@ -1,9 +1,8 @@
-"""Checkpoint files: written whole or not at all, beside themselves (never through $TMPDIR), and read back for
-the score their ModelCheckpoint saved them with, so the best file is chosen by score, not by name."""
+"""Checkpoint files written whole or not at all, beside themselves (never through $TMPDIR). They are read back
+in polyhead.export.checkpoint (whole, or for the score their ModelCheckpoint saved them with)."""
 
 from __future__ import annotations
 
-import ast
 import os
 from pathlib import Path
 from typing import Any
@@ -65,30 +64,3 @@ def _running(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
-
-
-def monitored_score(path: Path) -> tuple[float, str] | None:
-    """(score, mode) a ModelCheckpoint saved `path` with: its monitor's value then (`current_score`) and
-    whether higher or lower is better; None for a file without one, or one that cannot be read."""
-    try:  # mmap: the scores are read, the weights are not
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        return None
-    callbacks = ckpt.get("callbacks") if isinstance(ckpt, dict) else None
-    for key, state in (callbacks or {}).items():
-        if not str(key).startswith("ModelCheckpoint") or not isinstance(state, dict):
-            continue
-        score = state.get("current_score")
-        if score is not None and state.get("monitor"):
-            return float(score), _state_key_fields(str(key)).get("mode", "min")  # Lightning's default
-    return None
-
-
-def _state_key_fields(key: str) -> dict:
-    """The fields of a callback's state key, e.g. `ModelCheckpoint{'monitor': 'val/objective', 'mode': 'max',
-    ...}` (Callback._generate_state_key), read as a literal."""
-    try:
-        fields = ast.literal_eval(key[key.index("{") :])
-    except (ValueError, SyntaxError):
-        return {}
-    return fields if isinstance(fields, dict) else {}

@@ -10,9 +10,9 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from polyhead.callbacks.checkpoint import AtomicCheckpointIO
-from polyhead.callbacks.progress import replaces_progress_bar
 from polyhead.hardware import resolve_trainer_precision
+from polyhead.training.callbacks.checkpoint import AtomicCheckpointIO
+from polyhead.training.callbacks.progress import replaces_progress_bar
 
 
 def build_trainer(

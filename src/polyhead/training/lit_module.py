@@ -8,7 +8,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from polyhead.models.multitask import MultitaskModel
-from polyhead.optim import build_optimizer
+from polyhead.training.optim import build_optimizer
 
 
 class MultitaskModule(pl.LightningModule):

@@ -2,8 +2,8 @@
 
 `logger` (conf/logger/) holds named logger configs, one or several (`logger=[mlflow,csv]`); MLflow is one
 choice among Lightning's loggers. What only MLflow has — creating its store, continuing a run by id, the
-default run name, its tags and artifacts — happens only when an MLflow logger is configured
-(polyhead.tracking.mlflow_config); a checkpoint path resumes with any logger, or none."""
+default run name, its tags and artifacts — happens only when an MLflow logger is configured, and in
+polyhead.tracking; a checkpoint path resumes with any logger, or none."""
 
 from __future__ import annotations
 
@@ -14,17 +14,10 @@ from omegaconf import DictConfig, open_dict
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
-from polyhead.callbacks.state import read_checkpoint
 from polyhead.errors import UserError
-from polyhead.preflight import looks_like_path
-from polyhead.tracking import (
-    checkpoint_from_run,
-    default_run_name,
-    is_mlflow,
-    logger_configs,
-    mlflow_config,
-    prepare_store,
-)
+from polyhead.export.checkpoint import checkpoint_from_run, read_checkpoint
+from polyhead.tracking import is_mlflow, logger_configs, mlflow_config, mlflow_logger_settings
+from polyhead.training.preflight import looks_like_path
 
 
 def instantiate_loggers(cfg: DictConfig, run_id: str | None) -> list[Logger]:
@@ -38,14 +31,7 @@ def instantiate_loggers(cfg: DictConfig, run_id: str | None) -> list[Logger]:
 def instantiate_logger(cfg: DictConfig, spec: DictConfig, run_id: str | None) -> Logger:
     if not is_mlflow(spec):
         return instantiate(spec)
-    if spec.get("tracking_uri"):
-        prepare_store(spec.tracking_uri, spec.experiment_name, spec.get("artifact_location"))
-    extra = {"run_id": run_id} if run_id else {}
-    if run_id and spec._target_.endswith(".MLFlowLogger"):
-        extra["_target_"] = "polyhead.tracking.ContinuedMLFlowLogger"  # replayed steps are not logged twice
-    if spec.get("run_name", "absent") is None:
-        extra["run_name"] = default_run_name(cfg)
-    return instantiate(spec, **extra)
+    return instantiate(spec, **mlflow_logger_settings(cfg, spec, run_id))
 
 
 def resolve_resume(cfg: DictConfig) -> tuple[str | None, str | None]:

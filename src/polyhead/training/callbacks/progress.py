@@ -16,8 +16,8 @@ import time
 
 import pytorch_lightning as pl
 
-from polyhead.callbacks.throughput import WordThroughput
 from polyhead.errors import UserError
+from polyhead.training.callbacks.throughput import WordThroughput
 
 log = logging.getLogger(__name__)
 MODES = ("auto", "lines", "bar")

@@ -10,8 +10,6 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from polyhead.errors import UserError
-
 
 class RngState(pl.Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
@@ -53,15 +51,3 @@ class RunSpec(pl.Callback):
         run_ids = [lg.run_id for lg in trainer.loggers if isinstance(lg, MLFlowLogger)]
         if run_ids and isinstance(run_ids[0], str):
             checkpoint["mlflow_run_id"] = run_ids[0]
-
-
-def read_checkpoint(path) -> dict:
-    """torch.load of a checkpoint file; a truncated or foreign file is a UserError naming it."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such checkpoint") from None
-    except Exception as err:  # zip reader errors (truncated), unpickling errors (not a checkpoint)
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        why = f"truncated, or not a checkpoint: {reason}"
-        raise UserError(f"{path}: cannot read the checkpoint ({why})") from err

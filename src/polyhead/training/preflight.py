@@ -44,7 +44,7 @@ def check_number(key: str, value, test, must: str) -> None:
 
 def check_hparams(cfg: DictConfig) -> None:
     """Every rule of RULES, the betas, the window/stride pair, head dropouts and the lr schedule."""
-    from polyhead.optim import schedule_lambda
+    from polyhead.training.optim import schedule_lambda
 
     for key, (test, must) in RULES.items():
         value = OmegaConf.select(cfg, key, default=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 
-from polyhead.optim import encoder_depth
+from polyhead.training.optim import encoder_depth
 
 
 class GradualUnfreezing(pl.Callback):

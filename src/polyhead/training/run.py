@@ -1,8 +1,8 @@
 """run(cfg): seed, read data, build model, fit, test, export; returns the sweep objective.
 
 An orchestrator only: the model is built in polyhead.models.build, the loggers and resume in
-polyhead.loggers, the Trainer in polyhead.trainer, MLflow records in polyhead.tracking and the spaCy
-pipeline in polyhead.export.pipeline."""
+polyhead.training.loggers, the Trainer in polyhead.training.trainer, MLflow records in polyhead.tracking and
+the spaCy pipeline in polyhead.export.pipeline."""
 
 from __future__ import annotations
 
@@ -16,27 +16,24 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
-from polyhead.callbacks.state import RunSpec
 from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.export.pipeline import export_run
-from polyhead.hardware import run_tags as hardware_tags
-from polyhead.lit_module import MultitaskModule
-from polyhead.loggers import instantiate_loggers, resolve_resume
 from polyhead.models.build import build_collator, build_model, objective_weights
-from polyhead.preflight import check_hparams, load_encoder_tokenizer
 from polyhead.tracking import (
-    checkpoint_folder,
-    encoder_lineage,
-    git_commit,
+    encoder_tags,
     log_run_metadata,
     mlflow_config,
     mlflow_loggers,
     record_failed_job,
+    run_metadata,
     set_status,
-    source_checkout,
     sweep_tags,
 )
-from polyhead.trainer import build_trainer
+from polyhead.training.callbacks.state import RunSpec
+from polyhead.training.lit_module import MultitaskModule
+from polyhead.training.loggers import instantiate_loggers, resolve_resume
+from polyhead.training.preflight import check_hparams, load_encoder_tokenizer
+from polyhead.training.trainer import build_trainer
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +116,10 @@ def log_run_start(
     """Config, labels and tags (hardware, commit, encoder lineage, corpora) to every logger that keeps them,
     and the x axis of learning curves: the examples actually trained on, after data.train_limit."""
     tags = {
-        **hardware_tags(precision),  # CPU model, torch's capability, threads, device, precision used
-        "git_commit": git_commit(source_checkout(cfg)),
-        "encoder": cfg.encoder.name,
-        **encoder_lineage(cfg.encoder.name),  # the pretraining run of a domain-adapted encoder
+        **run_metadata(cfg, precision),
+        **encoder_tags(cfg),
         **datamodule.fingerprints(),
         **datamodule.corpus_repairs(),  # entity tags read as conlleval reads them (IOB1 B-X after O...)
-        "checkpoint_dir": str(checkpoint_folder(cfg)),  # a resumed run's stays where its checkpoints are
         **sweep_tags(),
         **(extra or {}),
     }

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, PreTrainedModel
 
-from polyhead.lit_module import MultitaskModule
-from polyhead.optim import build_optimizer
 from polyhead.tokens.wordpieces import resolve_encoder
+from polyhead.training.lit_module import MultitaskModule
+from polyhead.training.optim import build_optimizer
 
 HEAD_FILE = "mlm_head.safetensors"
 

@@ -26,8 +26,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from polyhead.report import build_report, log_report
-from polyhead.report.page import check, publish, report_metrics
 from polyhead.report.runs import load_runs, train_limit
+from polyhead.study.page import check, publish, report_metrics
 from polyhead.tracking import git_commit, mlflow_config
 
 
@@ -150,8 +150,8 @@ def done_seeds(finished: list) -> set[tuple]:
 def close_stale_runs(client: MlflowClient, study_id: str, mark: bool = True) -> int:
     """Marks KILLED the study's runs that a stopped study left unfinished, when it is resumed: those still
     RUNNING (their process died with the session or machine that ran them) and those FINISHED without a test
-    metric (Lightning's MLflow logger ends a run FINISHED when `fit` ends, before `test`; runs of polyhead
-    before 65b05eb, which did not set it RUNNING again, were left so by a kill in between). Otherwise the
+    metric (Lightning's MLflow logger ends a run FINISHED when `fit` ends, before `test`; runs of a polyhead
+    that did not set it RUNNING again were left so by a kill in between). Otherwise the
     page would count them as running, or the report would take a run that was never tested. Returns how
     many (mark=False: only counts them, as a dry run does)."""
     experiments = [e.experiment_id for e in client.search_experiments()]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from polyhead.tracking import mlflow_loggers
+from polyhead.tracking import log_artifacts, mlflow_loggers
 
 PER_TYPE_COLUMNS = ("precision", "recall", "f1", "support")
 
@@ -35,8 +35,7 @@ class TestArtifacts(pl.Callback):
             return
         with tempfile.TemporaryDirectory() as tmp:
             write_test_artifacts(details, pl_module.model.heads, Path(tmp))
-            for lg in loggers:
-                lg.experiment.log_artifacts(lg.run_id, tmp, self.artifact_path)
+            log_artifacts(loggers, tmp, self.artifact_path)
 
 
 def write_test_artifacts(details: dict[str, dict[str, torch.Tensor]], heads, directory: Path) -> list[Path]:
