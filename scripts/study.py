@@ -20,7 +20,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from polyhead.study.page import check, publish
+from polyhead.errors import UserError
+from polyhead.study.page import check, check_owner, publish
 from polyhead.study.run import compose_study, page_meta, report, run_study
 from polyhead.tracking import mlflow_config
 
@@ -61,6 +62,7 @@ def main() -> int:
     if args.action == "publish":
         if not args.id:
             parser.error("publish needs --id <study id>")
+        check_owner(Path(args.page), args.id)  # before the report run is logged
         cfg = compose_study(PROJECT, args.study, args.overrides)
         uri = mlflow_config(cfg).tracking_uri
         out = Path(cfg.paths.root_dir) / "outputs" / "reports" / args.id
@@ -77,5 +79,5 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         sys.exit(main())
-    except ValueError as error:  # no runs, a bad arm or comparison: a message, not a traceback
+    except (ValueError, UserError) as error:  # no runs, a bad arm or page: a message, not a traceback
         sys.exit(f"scripts/study.py: {error}")

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from polyhead.errors import UserError
 from polyhead.report import build_report, file_stem, uncompared
 from polyhead.report.compare import seed_order, size_order
 from polyhead.report.runs import train_limit
@@ -286,9 +287,19 @@ def report_metrics(metrics: list[str]) -> str:
     return ",".join(["test/*", *dev_metrics(metrics)])
 
 
+def check_owner(page: Path, study_id: str) -> None:
+    """A page already published for another study is not `study_id`'s to rewrite (one page per study)."""
+    published = page.with_suffix("") / "study.json"
+    held = json.loads(published.read_text()).get("study_id") if published.is_file() else study_id
+    if held != study_id:
+        why = f"holds study {held!r}, not {study_id!r}"
+        raise UserError(f"{page}: {why}; give this study its own page (--page)")
+
+
 def publish(client: MlflowClient, meta: dict, page: Path) -> Path:
     """Rewrites the page's blocks and its folder (plots, tables, study.json) for the study in `meta`
-    ({study_id, compare, metrics, tracking_uri})."""
+    ({study_id, compare, metrics, tracking_uri}). A page already holding another study is refused."""
+    check_owner(page, meta["study_id"])
     folder = page.with_suffix("")
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 
 from polyhead.report import build_report, log_report
 from polyhead.report.runs import load_runs, train_limit
-from polyhead.study.page import check, publish, report_metrics
+from polyhead.study.page import check, check_owner, publish, report_metrics
 from polyhead.tracking import git_commit, mlflow_config
 
 
@@ -316,6 +316,8 @@ def run_study(project: Path, study: str, overrides: list[str], options: dict) ->
     cfg = compose_study(project, study, overrides)
     tracking_uri = mlflow_config(cfg).tracking_uri
     study_id = options.get("id") or new_study_id(study)
+    if options.get("page"):
+        check_owner(Path(options["page"]), study_id)  # before any run, not after the study
     cells = plan(cfg)
     dry_run, jobs = options.get("dry_run", False), options.get("jobs", 1)
     owned = [o for o in overrides if o.lstrip("+~").startswith(("launcher=", "hydra.launcher.", "threads="))]

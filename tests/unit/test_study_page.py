@@ -1,0 +1,51 @@
+"""A study's results page belongs to one study: publishing another study's results onto it is refused."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from polyhead.errors import UserError
+from polyhead.study.page import publish
+
+
+def test_study_page_refuses_another_studys_page(tmp_path):
+    page = tmp_path / "study.md"
+    page.write_text("# results\n<!-- study:setup -->\nold\n<!-- /study:setup -->\n")
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "study.json").write_text(json.dumps({"study_id": "sharing-ewt-1"}))
+    meta = {"study_id": "sharing-ewt-2", "compare": [], "metrics": [], "tracking_uri": "sqlite:///none.db"}
+    with pytest.raises(UserError, match=r"holds study 'sharing-ewt-1', not 'sharing-ewt-2'.*--page"):
+        publish(None, meta, page)
+    assert "old" in page.read_text()  # nothing rewritten
+    assert sorted(p.name for p in (tmp_path / "study").iterdir()) == ["study.json"]
+
+
+def test_study_page_refusal_comes_before_any_report_run(tmp_path):
+    """`scripts/study.py publish --id B` onto A's page fails in one line before the report run is logged."""
+    page = tmp_path / "study.md"
+    page.write_text("# results\n")
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "study.json").write_text(json.dumps({"study_id": "sharing-ewt-1"}))
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "scripts/study.py",
+            "publish",
+            "--id",
+            "sharing-ewt-2",
+            "--page",
+            str(page),
+            f"paths.root_dir={tmp_path}",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].endswith("give this study its own page (--page)")
+    assert not (tmp_path / "mlruns").exists()  # no store, no report run
