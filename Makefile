@@ -27,7 +27,7 @@ params:
 CORPORA ?= ../shared/data
 JOBS ?= 1
 study:
-	python scripts/study.py run --jobs $(JOBS) paths.corpora=$(CORPORA)
+	python scripts/study.py run --jobs $(JOBS) --replace paths.corpora=$(CORPORA)
 
 study-dry-run:
 	python scripts/study.py run --dry-run paths.corpora=$(CORPORA)

@@ -50,6 +50,11 @@ def main() -> int:
     parser.add_argument(
         "--page", default=str(PROJECT / "docs" / "study.md"), help="results page ('' for none)"
     )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="run/publish: the page may hold another study's results (make study: reproduce, page and all)",
+    )
     parser.add_argument("--tracking-uri", help="check: the MLflow store (default: the one study.json names)")
     parser.add_argument("overrides", nargs="*", help="train.py overrides for every run")
     args = parser.parse_intermixed_args()
@@ -62,7 +67,8 @@ def main() -> int:
     if args.action == "publish":
         if not args.id:
             parser.error("publish needs --id <study id>")
-        check_owner(Path(args.page), args.id)  # before the report run is logged
+        if not args.replace:
+            check_owner(Path(args.page), args.id)  # before the report run is logged
         cfg = compose_study(PROJECT, args.study, args.overrides)
         uri = mlflow_config(cfg).tracking_uri
         out = Path(cfg.paths.root_dir) / "outputs" / "reports" / args.id

@@ -49,3 +49,22 @@ def test_study_page_refusal_comes_before_any_report_run(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].endswith("give this study its own page (--page)")
     assert not (tmp_path / "mlruns").exists()  # no store, no report run
+
+
+def test_study_page_run_refuses_another_studys_page_unless_replacing(tmp_path):
+    """`run` checks the page before any run; `--dry-run` and `--replace` (make study) go on."""
+    page = tmp_path / "study.md"
+    page.write_text("# results\n")
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "study.json").write_text(json.dumps({"study_id": "sharing-ewt-1"}))
+    root = Path(__file__).resolve().parents[2]
+    base = [sys.executable, "scripts/study.py", "run", "--id", "other", "--page", str(page)]
+    paths = [f"paths.root_dir={tmp_path}", "paths.corpora=/nonexistent"]
+
+    def study(*args):
+        return subprocess.run([*base, *args, *paths], cwd=root, capture_output=True, text=True, timeout=300)
+
+    refused = study()
+    assert refused.returncode == 1 and "holds study 'sharing-ewt-1', not 'other'" in refused.stderr
+    assert study("--dry-run").returncode == 0
+    assert not (tmp_path / "mlruns").exists()

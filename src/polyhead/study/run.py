@@ -316,7 +316,7 @@ def run_study(project: Path, study: str, overrides: list[str], options: dict) ->
     cfg = compose_study(project, study, overrides)
     tracking_uri = mlflow_config(cfg).tracking_uri
     study_id = options.get("id") or new_study_id(study)
-    if options.get("page"):
+    if options.get("page") and not (options.get("replace") or options.get("dry_run")):
         check_owner(Path(options["page"]), study_id)  # before any run, not after the study
     cells = plan(cfg)
     dry_run, jobs = options.get("dry_run", False), options.get("jobs", 1)
