@@ -10,12 +10,20 @@ import pytest
 from polyhead.errors import UserError
 from polyhead.study.page import publish
 
+ROOT = Path(__file__).resolve().parents[2]
 
-def test_study_page_refuses_another_studys_page(tmp_path):
+
+def foreign_page(tmp_path: Path, text: str = "# results\n") -> Path:
+    """A page already published for study sharing-ewt-1."""
     page = tmp_path / "study.md"
-    page.write_text("# results\n<!-- study:setup -->\nold\n<!-- /study:setup -->\n")
+    page.write_text(text)
     (tmp_path / "study").mkdir()
     (tmp_path / "study" / "study.json").write_text(json.dumps({"study_id": "sharing-ewt-1"}))
+    return page
+
+
+def test_study_page_refuses_another_studys_page(tmp_path):
+    page = foreign_page(tmp_path, "# results\n<!-- study:setup -->\nold\n<!-- /study:setup -->\n")
     meta = {"study_id": "sharing-ewt-2", "compare": [], "metrics": [], "tracking_uri": "sqlite:///none.db"}
     with pytest.raises(UserError, match=r"holds study 'sharing-ewt-1', not 'sharing-ewt-2'.*--page"):
         publish(None, meta, page)
@@ -25,11 +33,7 @@ def test_study_page_refuses_another_studys_page(tmp_path):
 
 def test_study_page_refusal_comes_before_any_report_run(tmp_path):
     """`scripts/study.py publish --id B` onto A's page fails in one line before the report run is logged."""
-    page = tmp_path / "study.md"
-    page.write_text("# results\n")
-    (tmp_path / "study").mkdir()
-    (tmp_path / "study" / "study.json").write_text(json.dumps({"study_id": "sharing-ewt-1"}))
-    root = Path(__file__).resolve().parents[2]
+    page = foreign_page(tmp_path)
     done = subprocess.run(
         [
             sys.executable,
@@ -41,7 +45,7 @@ def test_study_page_refusal_comes_before_any_report_run(tmp_path):
             str(page),
             f"paths.root_dir={tmp_path}",
         ],
-        cwd=root,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
@@ -53,16 +57,12 @@ def test_study_page_refusal_comes_before_any_report_run(tmp_path):
 
 def test_study_page_run_refuses_another_studys_page_unless_replacing(tmp_path):
     """`run` checks the page before any run; `--dry-run` and `--replace` (make study) go on."""
-    page = tmp_path / "study.md"
-    page.write_text("# results\n")
-    (tmp_path / "study").mkdir()
-    (tmp_path / "study" / "study.json").write_text(json.dumps({"study_id": "sharing-ewt-1"}))
-    root = Path(__file__).resolve().parents[2]
+    page = foreign_page(tmp_path)
     base = [sys.executable, "scripts/study.py", "run", "--id", "other", "--page", str(page)]
     paths = [f"paths.root_dir={tmp_path}", "paths.corpora=/nonexistent"]
 
     def study(*args):
-        return subprocess.run([*base, *args, *paths], cwd=root, capture_output=True, text=True, timeout=300)
+        return subprocess.run([*base, *args, *paths], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
     refused = study()
     assert refused.returncode == 1 and "holds study 'sharing-ewt-1', not 'other'" in refused.stderr
