@@ -8,9 +8,8 @@ import venv
 
 import pytest
 import spacy
-from conftest import compose_config
+from conftest import compose_config, compose_train
 from mlflow.tracking import MlflowClient
-from test_train import compose_train
 
 from polyhead.errors import UserError
 from polyhead.export.__main__ import export

@@ -5,8 +5,7 @@ import json
 import logging
 
 import pytest
-from conftest import write
-from test_readers import CONLLU
+from conftest import CONLLU, write
 
 from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.data.readers import read_corpus
