@@ -44,7 +44,7 @@ def progress_lines(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "polyhead.training.callbacks.progress"]
 
 
-def test_progress_logs_steps_and_validations_where_stderr_is_no_terminal(tmp_path, tiny_bert, caplog):
+def test_progress_fit_logs_steps_and_validations_where_stderr_is_no_terminal(tmp_path, tiny_bert, caplog):
     caplog.set_level(logging.INFO, logger="polyhead.training.callbacks.progress")
     trainer = fit(tmp_path, tiny_bert, "trainer.max_epochs=2", "callbacks.progress.every_n_steps=2")
     assert trainer.progress_bar_callback is None  # Lightning's bar is off while lines are printed
@@ -69,7 +69,7 @@ def test_progress_logs_steps_and_validations_where_stderr_is_no_terminal(tmp_pat
 
 
 @pytest.mark.parametrize("mode", ["bar"])
-def test_progress_bar_mode_logs_no_lines_and_keeps_the_bar(tmp_path, tiny_bert, caplog, mode):
+def test_progress_fit_bar_mode_logs_no_lines_and_keeps_the_bar(tmp_path, tiny_bert, caplog, mode):
     caplog.set_level(logging.INFO, logger="polyhead.training.callbacks.progress")
     trainer = fit(tmp_path, tiny_bert, "trainer.max_epochs=1", f"callbacks.progress.mode={mode}")
     assert trainer.global_step == 5
@@ -77,7 +77,7 @@ def test_progress_bar_mode_logs_no_lines_and_keeps_the_bar(tmp_path, tiny_bert, 
     assert progress_lines(caplog) == []
 
 
-def test_progress_lines_reach_the_job_log_and_console_of_a_run_under_nohup(tmp_path, tiny_bert):
+def test_progress_fit_lines_reach_the_job_log_and_console_of_a_run_under_nohup(tmp_path, tiny_bert):
     (tmp_path / "mlruns").mkdir()
     args = tiny_run(
         tiny_bert,

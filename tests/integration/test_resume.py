@@ -115,7 +115,7 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path, tiny_bert):
 
 
 @pytest.mark.slow
-def test_run_killed_after_training_before_its_test_is_left_running_not_finished(tmp_path, tiny_bert):
+def test_resume_run_killed_after_training_before_its_test_is_left_running_not_finished(tmp_path, tiny_bert):
     """Lightning's MLflow logger ends the run FINISHED when fit ends; polyhead keeps it RUNNING through test
     and export, so a kill in between does not leave a FINISHED run without test metrics (a report or a
     study would take it as done)."""

@@ -136,7 +136,7 @@ def test_run_dirs_run_failing_after_it_started_is_failed_with_its_error(tmp_path
     assert r.info.status == "FAILED" and "zz_no_such_language" in r.data.tags["error"]
 
 
-def test_run_records_the_commit_of_the_code_it_ran_not_of_its_root_dir(tmp_path):
+def test_run_dirs_records_the_commit_of_the_code_it_ran_not_of_its_root_dir(tmp_path):
     """paths.root_dir (here a folder outside any repository) keeps outputs; the commit is the checkout's whose
     code and conf/ ran (this one, an editable install), so a study run with a private store still names it."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True)
