@@ -1,6 +1,8 @@
 """Shared fixtures: no network, a tiny random BERT with a tokenizer over a checked-in toy vocabulary."""
 
 import os
+import subprocess
+import sys
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # a stray hub download fails loudly instead of hanging
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -12,6 +14,12 @@ import pytest  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# A tiny run: what every test that trains shares; a test passes its own values after these (the later wins).
+TINY_ENCODER = ["encoder.window=30", "encoder.stride=20"]  # windows within the tiny BERT's 64 positions
+TINY_TRAINER = ["trainer.precision=32-true", "trainer.enable_progress_bar=false"]  # fp32 on every CPU, no bar
+SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]  # one epoch of two batches
+TINY_RUN = [*TINY_ENCODER, *SHORT, *TINY_TRAINER]
 
 
 def child_env(**env: str) -> dict[str, str]:
@@ -71,3 +79,61 @@ def write(tmp_path: Path, name: str, data: str | bytes) -> Path:
     path = tmp_path / name
     path.write_bytes(data.encode() if isinstance(data, str) else data)
     return path
+
+
+def tiny_run(tiny_bert: Path, *extra: str, short: bool = True) -> list[str]:
+    """Overrides of a tiny run on `tiny_bert`, then `extra`; short=False: the configured epochs, batches."""
+    return [f"encoder.name={tiny_bert}", *TINY_ENCODER, *(SHORT if short else []), *TINY_TRAINER, *extra]
+
+
+def compose_train(tmp_path: Path, tiny_bert: Path, *overrides: str):
+    """Compose conf/train.yaml like `python train.py` does: 2 epochs of 3 batches, every step logged."""
+    tiny = tiny_run(
+        tiny_bert, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.log_every_n_steps=1"
+    )
+    return compose_config("train", tmp_path, [*tiny, *overrides], tmp_path / "out")
+
+
+def only_run(tmp_path: Path):
+    """(client, runs) of the MLflow store under tmp_path."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return client, runs
+
+
+def sweep_run(tmp_path: Path, tiny_bert: Path) -> list[str]:
+    """Overrides of a tiny `python train.py -m` under tmp_path: its store, its sweep folder, no export."""
+    (tmp_path / "mlruns").mkdir(exist_ok=True)
+    where = [f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/multirun/study"]
+    return tiny_run(tiny_bert, *where, "export.enabled=false")
+
+
+def train_py(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python train.py *args` in tmp_path, offline, with this checkout's polyhead."""
+    env = child_env(HF_HUB_OFFLINE="1", PATH="/usr/bin:/bin", TOKENIZERS_PARALLELISM="false")
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), *args]
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+
+
+# Two CoNLL-U sentences: a multiword token (1-2), an empty node (4.1), a genre comment, SpaceAfter=No.
+CONLLU = """# newdoc id = weblog-abc
+# sent_id = weblog-abc-0001
+# text = Don't go to Rome.
+1-2\tDon't\t_\t_\t_\t_\t_\t_\t_\t_
+1\tDo\tdo\tAUX\tVBP\t_\t3\taux\t_\t_
+2\tn't\tnot\tPART\tRB\t_\t3\tadvmod\t_\t_
+3\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_
+4\tto\tto\tADP\tIN\t_\t5\tcase\t_\t_
+4.1\tgo\tgo\tVERB\tVB\t_\t_\t_\t3:conj\t_
+5\tRome\tRome\tPROPN\tNNP\t_\t3\tobl\t_\tSpaceAfter=No
+6\t.\t.\tPUNCT\t.\t_\t3\tpunct\t_\t_
+
+# sent_id = email-xyz-0002
+# genre = letters
+1-2\tI'm\t_\t_\t_\t_\t_\t_\t_\tSpaceAfter=No
+1\tI\tI\tPRON\tPRP\t_\t2\tnsubj\t_\t_
+2\t'm\tbe\tAUX\tVBP\t_\t0\troot\t_\t_
+3\t!\t!\tPUNCT\t.\t_\t2\tpunct\t_\t_
+"""

@@ -4,7 +4,7 @@ import csv
 from collections import Counter
 
 import pytest
-from test_train import compose_train, only_run
+from conftest import compose_train, only_run
 
 from polyhead.config import PACKAGE_DIR
 from polyhead.data.readers import read_corpus

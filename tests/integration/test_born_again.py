@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, tiny_run
 from mlflow.tracking import MlflowClient
 
 import polyhead.config  # noqa: F401
@@ -19,7 +19,6 @@ from polyhead.export.checkpoint import load_checkpoint, pick_checkpoint
 from polyhead.models.heads.soft import kl_divergence
 from polyhead.training.run import run
 
-TINY = ["trainer.precision=32-true", "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false"]
 SINGLE = {  # what a single-task run of the study drops
     "tagger": ["~model.heads.ner", "~model.heads.textcat", "+data.tasks=[tagger]"],
     "textcat": ["~model.heads.tagger", "~model.heads.ner", "+data.tasks=[textcat]"],
@@ -27,13 +26,8 @@ SINGLE = {  # what a single-task run of the study drops
 
 
 def compose(root, tiny_bert, out, *overrides):
-    tiny = [
-        f"encoder.name={tiny_bert}",
-        "encoder.window=30",
-        "encoder.stride=20",
-        f"teaching.cache_dir={root}/c",
-    ]
-    return compose_config("train", root, [*tiny, *TINY, *overrides], root / out)
+    tiny = tiny_run(tiny_bert, f"teaching.cache_dir={root}/c", "trainer.log_every_n_steps=1", short=False)
+    return compose_config("train", root, [*tiny, *overrides], root / out)
 
 
 def runs_of(root):

@@ -6,17 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT_ROOT, child_env
+from conftest import PROJECT_ROOT, child_env, tiny_run
 
-TINY = [
-    "encoder.window=30",
-    "encoder.stride=20",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.precision=32-true",
-    "trainer.enable_progress_bar=false",
-    "export.enabled=false",
-]
 # case -> (command line after `python`, the one error message expected, extra environment)
 CASES = {
     "bad_corpus": (["train.py", "data.train.0.path={tmp}/bad.jsonl"], r"bad\.jsonl:1: ", {}),
@@ -53,9 +44,7 @@ def command(case: str, tmp_path, tiny_bert) -> list[str]:
     if args[0] == "train.py":
         args = [
             str(PROJECT_ROOT / "train.py"),
-            f"encoder.name={tiny_bert}",
-            f"paths.root_dir={tmp_path}",
-            *TINY,
+            *tiny_run(tiny_bert, f"paths.root_dir={tmp_path}", "export.enabled=false"),
             *args[1:],
         ]
     return [sys.executable, *args]

@@ -3,9 +3,9 @@ metrics cover the whole test split (reduced across processes, not one process's 
 
 import pytest
 import spacy
+from conftest import sweep_run, train_py
 from mlflow.tracking import MlflowClient
 from spacy.tokens import Doc
-from test_sweep import tiny, train
 
 from polyhead.config import PACKAGE_DIR
 from polyhead.data.readers import read_corpus
@@ -13,14 +13,14 @@ from polyhead.data.readers import read_corpus
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_log_one_run_with_whole_split_metrics(tmp_path, tiny_bert):
-    out = train(
+    out = train_py(
         tmp_path,
         "trainer=ddp",
         "trainer.accelerator=cpu",
         "trainer.devices=2",
         "data.eval_batch_size=8",
         f"hydra.run.dir={tmp_path}/run",
-        *[o for o in tiny(tmp_path, tiny_bert) if o != "export.enabled=false"],
+        *[o for o in sweep_run(tmp_path, tiny_bert) if o != "export.enabled=false"],
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out.stdout + out.stderr

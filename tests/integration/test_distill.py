@@ -5,7 +5,7 @@ import os
 import pytest
 import spacy
 import torch
-from conftest import compose_config
+from conftest import TINY_TRAINER, compose_config, tiny_run
 from mlflow.tracking import MlflowClient
 
 import polyhead.config  # noqa: F401
@@ -20,19 +20,14 @@ from polyhead.models.build import build_model
 from polyhead.models.heads.soft import kl_divergence
 from polyhead.training.run import run
 
-TINY = [
-    "trainer.precision=32-true",
-    "trainer.log_every_n_steps=1",
-    "trainer.enable_progress_bar=false",
-]
-
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory, tiny_bert):
     """A tiny teacher trained on the demo corpus: (project root with its MLflow store, run id)."""
     root = tmp_path_factory.mktemp("teacher")
-    tiny = [f"encoder.name={tiny_bert}", "encoder.window=30", "encoder.stride=20"]
-    overrides = [*tiny, *TINY, "trainer.max_epochs=4", "optim.head_lr=5e-3"]
+    overrides = tiny_run(
+        tiny_bert, "trainer.log_every_n_steps=1", "trainer.max_epochs=4", "optim.head_lr=5e-3", short=False
+    )
     run(compose_config("train", root, overrides, root / "teacher_out"))
     client = MlflowClient(f"sqlite:///{root}/mlruns/mlflow.db")
     (found,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
@@ -41,7 +36,9 @@ def teacher(tmp_path_factory, tiny_bert):
 
 def compose_distill(root, out, *overrides):
     cache = f"transfer.cache_dir={root}/cache"
-    return compose_config("distill", root, [*TINY, cache, *overrides], root / out)
+    return compose_config(
+        "distill", root, [*TINY_TRAINER, "trainer.log_every_n_steps=1", cache, *overrides], root / out
+    )
 
 
 def runs_of(root):

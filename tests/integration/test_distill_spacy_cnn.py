@@ -96,7 +96,7 @@ def gold_run(tmp_path_factory):
     return tmp, run_spacy_cnn(cfg, train, dev, toy_examples(24, 2, "test"), {})
 
 
-def test_spacy_cnn_pipeline_loads_and_predicts_pos_ents_cats(teacher_run):
+def test_distill_spacy_cnn_pipeline_loads_and_predicts_pos_ents_cats(teacher_run):
     _, pipeline = teacher_run
     nlp = spacy.load(pipeline)
     assert nlp.pipe_names == ["tok2vec", "morphologizer", "ner", "textcat"]
@@ -108,7 +108,7 @@ def test_spacy_cnn_pipeline_loads_and_predicts_pos_ents_cats(teacher_run):
     assert not any(p.name.endswith(".safetensors") for p in pipeline.rglob("*"))  # nothing of polyhead's
 
 
-def test_spacy_cnn_mlflow_run_has_spacy_scores_on_gold_test_and_tags(teacher_run):
+def test_distill_spacy_cnn_mlflow_run_has_spacy_scores_on_gold_test_and_tags(teacher_run):
     tmp, pipeline = teacher_run
     client = MlflowClient(f"sqlite:///{tmp}/mlruns/mlflow.db")
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
@@ -136,7 +136,7 @@ def test_spacy_cnn_mlflow_run_has_spacy_scores_on_gold_test_and_tags(teacher_run
     assert metrics["test/tagger_acc"] > 0.8  # 60 steps on a regular toy language: far above chance
 
 
-def test_spacy_cnn_gold_keeps_missing_annotation_missing(gold_run):
+def test_distill_spacy_cnn_gold_keeps_missing_annotation_missing(gold_run):
     tmp, pipeline = gold_run
     nlp = spacy.load(pipeline)
     # Texts without categories among the training data: textcat_multilabel (masks them), scored as exclusive.
@@ -163,7 +163,7 @@ def test_spacy_cnn_gold_keeps_missing_annotation_missing(gold_run):
     assert [bool(numpy.abs(d).sum()) for d in d_cats] == [bool(eg.reference.cats) for eg in examples]
 
 
-def test_spacy_cnn_dev_merges_annotation_of_the_same_text():
+def test_distill_spacy_cnn_dev_merges_annotation_of_the_same_text():
     examples = toy_examples(4, 0, "x")
     parts = split_annotation(examples)
     merged = merge_same_text(parts)
@@ -183,12 +183,12 @@ def test_spacy_cnn_dev_merges_annotation_of_the_same_text():
         (["ner"], "pos", (["ner"], True)),
     ],
 )
-def test_spacy_cnn_components_follow_the_annotation(keep, tag_attr, expected):
+def test_distill_spacy_cnn_components_follow_the_annotation(keep, tag_attr, expected):
     train = [ex.keep_tasks(keep) for ex in toy_examples(8, 0, "x")]
     assert pipeline_components(train, writers_of(train, tag_attr)) == expected
 
 
-def test_spacy_cnn_max_minutes_stops_at_an_evaluation_and_keeps_model_best(tmp_path):
+def test_distill_spacy_cnn_max_minutes_stops_at_an_evaluation_and_keeps_model_best(tmp_path):
     cfg = compose(tmp_path, "student.max_steps=100000", "student.max_minutes=0.0001")
     pipeline = run_spacy_cnn(cfg, toy_examples(16, 0, "train"), toy_examples(8, 1, "dev"), [], {})
     assert spacy.load(pipeline)("Sam visited Oslo .").has_annotation("POS")
@@ -198,7 +198,9 @@ def test_spacy_cnn_max_minutes_stops_at_an_evaluation_and_keeps_model_best(tmp_p
     assert run.data.metrics["train/steps"] == 0  # spaCy evaluates at step 0: the first row after the budget
 
 
-def test_bench_distill_scores_match_the_run_and_fractions_are_of_the_teacher(teacher_run, gold_run):
+def test_distill_spacy_cnn_bench_distill_scores_match_the_run_and_fractions_are_of_the_teacher(
+    teacher_run, gold_run
+):
     """bench/distill.py on two pipelines: its scores are the ones the runs logged, fractions relative."""
     (tmp, pipeline), (_, gold_pipeline) = teacher_run, gold_run
     out = tmp / "bench.json"
@@ -222,7 +224,7 @@ def test_bench_distill_scores_match_the_run_and_fractions_are_of_the_teacher(tea
     assert teacher["disk_mb"] > 0 and teacher["peak_rss_mb"] > 0 and report["hardware"]["hw/cpu_model"]
 
 
-def test_spacy_cnn_textcat_choice_follows_the_categories_and_the_teacher_head():
+def test_distill_spacy_cnn_textcat_choice_follows_the_categories_and_the_teacher_head():
     train = toy_examples(4, 0, "x")
     partial = split_annotation(train)  # entity-only texts lack categories: exclusive textcat cannot mask
     assert pipeline_components(partial, writers_of(partial, "pos"))[0][-1] == "textcat_multilabel"

@@ -8,8 +8,8 @@ import sys
 import pytest
 import spacy
 import torch
+from conftest import compose_train
 from mlflow.tracking import MlflowClient
-from test_train import compose_train
 
 from polyhead.data.collate import Collator
 from polyhead.export.pipeline import export_pipeline

@@ -12,7 +12,7 @@ import sys
 import pytest
 import spacy
 import torch
-from conftest import PROJECT_ROOT, child_env, compose_config
+from conftest import PROJECT_ROOT, SHORT, TINY_TRAINER, child_env, compose_config, tiny_run
 from omegaconf import OmegaConf
 
 from polyhead.distill.run import run_job as distill
@@ -25,24 +25,14 @@ from polyhead.models.encoder import Encoder
 from polyhead.models.multitask import MultitaskModel
 from polyhead.training.run import run
 
-TINY = [
-    "encoder.window=30",
-    "encoder.stride=20",
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "trainer.precision=32-true",
-    "trainer.enable_progress_bar=false",
-    "logger=csv",
-]
+LIMITS = ["trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_bert):
     """A tiny run's folder: its checkpoint and exported pipeline."""
     tmp = tmp_path_factory.mktemp("safety")
-    overrides = [f"encoder.name={tiny_bert}", *TINY, "export.name=tiny_safe"]
+    overrides = tiny_run(tiny_bert, *LIMITS, "logger=csv", "export.name=tiny_safe")
     run(compose_config("train", tmp, overrides, tmp / "out"))
     return tmp, next((tmp / "out" / "checkpoints").glob("*.ckpt"))
 
@@ -119,7 +109,7 @@ def test_export_safety_distill_never_builds_the_teachers_data_from_code(trained,
     victim.write_text("precious")
     edit, _ = victim_attacks(victim, tmp_path / "marker.txt")["data_open"]
     bad = crafted(ckpt, tmp_path / "bad.ckpt", edit)
-    overrides = [f"teacher={bad}", "student.keep=[0]", "logger=csv", *TINY[2:-1]]
+    overrides = [f"teacher={bad}", "student.keep=[0]", "logger=csv", *SHORT, *TINY_TRAINER, *LIMITS]
     cfg = compose_config("distill", tmp_path, overrides, tmp_path / "out")
     with pytest.raises(UserError, match="data._target_"):
         distill(cfg)

@@ -4,28 +4,26 @@ with no MLflow store at all; logger=[mlflow,csv] records the same run in both.""
 import csv
 
 import pytest
-from conftest import compose_config
+from conftest import compose_config, tiny_run
 from mlflow.tracking import MlflowClient
 from omegaconf import open_dict
 
 import polyhead.config  # noqa: F401
 from polyhead.training.run import run
 
-TINY = [
-    "encoder.window=30",
-    "encoder.stride=20",
+LIMITS = [
     "trainer.limit_train_batches=3",
     "trainer.limit_val_batches=2",
     "trainer.limit_test_batches=2",
-    "trainer.precision=32-true",
     "trainer.log_every_n_steps=1",
-    "trainer.enable_progress_bar=false",
     "export.enabled=false",
 ]
 
 
 def compose_train(tmp_path, tiny_bert, out: str, *overrides):
-    return compose_config("train", tmp_path, [f"encoder.name={tiny_bert}", *TINY, *overrides], tmp_path / out)
+    return compose_config(
+        "train", tmp_path, tiny_run(tiny_bert, *LIMITS, *overrides, short=False), tmp_path / out
+    )
 
 
 def csv_rows(out_dir) -> list[dict[str, str]]:

@@ -8,9 +8,8 @@ import venv
 
 import pytest
 import spacy
-from conftest import compose_config
+from conftest import compose_config, compose_train
 from mlflow.tracking import MlflowClient
-from test_train import compose_train
 
 from polyhead.errors import UserError
 from polyhead.export.__main__ import export
@@ -114,7 +113,7 @@ def test_package_loads_without_polyhead_and_predicts_like_the_run(trained, packa
     assert all(tags for tags in got["predictions"][-1][0])  # a 3,200-token text is fully tagged
 
 
-def test_export_from_checkpoint_and_bad_arguments(trained, tmp_path):
+def test_package_export_from_checkpoint_and_bad_arguments(trained, tmp_path):
     tmp, *_ = trained
     ckpt = next((tmp / "out" / "checkpoints").glob("best*.ckpt"))
     (tmp_path / "params.yaml").write_text("export: {version: 9.9.9, precision: int8}\n")

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import spacy
 import torch
-from conftest import write
+from conftest import compose_train, write
 from mlflow.tracking import MlflowClient
 from omegaconf import open_dict
-from test_train import compose_train
 
 from polyhead.export.checkpoint import load_checkpoint, pick_checkpoint
 from polyhead.export.pipeline import export_pipeline

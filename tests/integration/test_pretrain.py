@@ -5,10 +5,9 @@ import math
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, compose_train, only_run
 from omegaconf import open_dict
 from safetensors.torch import load_file
-from test_train import compose_train, only_run
 from transformers import AutoModel, AutoTokenizer, BertModel
 
 import polyhead.config  # noqa: F401

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT_ROOT, child_env, compose_config
+from conftest import PROJECT_ROOT, child_env, compose_config, tiny_run
 
 from polyhead.models.build import build_model
 from polyhead.training.lit_module import MultitaskModule
@@ -24,15 +24,14 @@ STEP_LINE = re.compile(
 
 def fit(tmp_path, tiny_bert, *overrides):
     """The trainer of train.py's config fitted on the demo corpus with a tiny BERT (5 steps an epoch)."""
-    tiny = [
-        f"encoder.name={tiny_bert}",
-        "encoder.window=30",
-        "encoder.stride=20",
+    tiny = tiny_run(
+        tiny_bert,
         "trainer.limit_train_batches=5",
         "trainer.limit_val_batches=2",
-        "trainer.precision=32-true",
+        "trainer.enable_progress_bar=true",  # the bar on: the progress lines must show without a terminal
         "logger=csv",
-    ]
+        short=False,
+    )
     cfg = compose_config("train", tmp_path, [*tiny, *overrides], tmp_path / "out")
     datamodule = load_data(cfg)
     module = MultitaskModule(build_model(cfg, datamodule.labels), cfg.optim, dict(cfg.objective))
@@ -45,7 +44,7 @@ def progress_lines(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "polyhead.training.callbacks.progress"]
 
 
-def test_progress_logs_steps_and_validations_where_stderr_is_no_terminal(tmp_path, tiny_bert, caplog):
+def test_progress_fit_logs_steps_and_validations_where_stderr_is_no_terminal(tmp_path, tiny_bert, caplog):
     caplog.set_level(logging.INFO, logger="polyhead.training.callbacks.progress")
     trainer = fit(tmp_path, tiny_bert, "trainer.max_epochs=2", "callbacks.progress.every_n_steps=2")
     assert trainer.progress_bar_callback is None  # Lightning's bar is off while lines are printed
@@ -70,7 +69,7 @@ def test_progress_logs_steps_and_validations_where_stderr_is_no_terminal(tmp_pat
 
 
 @pytest.mark.parametrize("mode", ["bar"])
-def test_progress_bar_mode_logs_no_lines_and_keeps_the_bar(tmp_path, tiny_bert, caplog, mode):
+def test_progress_fit_bar_mode_logs_no_lines_and_keeps_the_bar(tmp_path, tiny_bert, caplog, mode):
     caplog.set_level(logging.INFO, logger="polyhead.training.callbacks.progress")
     trainer = fit(tmp_path, tiny_bert, "trainer.max_epochs=1", f"callbacks.progress.mode={mode}")
     assert trainer.global_step == 5
@@ -78,24 +77,21 @@ def test_progress_bar_mode_logs_no_lines_and_keeps_the_bar(tmp_path, tiny_bert, 
     assert progress_lines(caplog) == []
 
 
-def test_progress_lines_reach_the_job_log_and_console_of_a_run_under_nohup(tmp_path, tiny_bert):
+def test_progress_fit_lines_reach_the_job_log_and_console_of_a_run_under_nohup(tmp_path, tiny_bert):
     (tmp_path / "mlruns").mkdir()
-    args = [
-        f"encoder.name={tiny_bert}",
-        "encoder.window=30",
-        "encoder.stride=20",
+    args = tiny_run(
+        tiny_bert,
         f"paths.root_dir={tmp_path}",
         "hydra.run.dir=outputs/runs/nohup",
         "threads=1",
         "logger=csv",
-        "trainer.max_epochs=1",
         "trainer.limit_train_batches=4",
         "trainer.limit_val_batches=1",
         "trainer.limit_test_batches=1",
-        "trainer.precision=32-true",
+        "trainer.enable_progress_bar=true",
         "callbacks.progress.every_n_steps=2",
         "export.enabled=false",
-    ]
+    )
     env = child_env(HF_HUB_OFFLINE="1", PATH="/usr/bin:/bin", TOKENIZERS_PARALLELISM="false")
     with open(tmp_path / "nohup.out", "w") as out:  # what `nohup python train.py ... &` writes to
         cmd = [sys.executable, str(PROJECT_ROOT / "train.py"), *args]

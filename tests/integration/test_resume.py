@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, tiny_run
 from mlflow.tracking import MlflowClient
 
 from polyhead.export.checkpoint import pick_checkpoint
@@ -23,10 +23,8 @@ STEPS_PER_EPOCH, KILL_AT = 4, 6  # 3 epochs of 4 steps; killed after step 6, in 
 
 
 def train_command(tmp_path, tiny_bert, *extra) -> list[str]:
-    tiny = [
-        f"encoder.name={tiny_bert}",
-        "encoder.window=30",
-        "encoder.stride=20",
+    tiny = tiny_run(
+        tiny_bert,
         f"paths.root_dir={tmp_path}",
         "seed=7",
         "threads=1",
@@ -35,10 +33,8 @@ def train_command(tmp_path, tiny_bert, *extra) -> list[str]:
         "trainer.limit_val_batches=2",
         "trainer.limit_test_batches=2",
         "trainer.log_every_n_steps=1",
-        "trainer.precision=32-true",
-        "trainer.enable_progress_bar=false",
         "export.enabled=false",
-    ]
+    )
     return [sys.executable, str(PROJECT_ROOT / "train.py"), *tiny, *extra]
 
 
@@ -119,7 +115,7 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path, tiny_bert):
 
 
 @pytest.mark.slow
-def test_run_killed_after_training_before_its_test_is_left_running_not_finished(tmp_path, tiny_bert):
+def test_resume_run_killed_after_training_before_its_test_is_left_running_not_finished(tmp_path, tiny_bert):
     """Lightning's MLflow logger ends the run FINISHED when fit ends; polyhead keeps it RUNNING through test
     and export, so a kill in between does not leave a FINISHED run without test metrics (a report or a
     study would take it as done)."""

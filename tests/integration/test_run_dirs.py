@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PROJECT_ROOT, child_env, compose_config
+from conftest import PROJECT_ROOT, child_env, compose_config, compose_train, tiny_run
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
-from test_train import compose_train
 
 from polyhead.config import claim_dir
 from polyhead.export.checkpoint import checkpoint_from_run
@@ -55,20 +54,14 @@ def test_run_dirs_hydra_run_and_sweep_dirs_are_claimed(tmp_path):
 def test_run_dirs_two_runs_started_in_the_same_second_get_their_own_folders(tmp_path, tiny_bert):
     (tmp_path / "mlruns").mkdir()
     same = "hydra.run.dir=${unique_dir:outputs/runs/same-second}"  # both runs ask for the same folder
-    tiny = [
-        f"encoder.name={tiny_bert}",
-        "encoder.window=30",
-        "encoder.stride=20",
+    tiny = tiny_run(
+        tiny_bert,
         f"paths.root_dir={tmp_path}",
         "threads=1",
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
         "trainer.limit_val_batches=1",
         "trainer.limit_test_batches=1",
-        "trainer.precision=32-true",
-        "trainer.enable_progress_bar=false",
         "export.enabled=false",
-    ]
+    )
     env = child_env(HF_HUB_OFFLINE="1", PATH="/usr/bin:/bin", TOKENIZERS_PARALLELISM="false")
     procs = [
         subprocess.Popen(
@@ -143,7 +136,7 @@ def test_run_dirs_run_failing_after_it_started_is_failed_with_its_error(tmp_path
     assert r.info.status == "FAILED" and "zz_no_such_language" in r.data.tags["error"]
 
 
-def test_run_records_the_commit_of_the_code_it_ran_not_of_its_root_dir(tmp_path):
+def test_run_dirs_records_the_commit_of_the_code_it_ran_not_of_its_root_dir(tmp_path):
     """paths.root_dir (here a folder outside any repository) keeps outputs; the commit is the checkout's whose
     code and conf/ ran (this one, an editable install), so a study run with a private store still names it."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True)

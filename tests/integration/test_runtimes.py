@@ -3,7 +3,7 @@
 import pytest
 import spacy
 import torch
-from test_train import compose_train, only_run
+from conftest import compose_train, only_run
 
 from polyhead.hardware import detect, inference_precision, train_precision
 from polyhead.training.run import run

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT_ROOT, child_env
+from conftest import PROJECT_ROOT, child_env, tiny_run
 from mlflow.tracking import MlflowClient
 
 PAGE = """# Toy study
@@ -38,11 +38,7 @@ def test_study_runs_every_arm_reports_publishes_and_checks(tmp_path, tiny_bert):
     page.write_text(PAGE)
     overrides = [
         "data=demo",  # the demo corpus instead of EWT: every sentence has tags, entities and a category
-        f"encoder.name={tiny_bert}",
-        "encoder.window=30",
-        "encoder.stride=20",
-        "trainer.precision=32-true",
-        "trainer.enable_progress_bar=false",
+        *tiny_run(tiny_bert, short=False),
         "callbacks.test_artifacts=null",  # no confusion-matrix plots per run
         f"study.sizes=[{','.join(map(str, SIZES))}]",
         f"study.seeds=[{','.join(map(str, SEEDS))}]",

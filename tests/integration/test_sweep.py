@@ -1,37 +1,12 @@
 """`python train.py -m ...` for real: every job its own MLflow run sharing a sweep_id tag; a failing job is
 recorded FAILED and the sweep goes on; the Optuna search maximises the returned objective."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
-from conftest import PROJECT_ROOT, child_env
+from conftest import sweep_run, train_py
 from mlflow.tracking import MlflowClient
 
 from polyhead.training.callbacks.guards import NonFiniteLoss
-
-
-def tiny(tmp_path, tiny_bert) -> list[str]:
-    (tmp_path / "mlruns").mkdir(exist_ok=True)
-    return [
-        f"encoder.name={tiny_bert}",
-        "encoder.window=30",
-        "encoder.stride=20",
-        f"paths.root_dir={tmp_path}",
-        f"hydra.sweep.dir={tmp_path}/multirun/study",
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
-        "trainer.precision=32-true",
-        "trainer.enable_progress_bar=false",
-        "export.enabled=false",
-    ]
-
-
-def train(tmp_path, *args) -> subprocess.CompletedProcess:
-    env = child_env(HF_HUB_OFFLINE="1", PATH="/usr/bin:/bin", TOKENIZERS_PARALLELISM="false")
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), *args]
-    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
 
 
 def runs(tmp_path):
@@ -42,7 +17,7 @@ def runs(tmp_path):
 
 
 def test_sweep_jobs_share_sweep_id_and_a_failed_job_does_not_stop_it(tmp_path, tiny_bert):
-    out = train(tmp_path, "-m", "optim.lr=-1.0,0.0001", *tiny(tmp_path, tiny_bert))
+    out = train_py(tmp_path, "-m", "optim.lr=-1.0,0.0001", *sweep_run(tmp_path, tiny_bert))
     assert out.returncode != 0, out.stdout[-2000:]  # Hydra reports the failed job once the sweep is done
     failed, finished = runs(tmp_path)
     assert {failed.data.tags["sweep_id"], finished.data.tags["sweep_id"]} == {"study"}
@@ -55,8 +30,8 @@ def test_sweep_jobs_share_sweep_id_and_a_failed_job_does_not_stop_it(tmp_path, t
 
 
 def test_sweep_optuna_search_runs_trials_and_reports_best_objective(tmp_path, tiny_bert):
-    out = train(
-        tmp_path, "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", *tiny(tmp_path, tiny_bert)
+    out = train_py(
+        tmp_path, "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", *sweep_run(tmp_path, tiny_bert)
     )
     assert out.returncode == 0, out.stderr[-3000:]
     trials = runs(tmp_path)
@@ -81,7 +56,7 @@ def test_sweep_non_finite_loss_stops_the_run():
 
 @pytest.mark.slow
 def test_sweep_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path, tiny_bert):
-    out = train(tmp_path, "-m", "launcher=joblib", "seed=1,2", *tiny(tmp_path, tiny_bert))
+    out = train_py(tmp_path, "-m", "launcher=joblib", "seed=1,2", *sweep_run(tmp_path, tiny_bert))
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in out.stdout + out.stderr
     jobs = runs(tmp_path)

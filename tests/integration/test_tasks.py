@@ -8,8 +8,8 @@ import random
 import pytest
 import spacy
 import torch
+from conftest import compose_train
 from omegaconf import open_dict
-from test_train import compose_train
 
 from polyhead.data.collate import Collator
 from polyhead.errors import UserError

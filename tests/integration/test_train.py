@@ -3,33 +3,11 @@
 import json
 
 import pytest
-from conftest import compose_config
-from mlflow.tracking import MlflowClient
+from conftest import compose_train, only_run
 from omegaconf import open_dict
 
 import polyhead.config  # noqa: F401
 from polyhead.training.run import run
-
-
-def compose_train(tmp_path, tiny_bert, *overrides):
-    """Compose conf/train.yaml like `python train.py` does, with tiny settings and a private MLflow store."""
-    tiny = [
-        f"encoder.name={tiny_bert}",
-        "encoder.window=30",
-        "encoder.stride=20",
-        "trainer.max_epochs=2",
-        "trainer.limit_train_batches=3",
-        "trainer.precision=32-true",
-        "trainer.log_every_n_steps=1",
-        "trainer.enable_progress_bar=false",
-    ]
-    return compose_config("train", tmp_path, [*tiny, *overrides], tmp_path / "out")
-
-
-def only_run(tmp_path):
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    return client, runs
 
 
 def test_train_run_logs_finished_mlflow_run_with_all_task_metrics(tmp_path, tiny_bert):

@@ -31,7 +31,7 @@ def checkpoint_io(tmp_path, monkeypatch):
     assert not elsewhere.exists()
 
 
-def test_trainer_checkpoint_is_saved_beside_itself_not_in_tmpdir(tmp_path, checkpoint_io):
+def test_checkpoint_files_trainer_checkpoint_is_saved_beside_itself_not_in_tmpdir(tmp_path, checkpoint_io):
     last = tmp_path / "out" / "checkpoints" / "last.ckpt"
     for step in (1, 2):
         checkpoint_io.save_checkpoint({"global_step": step, "w": torch.arange(5)}, last)
@@ -39,7 +39,9 @@ def test_trainer_checkpoint_is_saved_beside_itself_not_in_tmpdir(tmp_path, check
     assert [p.name for p in last.parent.iterdir()] == ["last.ckpt"]
 
 
-def test_trainer_checkpoint_save_failing_midway_keeps_the_previous_one(tmp_path, checkpoint_io):
+def test_checkpoint_files_trainer_checkpoint_save_failing_midway_keeps_the_previous_one(
+    tmp_path, checkpoint_io
+):
     last = tmp_path / "out" / "checkpoints" / "last.ckpt"
     checkpoint_io.save_checkpoint({"global_step": 1, "w": torch.zeros(100)}, last)
     limit = 64 * 1024  # a file grown past 64 KiB fails to write (EFBIG): a disk filling up midway
@@ -62,7 +64,7 @@ def test_trainer_checkpoint_save_failing_midway_keeps_the_previous_one(tmp_path,
         ("min", {"best-epoch00-step4": 0.3, "best-epoch01-step8": 0.1, "best-epoch02-step12": 0.2}, 1),
     ],
 )
-def test_checkpoint_pick_chooses_the_best_score_not_the_last_name(tmp_path, mode, scores, best):
+def test_checkpoint_files_pick_chooses_the_best_score_not_the_last_name(tmp_path, mode, scores, best):
     """Several best*.ckpt in one folder (kept before a resume, or a kill before the older was deleted): the
     one its ModelCheckpoint scored best, in that callback's mode; an empty file a kill left is passed over."""
     callback = ModelCheckpoint(dirpath=tmp_path, monitor="val/objective", mode=mode)

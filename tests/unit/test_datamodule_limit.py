@@ -73,7 +73,7 @@ def test_datamodule_limit_on_one_corpus_with_every_task_draws_n_examples(tmp_pat
 
 
 @pytest.mark.parametrize("task", ["tagger", "ner", "textcat"])
-def test_datamodule_tasks_keeps_the_multitask_sample_of_one_task(ewt_like, task):
+def test_datamodule_limit_tasks_keeps_the_multitask_sample_of_one_task(ewt_like, task):
     multitask = load(*ewt_like, train_limit=8, seed=5)
     single = load(*ewt_like, train_limit=8, seed=5, tasks=[task])
     assert [ex.id for ex in single.examples["train"]] == [

@@ -9,7 +9,7 @@ from polyhead.tokens.wordpieces import load_tokenizer
 from polyhead.training.callbacks.unfreeze import GradualUnfreezing
 
 
-def test_encoder_frozen_word_embeddings_do_not_move(tiny_bert):
+def test_encoder_freeze_frozen_word_embeddings_do_not_move(tiny_bert):
     encoder = Encoder(str(tiny_bert), window=30, stride=20, freeze_word_embeddings=True)
     words = encoder.model.embeddings.word_embeddings.weight
     positions = encoder.model.embeddings.position_embeddings.weight
@@ -28,6 +28,6 @@ def test_encoder_frozen_word_embeddings_do_not_move(tiny_bert):
     assert not torch.equal(positions, before_positions)
 
 
-def test_encoder_without_freezing_trains_every_weight(tiny_bert):
+def test_encoder_freeze_without_freezing_trains_every_weight(tiny_bert):
     encoder = Encoder(str(tiny_bert), window=30, stride=20)
     assert all(p.requires_grad for p in encoder.parameters()) and not encoder.frozen

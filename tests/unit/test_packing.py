@@ -80,7 +80,7 @@ def test_packing_datamodule_validation_masks_fixed(tokenizer):
     assert dm.num_pieces["train"] == sum(len(ids) for ids, _ in dm.train)
 
 
-def test_vocabulary_domain_word_is_one_token_with_mean_embedding():
+def test_packing_vocabulary_domain_word_is_one_token_with_mean_embedding():
     tokenizer = toy_tokenizer()
     torch.manual_seed(0)
     config = BertConfig(

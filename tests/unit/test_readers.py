@@ -2,31 +2,11 @@ import json
 
 import pytest
 import spacy
-from conftest import write
+from conftest import CONLLU, write
 from spacy.tokens import DocBin
 
 from polyhead.data.readers import fingerprint, read_corpus
 from polyhead.data.schema import CorpusError, Example, field_gold
-
-CONLLU = """# newdoc id = weblog-abc
-# sent_id = weblog-abc-0001
-# text = Don't go to Rome.
-1-2\tDon't\t_\t_\t_\t_\t_\t_\t_\t_
-1\tDo\tdo\tAUX\tVBP\t_\t3\taux\t_\t_
-2\tn't\tnot\tPART\tRB\t_\t3\tadvmod\t_\t_
-3\tgo\tgo\tVERB\tVB\t_\t0\troot\t_\t_
-4\tto\tto\tADP\tIN\t_\t5\tcase\t_\t_
-4.1\tgo\tgo\tVERB\tVB\t_\t_\t_\t3:conj\t_
-5\tRome\tRome\tPROPN\tNNP\t_\t3\tobl\t_\tSpaceAfter=No
-6\t.\t.\tPUNCT\t.\t_\t3\tpunct\t_\t_
-
-# sent_id = email-xyz-0002
-# genre = letters
-1-2\tI'm\t_\t_\t_\t_\t_\t_\t_\tSpaceAfter=No
-1\tI\tI\tPRON\tPRP\t_\t2\tnsubj\t_\t_
-2\t'm\tbe\tAUX\tVBP\t_\t0\troot\t_\t_
-3\t!\t!\tPUNCT\t.\t_\t2\tpunct\t_\t_
-"""
 
 
 def test_readers_conllu_exact_examples_skip_multiword_tokens_and_empty_nodes(tmp_path):

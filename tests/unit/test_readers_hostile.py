@@ -25,7 +25,7 @@ def raises_at(path, fmt, line, what, **options):
 
 
 @pytest.mark.parametrize("ending", ["\r", "\r\n"], ids=["cr", "crlf"])
-def test_readers_conllu_cr_and_crlf_blocks_between_lf_blocks_are_read(tmp_path, ending):
+def test_readers_hostile_conllu_cr_and_crlf_blocks_between_lf_blocks_are_read(tmp_path, ending):
     lf = "\n".join(["# sent_id = a", token(1, "One"), ""]) + "\n"
     other = ending.join(["# sent_id = b", token(1, "Two"), token(2, "words"), ""]) + ending
     path = write(tmp_path, "mixed.conllu", lf + other + lf.replace("= a", "= c").replace("One", "Three"))
@@ -37,7 +37,7 @@ def test_readers_conllu_cr_and_crlf_blocks_between_lf_blocks_are_read(tmp_path, 
     raises_at(bad, "conllu", 6, "expected 10 tab-separated columns")  # CR lines are counted as lines
 
 
-def test_readers_jsonl_nested_100000_deep_is_one_line_error(tmp_path):
+def test_readers_hostile_jsonl_nested_100000_deep_is_one_line_error(tmp_path):
     deep = '{"tokens": ["a"], "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
     path = write(tmp_path, "deep.jsonl", '{"tokens": ["ok"]}\n' + deep + "\n")
     raises_at(path, "jsonl", 2, "JSON nested too deeply")
@@ -57,7 +57,7 @@ def test_readers_jsonl_nested_100000_deep_is_one_line_error(tmp_path):
     ],
     ids=["empty", "nul", "zwsp", "bom", "rlo", "marks", "zwsp-space-zwj", "surrogate"],
 )
-def test_readers_word_that_is_no_word_names_file_and_line(tmp_path, word, what):
+def test_readers_hostile_word_that_is_no_word_names_file_and_line(tmp_path, word, what):
     rows = [{"tokens": ["fine"]}, {"tokens": ["a", word, "c"], "tags": ["X", "X", "X"]}]
     path = write(tmp_path, "w.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
     raises_at(path, "jsonl", 2, f"word 2 .*{what}")
@@ -68,7 +68,7 @@ def test_readers_word_that_is_no_word_names_file_and_line(tmp_path, word, what):
         raises_at(columns, "columns", 2, what, separator="\t")
 
 
-def test_readers_nul_byte_in_a_text_file_names_its_line(tmp_path):
+def test_readers_hostile_nul_byte_in_a_text_file_names_its_line(tmp_path):
     raises_at(write(tmp_path, "n.conllu", token(1, "a") + "\n" + token(2, "b\0") + "\n"), "conllu", 2, "NUL")
     raises_at(
         write(tmp_path, "n.txt", "pos fine\r\nneg bad\0\n"), "lines", 2, r"binary file \(NUL character\)"
@@ -86,12 +86,12 @@ KEPT = {  # marks and joiners inside a word are part of it
 
 
 @pytest.mark.parametrize("word", KEPT.values(), ids=KEPT)
-def test_readers_words_with_marks_and_joiners_are_kept(tmp_path, word):
+def test_readers_hostile_words_with_marks_and_joiners_are_kept(tmp_path, word):
     path = write(tmp_path, "ok.jsonl", json.dumps({"tokens": ["a", word]}) + "\n")
     assert read_corpus(path, "jsonl")[0].words == ["a", word]
 
 
-def test_readers_spacy_whitespace_tokens_are_kept(tmp_path):
+def test_readers_hostile_spacy_whitespace_tokens_are_kept(tmp_path):
     (ex,) = read_corpus(write(tmp_path, "ws.csv", "text,label\nhello   world,x\n"), "csv")
     assert ex.words == ["hello", "  ", "world"]
 
@@ -101,7 +101,7 @@ def datamodule(path, **options):
     return MultitaskDataModule(train=[spec], dev=[], test=[], **options)
 
 
-def test_datamodule_100000_word_example_stops_the_run_naming_file_and_line(tmp_path):
+def test_readers_hostile_datamodule_100000_word_example_stops_the_run_naming_file_and_line(tmp_path):
     rows = [{"tokens": ["a", "b"], "tags": ["X", "X"]}, {"tokens": ["w"] * 100_000, "tags": ["X"] * 100_000}]
     path = write(tmp_path, "long.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
     what = r"100,000 words in one example, more than data.max_words=1000: "
@@ -114,7 +114,7 @@ def test_datamodule_100000_word_example_stops_the_run_naming_file_and_line(tmp_p
 
 
 @pytest.mark.parametrize(("words", "refused"), [(1000, False), (1001, True)])
-def test_datamodule_max_words_is_the_largest_example_read(tmp_path, words, refused):
+def test_readers_hostile_datamodule_max_words_is_the_largest_example_read(tmp_path, words, refused):
     path = write(tmp_path, "n.jsonl", json.dumps({"tokens": ["w"] * words, "tags": ["X"] * words}) + "\n")
     if refused:
         with pytest.raises(CorpusError, match=f"{path}:1: 1,001 words"):
@@ -123,7 +123,7 @@ def test_datamodule_max_words_is_the_largest_example_read(tmp_path, words, refus
         datamodule(path).load()
 
 
-def test_readers_conllu_unknown_upos_is_warned_with_first_lines(tmp_path, caplog):
+def test_readers_hostile_conllu_unknown_upos_is_warned_with_first_lines(tmp_path, caplog):
     lines = [token(1, "a", "NOUN"), token(2, "b", "NOUNN"), "", token(1, "c", "VERB"), token(2, "d", "ADJ.")]
     path = write(tmp_path, "u.conllu", "\n".join(lines) + "\n")
     with caplog.at_level(logging.WARNING, logger="polyhead.data.readers"):
@@ -137,7 +137,7 @@ def test_readers_conllu_unknown_upos_is_warned_with_first_lines(tmp_path, caplog
     assert not [r for r in caplog.records if "UPOS" in r.getMessage()]
 
 
-def test_readers_docbin_that_inflates_a_thousandfold_is_refused(tmp_path):
+def test_readers_hostile_docbin_that_inflates_a_thousandfold_is_refused(tmp_path):
     bomb = zlib.compress(b"\0" * (100 << 20), 9)  # 100 MiB of zeros in about 100 KB
     assert len(bomb) < 200_000
     with pytest.raises(CorpusError, match="inflates to more than 64 MiB") as err:

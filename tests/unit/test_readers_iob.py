@@ -29,7 +29,7 @@ IOB1 = [
 ]
 
 
-def test_readers_iob1_b_after_o_begins_an_entity_and_is_counted(tmp_path, caplog):
+def test_readers_iob_iob1_b_after_o_begins_an_entity_and_is_counted(tmp_path, caplog):
     path = columns(tmp_path, "train.iob1", IOB1)
     with caplog.at_level(logging.WARNING, logger="polyhead.data.readers"):
         first, second, third = read_corpus(path, "columns", scheme="iob1")
@@ -40,7 +40,7 @@ def test_readers_iob1_b_after_o_begins_an_entity_and_is_counted(tmp_path, caplog
     assert f"{path}: 2 tag(s)" in record.message and f"first at {path}:6, {path}:9" in record.message
 
 
-def test_readers_iob1_strict_keeps_the_refusal(tmp_path):
+def test_readers_iob_iob1_strict_keeps_the_refusal(tmp_path):
     path = columns(tmp_path, "train.iob1", IOB1)
     with pytest.raises(CorpusError, match="B-PER must follow I-PER") as err:
         read_corpus(path, "columns", scheme="iob1", strict=True)
@@ -56,7 +56,7 @@ def test_readers_iob1_strict_keeps_the_refusal(tmp_path):
         (["B-PER", "I-PER", "O"], [(0, 2, "PER")], []),
     ],
 )
-def test_readers_iob2_i_opening_an_entity_reads_as_b(tmp_path, tags, spans, repaired):
+def test_readers_iob_iob2_i_opening_an_entity_reads_as_b(tmp_path, tags, spans, repaired):
     path = columns(tmp_path, "a.iob2", [[(f"w{i}", t) for i, t in enumerate(tags)]])
     (ex,) = read_corpus(path, "columns", scheme="iob2")
     assert ex.get("spans") == spans and ex.meta.get("repaired_tags", []) == [i + 1 for i in repaired]
@@ -65,7 +65,7 @@ def test_readers_iob2_i_opening_an_entity_reads_as_b(tmp_path, tags, spans, repa
     )
 
 
-def test_readers_iob2_same_spans_in_reader_training_targets_decode_and_export(tmp_path):
+def test_readers_iob_iob2_same_spans_in_reader_training_targets_decode_and_export(tmp_path):
     tags = ["O", "I-PER", "I-PER", "O", "I-LOC"]
     (ex,) = read_corpus(columns(tmp_path, "a.iob2", [[(f"w{i}", t) for i, t in enumerate(tags)]]), "columns")
     assert ex.get("spans") == [(1, 3, "PER"), (4, 5, "LOC")]  # seqeval.get_entities gives the same chunks
@@ -82,14 +82,14 @@ def test_readers_iob2_same_spans_in_reader_training_targets_decode_and_export(tm
 
 
 @pytest.mark.parametrize("scheme", ["biluo", "bioes"])
-def test_readers_biluo_stays_strict_without_the_option(tmp_path, scheme):
+def test_readers_iob_biluo_stays_strict_without_the_option(tmp_path, scheme):
     path = columns(tmp_path, "a.txt", [[("a", "O"), ("b", "I-PER")]])
     with pytest.raises(CorpusError, match="does not continue") as err:
         read_corpus(path, "columns", scheme=scheme)
     assert str(err.value).startswith(f"{path}:2:")
 
 
-def test_datamodule_corpus_repairs_become_run_tags(tmp_path):
+def test_readers_iob_datamodule_corpus_repairs_become_run_tags(tmp_path):
     train = columns(tmp_path, "train.iob1", IOB1)
     dev = columns(tmp_path, "dev.iob1", [[("Rome", "I-LOC")]])
     spec = {"format": "columns", "tasks": ["ner"], "options": {"scheme": "iob1"}}

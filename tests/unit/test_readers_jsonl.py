@@ -67,7 +67,7 @@ def test_readers_jsonl_numeric_ids_become_strings(tmp_path):
     assert ex.id == "7"
 
 
-def test_text_plain_and_jsonl_text_take_an_encoding(tmp_path):
+def test_readers_jsonl_text_plain_and_jsonl_text_take_an_encoding(tmp_path):
     plain = tmp_path / "a.txt"
     plain.write_bytes("caf\xe9 au lait\n\nd\xe9j\xe0 vu\n".encode("latin-1"))
     assert read_documents(plain, "txt", encoding="latin-1") == (["caf\xe9 au lait", "d\xe9j\xe0 vu"], 0)

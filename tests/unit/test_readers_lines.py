@@ -103,7 +103,7 @@ def test_readers_lines_pattern_without_named_groups_is_rejected(tmp_path):
         ("lines", "x Caf\xe9\n", {}),
     ],
 )
-def test_readers_every_text_reader_takes_an_encoding(tmp_path, fmt, text, options):
+def test_readers_lines_every_text_reader_takes_an_encoding(tmp_path, fmt, text, options):
     path = write(tmp_path, f"a.{fmt}", text.encode("cp1252"))
     with pytest.raises(CorpusError, match=r"^.*a\.\w+:\d+: not valid UTF-8"):
         read_corpus(path, fmt, **options)
@@ -111,7 +111,7 @@ def test_readers_every_text_reader_takes_an_encoding(tmp_path, fmt, text, option
     assert ex.words == ["Caf\xe9"]
 
 
-def test_readers_bad_byte_in_the_given_encoding_names_it_and_the_line(tmp_path):
+def test_readers_lines_bad_byte_in_the_given_encoding_names_it_and_the_line(tmp_path):
     path = write(tmp_path, "a.txt", b"ok O\n\nb\x81d O\n")  # 0x81 is undefined in cp1252
     with pytest.raises(CorpusError, match=r"not valid cp1252 \(byte 0x81\)") as err:
         read_corpus(path, "columns", encoding="cp1252")
@@ -120,13 +120,13 @@ def test_readers_bad_byte_in_the_given_encoding_names_it_and_the_line(tmp_path):
         read_corpus(path, "columns", encoding="klingon")
 
 
-def test_readers_utf16_file_reads_with_its_encoding(tmp_path):
+def test_readers_lines_utf16_file_reads_with_its_encoding(tmp_path):
     path = write(tmp_path, "a.txt", "0 caf\xe9 ok\n1 bad\n".encode("utf-16"))
     first, second = read_corpus(path, "lines", encoding="utf-16")
     assert first.words == ["caf\xe9", "ok"] and second.get("cats") == ("1",)
 
 
-def test_datamodule_dev_from_a_seeded_part_of_the_training_file(tmp_path):
+def test_readers_lines_datamodule_dev_from_a_seeded_part_of_the_training_file(tmp_path):
     """No dev file: head (80%) trains, tail (the other 20%) validates; the same seed gives the same split."""
     path = write(
         tmp_path, "train.txt", "".join(f"{'pos' if i % 2 else 'neg'} text number {i}\n" for i in range(20))
@@ -153,7 +153,7 @@ def test_datamodule_dev_from_a_seeded_part_of_the_training_file(tmp_path):
 @pytest.mark.parametrize(
     "sample", [{"fraction": 0.8, "seed": 1, "part": "rest"}, {"fraction": 1.5, "seed": 1, "part": "head"}]
 )
-def test_datamodule_bad_sample_is_rejected(tmp_path, sample):
+def test_readers_lines_datamodule_bad_sample_is_rejected(tmp_path, sample):
     path = write(tmp_path, "t.jsonl", json.dumps({"tokens": ["a"], "cats": ["x"]}) + "\n")
     dm = MultitaskDataModule(
         train=[{"path": str(path), "format": "jsonl", "tasks": ["textcat"], "sample": sample}],

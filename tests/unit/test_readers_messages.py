@@ -38,11 +38,11 @@ def raises_at(path, fmt, line, what, **options):
     ],
     ids=["unclosed-to-eof", "unclosed-then-quote", "after-closing-quote", "extra-field", "missing-field"],
 )
-def test_readers_csv_defect_is_reported_where_it_is(tmp_path, text, line, what):
+def test_readers_messages_csv_defect_is_reported_where_it_is(tmp_path, text, line, what):
     raises_at(write(tmp_path, "bad.csv", text), "csv", line, what)
 
 
-def test_readers_csv_quoted_multiline_and_comma_fields_still_read(tmp_path):
+def test_readers_messages_csv_quoted_multiline_and_comma_fields_still_read(tmp_path):
     path = write(tmp_path, "ok.csv", 'text,label\n"a, ""quoted"" b",x\n"two\nlines",y\nlast,z\n')
     a, b, c = read_corpus(path, "csv")
     assert a.words == ["a", ",", '"', "quoted", '"', "b"] and b.words == ["two", "\n", "lines"]
@@ -79,12 +79,12 @@ def test_readers_csv_quoted_multiline_and_comma_fields_still_read(tmp_path):
         ),
     ],
 )
-def test_readers_jsonl_defect_in_user_terms(tmp_path, row, what):
+def test_readers_messages_jsonl_defect_in_user_terms(tmp_path, row, what):
     path = write(tmp_path, "bad.jsonl", json.dumps({"tokens": ["ok"]}) + "\n\n" + json.dumps(row) + "\n")
     raises_at(path, "jsonl", 3, what)
 
 
-def test_readers_jsonl_text_and_tokens_give_spaces_and_token_offsets(tmp_path):
+def test_readers_messages_jsonl_text_and_tokens_give_spaces_and_token_offsets(tmp_path):
     row = {"text": "Ann  went.", "tokens": ["Ann", "went", "."], "ents": [[0, 1, "PER"]]}
     (ex,) = read_corpus(write(tmp_path, "a.jsonl", json.dumps(row) + "\n"), "jsonl")
     assert (ex.spaces, ex.get("spans"), ex.text) == ([True, False, False], [(0, 1, "PER")], "Ann went.")
@@ -112,12 +112,12 @@ def conllu_line(token_id, form="w", head="0"):
         ("1 1.1 1.3", 6, r"empty node 1\.3 out of order: expected 1\.2"),
     ],
 )
-def test_readers_conllu_id_checks(tmp_path, sentence, line, what):
+def test_readers_messages_conllu_id_checks(tmp_path, sentence, line, what):
     text = S1 + "\n" + "".join(conllu_line(i) for i in sentence.split())
     raises_at(write(tmp_path, "bad.conllu", text), "conllu", line, what)
 
 
-def test_readers_conllu_valid_ranges_and_empty_nodes_read(tmp_path):
+def test_readers_messages_conllu_valid_ranges_and_empty_nodes_read(tmp_path):
     text = "".join(conllu_line(i, head="_") for i in "0.1 1-2 1 2 2.1 2.2 3".split())
     (ex,) = read_corpus(write(tmp_path, "ok.conllu", text), "conllu")
     assert ex.words == ["w", "w", "w"] and ex.spaces == [False, True, True]
@@ -132,12 +132,12 @@ def test_readers_conllu_valid_ranges_and_empty_nodes_read(tmp_path):
         (conllu_line(2, head="2"), "word 2 is its own HEAD"),
     ],
 )
-def test_readers_conllu_form_and_head_checks(tmp_path, bad, what):
+def test_readers_messages_conllu_form_and_head_checks(tmp_path, bad, what):
     text = S1 + "\n" + conllu_line(1) + bad + conllu_line(3)
     raises_at(write(tmp_path, "bad.conllu", text), "conllu", 5, what)
 
 
-def test_datamodule_training_file_error_comes_before_dev_label_checks(tmp_path):
+def test_readers_messages_datamodule_training_file_error_comes_before_dev_label_checks(tmp_path):
     good = [{"tokens": ["a"], "cats": ["pos"]}, {"tokens": ["b"], "cats": ["neg"]}]
     bad = good + [{"tokens": ["c"], "cats": "pos"}]
     train = write(tmp_path, "train.jsonl", "\n".join(json.dumps(r) for r in bad) + "\n")
@@ -148,7 +148,7 @@ def test_datamodule_training_file_error_comes_before_dev_label_checks(tmp_path):
         dm.load()
 
 
-def test_datamodule_task_with_no_annotation_in_its_file_is_named(tmp_path):
+def test_readers_messages_datamodule_task_with_no_annotation_in_its_file_is_named(tmp_path):
     train = write(tmp_path, "train.jsonl", json.dumps({"tokens": ["a"], "cats": ["x"]}) + "\n")
     dev = write(tmp_path, "dev.jsonl", json.dumps({"tokens": ["a"], "ents": [[0, 1, "PER"]]}) + "\n")
     spec = {"format": "jsonl", "tasks": ["ner"]}
@@ -170,7 +170,7 @@ class Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def test_encoder_wordpieces_of_a_long_document_log_no_length_warning():
+def test_readers_messages_encoder_wordpieces_of_a_long_document_log_no_length_warning():
     words = [["alpha", "beta"] * 20]
     collect, library_logger = Collect(), logging.getLogger("transformers")
     library_logger.addHandler(collect)

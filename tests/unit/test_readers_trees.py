@@ -5,8 +5,7 @@ import json
 import logging
 
 import pytest
-from conftest import write
-from test_readers import CONLLU
+from conftest import CONLLU, write
 
 from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.data.readers import read_corpus
@@ -111,7 +110,7 @@ def spec(path: str, tasks: list[str]) -> dict:
     return {"path": path, "format": "conllu", "tasks": tasks, "options": TREES}
 
 
-def test_datamodule_trees_deprel_unseen_in_training_names_file_and_line(tmp_path):
+def test_readers_trees_datamodule_trees_deprel_unseen_in_training_names_file_and_line(tmp_path):
     train = corpus(tmp_path, "train", [[("Ann", 2, "nsubj"), ("ran", 0, "root")]])
     test = corpus(
         tmp_path, "test", [[("Ann", 2, "nsubj"), ("ran", 0, "root")], [("Go", 0, "root"), ("!", 1, "punct")]]
@@ -122,7 +121,7 @@ def test_datamodule_trees_deprel_unseen_in_training_names_file_and_line(tmp_path
     assert str(err.value).startswith(f"{test}:5:")  # the first line of the sentence
 
 
-def test_datamodule_trees_masked_unless_the_corpus_feeds_the_parser(tmp_path):
+def test_readers_trees_datamodule_trees_masked_unless_the_corpus_feeds_the_parser(tmp_path):
     train = corpus(tmp_path, "train", [[("Ann", 2, "nsubj"), ("ran", 0, "root")]])
     dm = MultitaskDataModule(train=[spec(train, ["tagger"])], dev=[], test=[])
     dm.load()

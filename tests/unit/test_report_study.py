@@ -132,7 +132,7 @@ def test_report_study_differences_paired_by_seed_at_every_size(report):
     assert flat["diff"].tolist() == pytest.approx([0.01, 0.01])  # decay - flat, every seed
 
 
-def test_report_best_dev_is_the_best_value_over_each_runs_history(store, tmp_path):
+def test_report_study_best_dev_is_the_best_value_over_each_runs_history(store, tmp_path):
     _, _, client = store
     options = OPTIONS | {"compare": COMPARE[:1], "metrics": "best/val/*"}
     _, summary, diffs = build_report(client, options, tmp_path)
@@ -243,7 +243,7 @@ def test_report_study_check_finds_a_changed_page_or_table(page):
     assert any("summary.csv: row 2 mean" in p for p in check(page))
 
 
-def test_study_resume_marks_runs_a_stopped_study_left_unfinished_killed(tmp_path):
+def test_report_study_resume_marks_runs_a_stopped_study_left_unfinished_killed(tmp_path):
     from polyhead.report.runs import load_runs
     from polyhead.study.run import close_stale_runs, done_seeds
 
@@ -269,7 +269,7 @@ def test_study_resume_marks_runs_a_stopped_study_left_unfinished_killed(tmp_path
     assert close_stale_runs(client, "s1") == 0
 
 
-def test_study_wall_time_leaves_out_the_gaps_between_sessions():
+def test_report_study_wall_time_leaves_out_the_gaps_between_sessions():
     from types import SimpleNamespace
 
     from polyhead.study.page import busy_seconds
@@ -299,7 +299,7 @@ def test_report_study_page_of_a_study_still_running_leaves_out_an_arm_not_run_ye
         build_report(client, OPTIONS | {"compare": [later]}, tmp_path / "report")
 
 
-def test_study_page_names_every_cpu_a_study_resumed_over_sessions_ran_on():
+def test_report_study_page_names_every_cpu_a_study_resumed_over_sessions_ran_on():
     from types import SimpleNamespace
 
     from polyhead.study.page import counted

@@ -38,7 +38,7 @@ def cells() -> list[Cell]:
         (300, 16, 14, 1),
     ],
 )
-def test_study_budget_rule(size, batch, epochs, val_every):
+def test_study_plan_budget_rule(size, batch, epochs, val_every):
     rule = {"min_steps": 250, "min_epochs": 5, "max_epochs": 80, "validations": 8}
     assert budget(size, batch, **rule) == (epochs, val_every)
     if size:  # at least min_steps optimiser steps of `size` examples, unless capped by max_epochs
@@ -65,7 +65,7 @@ def test_study_plan_has_every_arm_size_and_seed(cells):
     assert {c.size for c in cells if c.arm == "single_taught"} == {500}
 
 
-def test_study_born_again_cells_take_one_seed_and_wait_for_their_teachers(cells):
+def test_study_plan_born_again_cells_take_one_seed_and_wait_for_their_teachers(cells):
     from polyhead.study.run import waits_for
 
     taught = [c for c in cells if c.arm == "born_again" and c.size == 500]
@@ -77,7 +77,7 @@ def test_study_born_again_cells_take_one_seed_and_wait_for_their_teachers(cells)
     assert not any(waits_for(c, cells) for c in cells if c.arm != "born_again" and c.arm != "single_taught")
 
 
-def test_study_arms_keep_their_heads_and_drop_any_other(cells):
+def test_study_plan_arms_keep_their_heads_and_drop_any_other(cells):
     """A head the experiment has besides tagger, ner and textcat (here `later`; EWT's parser) is dropped."""
     heads = list(compose_study(PROJECT_ROOT, "sharing", [EXTRA_HEAD]).model.heads)
     assert {"tagger", "ner", "textcat", "later"} <= set(heads)
@@ -92,7 +92,7 @@ def test_study_arms_keep_their_heads_and_drop_any_other(cells):
     }
 
 
-def test_study_cell_composes_to_its_heads_data_and_budget(cells, tmp_path):
+def test_study_plan_cell_composes_to_its_heads_data_and_budget(cells, tmp_path):
     cell = next(c for c in cells if c.name == "single-ner-n500")
     arguments = [
         a for a in cell.arguments("sharing", "s-1", tmp_path) if not a.startswith(("seed=", "hydra."))
@@ -108,7 +108,7 @@ def test_study_cell_composes_to_its_heads_data_and_budget(cells, tmp_path):
     assert cfg.model.heads.ner == multitask.model.heads.ner  # the same head as in the multitask model
 
 
-def test_study_resume_runs_only_seeds_without_a_finished_run(cells):
+def test_study_plan_resume_runs_only_seeds_without_a_finished_run(cells):
     cell = next(c for c in cells if c.name == "single-ner-n100")
     done = {
         ("single", ("ner",), "100", "1"),
@@ -119,13 +119,13 @@ def test_study_resume_runs_only_seeds_without_a_finished_run(cells):
     assert remaining(cell, done | {("single", ("ner",), "100", s) for s in "23"}) is None
 
 
-def test_study_arm_naming_a_missing_head_is_an_error():
+def test_study_plan_arm_naming_a_missing_head_is_an_error():
     cfg = compose_study(PROJECT_ROOT, "sharing", ["~model.heads.ner"])
     with pytest.raises(ValueError, match=r"study arm multitask names tasks \['ner'\]"):
         plan(cfg)
 
 
-def test_study_resume_trains_in_the_precision_of_its_finished_runs():
+def test_study_plan_resume_trains_in_the_precision_of_its_finished_runs():
     assert pin_precision({"32-true"}, ["seed=1"]) == ["seed=1", "trainer.precision=32-true"]
     assert pin_precision({"32-true"}, ["trainer.precision=bf16-mixed"]) == ["trainer.precision=bf16-mixed"]
     assert pin_precision(set(), ["seed=1"]) == ["seed=1"]  # nothing finished yet: the CPU's best
@@ -133,7 +133,7 @@ def test_study_resume_trains_in_the_precision_of_its_finished_runs():
         pin_precision({"bf16-mixed", "32-true"}, [])
 
 
-def test_study_jobs_give_each_cell_a_launcher_and_threads(cells):
+def test_study_plan_jobs_give_each_cell_a_launcher_and_threads(cells):
     many, one = cells[0], next(c for c in cells if c.size is None)
     assert (len(many.seeds), len(one.seeds)) == (3, 1)
     assert cell_overrides(many, jobs=3, cores=2) == [
@@ -163,7 +163,7 @@ sys.exit(3 if name == "bad" else 0)
 """
 
 
-def test_study_runs_cells_side_by_side_within_jobs_in_order(tmp_path):
+def test_study_plan_runs_cells_side_by_side_within_jobs_in_order(tmp_path):
     """A stand-in train.py records when each cell ran: jobs=3 runs the 3-seed cell alone, then the three
     1-seed cells together, then the 2-seed one; a failing cell is reported and the others still run."""
     (tmp_path / "train.py").write_text(FAKE_TRAIN)
@@ -182,7 +182,7 @@ def test_study_runs_cells_side_by_side_within_jobs_in_order(tmp_path):
     assert s2 >= max(ea, eb, ex) - 0.01 and all(log.is_file() for log in logs)
 
 
-def test_study_born_again_cell_starts_after_its_teachers_with_their_run_ids(tmp_path):
+def test_study_plan_born_again_cell_starts_after_its_teachers_with_their_run_ids(tmp_path):
     """The born-again cell is queued first but starts once the teachers' cell has ended, with arguments
     made when it starts; a cell whose teachers cannot be found is reported failed and not run."""
     (tmp_path / "train.py").write_text(FAKE_TRAIN)
@@ -207,7 +207,7 @@ def test_study_born_again_cell_starts_after_its_teachers_with_their_run_ids(tmp_
     assert events.index("single-tagger-n100") < events.index("born_again-tagger-n100-s1")
 
 
-def test_study_jobs_leave_the_launcher_to_the_study():
+def test_study_plan_jobs_leave_the_launcher_to_the_study():
     with pytest.raises(
         ValueError, match="--jobs 2 sets each cell's launcher and threads: leave out threads=1"
     ):

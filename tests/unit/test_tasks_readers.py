@@ -32,7 +32,7 @@ def spec(path, tasks, **options):
     return CorpusSpec(path=str(path), format="conllu", tasks=tasks, options=options)
 
 
-def test_tasks_conllu_columns_each_to_the_task_that_names_them(tmp_path):
+def test_tasks_readers_conllu_columns_each_to_the_task_that_names_them(tmp_path):
     path = write(tmp_path, "t.conllu", CONLLU)
     tasks = {
         "upos": "upos",
@@ -66,7 +66,7 @@ def test_tasks_conllu_columns_each_to_the_task_that_names_them(tmp_path):
     assert second.get("xpos") == ["NNP", None, "VBD"] and second.get("lemma") == ["Rice", None, "write"]
 
 
-def test_tasks_two_tasks_may_read_one_field_and_a_list_keeps_the_old_names(tmp_path):
+def test_tasks_readers_two_tasks_may_read_one_field_and_a_list_keeps_the_old_names(tmp_path):
     path = write(tmp_path, "t.conllu", CONLLU)
     (ex, _) = spec(path, {"pos": "upos", "pos_again": "upos"}).read()
     assert ex.get("pos") == ex.get("pos_again") == ["DET", "NOUN", "VERB", "PUNCT"]
@@ -84,7 +84,9 @@ def test_tasks_two_tasks_may_read_one_field_and_a_list_keeps_the_old_names(tmp_p
         (2, "", {"l": "lemma"}, "t.conllu:4: empty lemma"),
     ],
 )
-def test_tasks_conllu_bad_column_is_one_line_naming_file_and_line(tmp_path, column, value, tasks, message):
+def test_tasks_readers_conllu_bad_column_is_one_line_naming_file_and_line(
+    tmp_path, column, value, tasks, message
+):
     lines = CONLLU.split("\n")
     cols = lines[3].split("\t")
     cols[column] = value
@@ -95,7 +97,7 @@ def test_tasks_conllu_bad_column_is_one_line_naming_file_and_line(tmp_path, colu
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_tasks_unknown_field_and_a_list_naming_a_new_task_are_config_errors(tmp_path):
+def test_tasks_readers_unknown_field_and_a_list_naming_a_new_task_are_config_errors(tmp_path):
     path = write(tmp_path, "t.conllu", CONLLU)
     with pytest.raises(ValueError, match="CoNLL-U has no field 'upsos'"):
         spec(path, {"pos": "upsos"}).read()
@@ -116,7 +118,7 @@ Blackburn NNP I-NP I-PER
 """
 
 
-def test_tasks_one_column_file_gives_a_task_per_column_at_its_lines(tmp_path):
+def test_tasks_readers_one_column_file_gives_a_task_per_column_at_its_lines(tmp_path):
     path = write(tmp_path, "c.txt", COLUMNS)
     tasks = {"pos": "1", "chunk": "2:iob2", "ner": "3:iob2"}
     first, second = CorpusSpec(path=str(path), format="columns", tasks=tasks).read()
@@ -127,13 +129,13 @@ def test_tasks_one_column_file_gives_a_task_per_column_at_its_lines(tmp_path):
     assert second.get("ner") == [(0, 2, "PER")] and second.get("chunk") == [(0, 2, "NP")]
 
 
-def test_tasks_column_beyond_the_line_names_the_line(tmp_path):
+def test_tasks_readers_column_beyond_the_line_names_the_line(tmp_path):
     path = write(tmp_path, "c.txt", COLUMNS)
     with pytest.raises(CorpusError, match=r"c.txt:3: expected at least 5 columns, found 4"):
         CorpusSpec(path=str(path), format="columns", tasks={"x": "4"}).read()
 
 
-def test_tasks_one_task_fed_two_kinds_is_an_error_naming_the_file(tmp_path):
+def test_tasks_readers_one_task_fed_two_kinds_is_an_error_naming_the_file(tmp_path):
     conllu = write(tmp_path, "t.conllu", CONLLU)
     cols = write(tmp_path, "c.txt", COLUMNS)
     dm = MultitaskDataModule(
@@ -164,11 +166,11 @@ def test_tasks_one_task_fed_two_kinds_is_an_error_naming_the_file(tmp_path):
         ("x", ""),
     ],
 )
-def test_tasks_edit_script_turns_the_form_into_the_lemma(form, lemma):
+def test_tasks_readers_edit_script_turns_the_form_into_the_lemma(form, lemma):
     assert apply_script(edit_script(form, lemma), form) == lemma
 
 
-def test_tasks_edit_script_does_not_depend_on_the_forms_casing():
+def test_tasks_readers_edit_script_does_not_depend_on_the_forms_casing():
     assert edit_script("The", "the") == edit_script("the", "the") == edit_script("THE", "the")
     assert edit_script("I", "I") == edit_script("i", "I")  # an uncased encoder cannot tell them apart
     assert edit_script("Running", "run") == edit_script("running", "run")  # a lower-case lemma: one label
@@ -176,7 +178,7 @@ def test_tasks_edit_script_does_not_depend_on_the_forms_casing():
     assert apply_script(edit_script("iPhone", "iPhone"), "iPhone") == "iPhone"  # mixed case: kept as is
 
 
-def test_tasks_edit_script_that_does_not_fit_a_word_gives_none():
+def test_tasks_readers_edit_script_that_does_not_fit_a_word_gives_none():
     script = edit_script("sitting", "sit")  # cut "ting"
     assert apply_script(script, "walking") is None
     assert apply_script(edit_script("studies", "study"), "flies") == "fly"  # a rule learnt once, reused
@@ -185,7 +187,7 @@ def test_tasks_edit_script_that_does_not_fit_a_word_gives_none():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not EWT_TRAIN.is_file(), reason="UD English EWT is not in ../shared/data")
-def test_tasks_edit_scripts_round_trip_every_ewt_training_word():
+def test_tasks_readers_edit_scripts_round_trip_every_ewt_training_word():
     spec_ = CorpusSpec(path=str(EWT_TRAIN), format="conllu", tasks={"lemma": "lemma"})
     pairs = [(w, lemma) for ex in spec_.read() for w, lemma in zip(ex.words, ex.get("lemma")) if lemma]
     assert len(pairs) > 200_000
