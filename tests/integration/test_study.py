@@ -45,11 +45,12 @@ def test_study_runs_every_arm_reports_publishes_and_checks(tmp_path, tiny_bert):
         "study.all_seeds=[]",
         "study.budget.min_steps=4",  # demo batches of 16: 2 epochs at 40 examples, 1 at 100
         "study.budget.min_epochs=1",
+        "study.arms.single_taught.sizes=[100]",  # the control runs at one size: here the larger toy one
         f"paths.root_dir={tmp_path}",
     ]
     out = study(tmp_path, "run", "--id", "toy", "--jobs", "2", "--page", str(page), *overrides)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "study toy: 20 runs in 10 multiruns" in out.stdout and "matches MLflow" in out.stdout
+    assert "study toy: 34 runs in 22 multiruns" in out.stdout and "matches MLflow" in out.stdout
     # --jobs 2: each cell's two seeds in parallel processes, its output in its own log
     assert re.search(r"hydra.launcher.n_jobs=2 threads=\d+ ", out.stdout)
     cell_log = tmp_path / "outputs" / "studies" / "toy" / "toy-single-ner-n40.log"
@@ -58,7 +59,7 @@ def test_study_runs_every_arm_reports_publishes_and_checks(tmp_path, tiny_bert):
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.study_id = 'toy'")
     trained = [r for r in runs if "report_of" not in r.data.tags]
-    assert len(trained) == 20 and all(r.info.status == "FINISHED" for r in trained)
+    assert len(trained) == 34 and all(r.info.status == "FINISHED" for r in trained)
     single = [r for r in trained if r.data.params["study/arm"] == "single"]
     for run in single:  # one head, its own examples only, N of them
         heads = {k.split("/")[2] for k in run.data.params if k.startswith("model/heads/")}
