@@ -1,7 +1,9 @@
-"""MLflow, the one module that writes to it: what every run records besides metrics (config, git commit and
-state, hardware, encoder lineage, label maps), assembled here once; which of the configured loggers is
-MLflow's and how it starts or continues a run; artifacts, tags and run status; the store; the runs written
-without Lightning (spacy_cnn); marking a failed job."""
+"""MLflow for every run that trains (train, pretrain, distill, spacy_cnn) and exports: what each run records
+besides metrics (config, git commit and state, hardware, encoder lineage, label maps), assembled here once;
+which of the configured loggers is MLflow's and how it starts or continues a run; artifacts, tags and run
+status; the store; the runs written without Lightning (spacy_cnn); marking a failed job. The report's own
+run (polyhead.report) and the study's marking of killed runs (polyhead.study.run) still write through
+MlflowClient themselves."""
 
 from __future__ import annotations
 

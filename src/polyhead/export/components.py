@@ -142,15 +142,19 @@ class PolyheadEncoder(BatchedComponent):
         return self
 
 
-SPREAD = 1.5  # a sub-batch's longest row at most this many times its shortest
+# A sub-batch's longest row at most this many times its shortest. Smaller spreads pad less but make more,
+# smaller transformer calls, whose cost differs between CPUs and precisions: on the one CPU timed (AMD EPYC,
+# AVX-512 + AVX512-BF16) spreads 1.25, 1.5 and 2 ran within 12% of each other, fp32 a little faster at the
+# smaller ones and bf16 at 2; 1.5 sits between. Not measured elsewhere.
+SPREAD = 1.5
 
 
 def sub_batches(lengths: list[int], size: int, spread: float = SPREAD) -> list[list[int]]:
     """Indices of texts in order of padded row length, cut into sub-batches of at most `size` texts whose
     longest row is at most `spread` times their shortest. Cutting at a fixed count alone pads a batch's tail
     to its longest text: on the first 600 EWT test texts in `nlp.pipe` batches of 256 (AMD EPYC, AVX-512 +
-    AVX512-BF16), 56% of the transformer's positions held a wordpiece with batches of 64, 83% cut this way,
-    and the transformer took a third less time."""
+    AVX512-BF16), 56% of the transformer's positions held a wordpiece with batches of 64, 83% cut this way:
+    302 GFLOP instead of 455 (`bench/inference.py --profile`)."""
     batches: list[list[int]] = []
     for i in sorted(range(len(lengths)), key=lengths.__getitem__):
         if batches and len(batches[-1]) < size and lengths[i] <= spread * lengths[batches[-1][0]]:
