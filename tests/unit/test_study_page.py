@@ -32,10 +32,12 @@ def test_study_page_refuses_another_studys_page(tmp_path):
 
 
 def test_study_page_refusal_comes_before_any_report_run(tmp_path):
-    """`scripts/study.py publish --id B` onto A's page fails in one line before the report run is logged."""
+    """`scripts/study.py publish --id B` onto A's page fails in one line before the report run is logged;
+    with --replace it goes past the page (and stops here at the study's missing runs instead)."""
     page = foreign_page(tmp_path)
-    done = subprocess.run(
-        [
+
+    def publish_b(*args):
+        command = [
             sys.executable,
             "scripts/study.py",
             "publish",
@@ -43,16 +45,16 @@ def test_study_page_refusal_comes_before_any_report_run(tmp_path):
             "sharing-ewt-2",
             "--page",
             str(page),
-            f"paths.root_dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+        ]
+        command += [*args, f"paths.root_dir={tmp_path}"]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    done = publish_b()
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].endswith("give this study its own page (--page)")
     assert not (tmp_path / "mlruns").exists()  # no store, no report run
+    replaced = publish_b("--replace")
+    assert replaced.returncode != 0 and "holds study" not in replaced.stderr
 
 
 def test_study_page_run_refuses_another_studys_page_unless_replacing(tmp_path):

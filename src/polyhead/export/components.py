@@ -144,7 +144,7 @@ class PolyheadEncoder(BatchedComponent):
 
 # A sub-batch's longest row at most this many times its shortest. Smaller spreads pad less but make more,
 # smaller transformer calls, whose cost differs between CPUs and precisions: on the one CPU timed (AMD EPYC,
-# AVX-512 + AVX512-BF16) spreads 1.25, 1.5 and 2 ran within 12% of each other, fp32 a little faster at the
+# AVX-512 + AVX512-BF16) spreads 1.25, 1.5 and 2 ran within 14% of each other, fp32 a little faster at the
 # smaller ones and bf16 at 2; 1.5 sits between. Not measured elsewhere.
 SPREAD = 1.5
 
