@@ -126,7 +126,7 @@ def test_tasks_nine_tasks_export_as_one_pipeline_that_predicts_as_the_model(trai
     docs = list(nlp.pipe(texts))
     words = [[t.text for t in doc] for doc in docs]
     with torch.inference_mode():
-        predicted = model.predict(collate.align(words))
+        predicted = model.predict(collate.align(words), words)
     heads = model.heads
     for i, (doc, ws) in enumerate(zip(docs, words)):
         gold = {task: heads[task].as_gold(p[i], ws) for task, p in predicted.items()}

@@ -184,7 +184,8 @@ def compute_logits(teacher: Teacher, examples: list[Example], batch_size: int) -
     out: dict[str, list] = {}
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        enc, logits = model(teacher.collate.align([examples[i].words for i in chunk]))
+        texts = [examples[i].words for i in chunk]
+        enc, logits = model(teacher.collate.align(texts), texts)
         for task, values in logits.items():
             rows = model.heads[task].soft_targets(values, enc.word_mask)
             out.setdefault(task, [None] * len(examples))

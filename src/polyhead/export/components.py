@@ -199,7 +199,8 @@ def batch_vectors(docs: list[Doc], task: str) -> EncoderOutput:
     for i, s in enumerate(states):
         n = len(s["index"])
         words[i, :n], mask[i, :n] = s["words"], True
-    return EncoderOutput(words=words, word_mask=mask, cls=torch.stack([s["cls"] for s in states]))
+    texts = [[doc[j].text for j in s["index"]] for doc, s in zip(docs, states)]
+    return EncoderOutput(words, mask, torch.stack([s["cls"] for s in states]), texts)
 
 
 class PipelineError(UserError, OSError):

@@ -23,6 +23,7 @@ class EncoderOutput:
     words: torch.Tensor  # (B, W, H) word vectors
     word_mask: torch.Tensor  # (B, W) True for real words
     cls: torch.Tensor  # (B, H) first-token vector averaged over each text's windows
+    texts: list[list[str]] | None = None  # the words as written, for heads that read forms (models.surface)
 
 
 class ScalarMix(nn.Module):
@@ -137,6 +138,7 @@ class Encoder(nn.Module):
                 self.task_mixes[task].mix_stacked(words),
                 shared.word_mask,
                 self.task_mixes[task].mix_stacked(cls),
+                shared.texts,
             )
             for task in tasks
         }

@@ -21,10 +21,13 @@ class MultitaskModel(nn.Module):
             head.task = task  # the annotation it reads: Example.get(task)
         self.loss_weights = {task: float((loss_weights or {}).get(task, 1.0)) for task in heads}
 
-    def forward(self, alignment: Alignment) -> tuple[EncoderOutput, dict[str, torch.Tensor]]:
+    def forward(
+        self, alignment: Alignment, texts: list[list[str]] | None = None
+    ) -> tuple[EncoderOutput, dict[str, torch.Tensor]]:
         """One encoder pass, then every head on its view of it; `enc` is the shared output (the tensors each
-        task's gradient flows back into)."""
+        task's gradient flows back into). `texts`, the words, reach heads that read their forms."""
         enc = self.encoder(alignment)
+        enc.texts = texts
         views = self.encoder.task_views(enc, self.heads.keys())
         return enc, {task: head(views[task]) for task, head in self.heads.items()}
 
@@ -46,7 +49,7 @@ class MultitaskModel(nn.Module):
         return sum(self.loss_weights[task] * loss for task, loss in losses.items())
 
     @torch.inference_mode()
-    def predict(self, alignment: Alignment) -> dict[str, list]:
+    def predict(self, alignment: Alignment, texts: list[list[str]] | None = None) -> dict[str, list]:
         """Decoded predictions per task: tag lists, entity spans, category scores."""
-        enc, logits = self(alignment)
+        enc, logits = self(alignment, texts)
         return {task: head.decode(logits[task], enc.word_mask) for task, head in self.heads.items()}

@@ -33,7 +33,7 @@ class MultitaskModule(pl.LightningModule):
 
     def _forward(self, batch):
         alignment = batch["alignment"]
-        enc, logits = self.model(alignment)
+        enc, logits = self.model(alignment, [ex.words for ex in batch["examples"]])
         targets = self.model.targets(batch["examples"], alignment.word_mask.shape[1], self.device)
         return enc, logits, targets
 

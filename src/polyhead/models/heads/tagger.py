@@ -10,6 +10,7 @@ from polyhead.data.schema import Example
 from polyhead.models.encoder import EncoderOutput
 from polyhead.models.heads.base import HeadModule
 from polyhead.models.heads.soft import kl_divergence, word_rows
+from polyhead.models.surface import SurfaceEmbedding
 
 IGNORE = -100
 UNSEEN = -1  # a dev/test label training lacks (open label sets: feature bundles, edit scripts): always wrong
@@ -21,7 +22,14 @@ class TokenTaggingHead(HeadModule):
     annotation = "tags"  # the kind of annotation it learns from (polyhead.data.schema.KINDS)
     task = ""  # the task whose annotation it learns: MultitaskModel names it
 
-    def __init__(self, hidden_size: int, labels: list[str], dropout: float = 0.1, attr: str = "pos"):
+    def __init__(
+        self,
+        hidden_size: int,
+        labels: list[str],
+        dropout: float = 0.1,
+        attr: str = "pos",
+        surface: int = 0,
+    ):
         super().__init__()
         # attr: the token attribute the exported component sets: pos (token.pos_, UPOS), tag (token.tag_),
         # morph (token.morph), lemma (token.lemma_) or the name of a custom extension (token._.<name>)
@@ -29,10 +37,18 @@ class TokenTaggingHead(HeadModule):
         self.labels = list(labels)
         self.index = {label: i for i, label in enumerate(self.labels)}
         self.dropout = nn.Dropout(dropout)
+        # surface > 0: each word's shape and last letters (models.surface), `surface` wide, join its vector
+        # through one hidden layer, so the written form can change what the context says (a capital mid-text)
+        self.surface = SurfaceEmbedding(surface) if surface else None
+        self.mix = nn.Linear(hidden_size + surface, hidden_size) if surface else None
         self.proj = nn.Linear(hidden_size, len(self.labels))
 
     def forward(self, enc: EncoderOutput) -> torch.Tensor:  # (B, W, H) -> (B, W, L)
-        return self.proj(self.dropout(enc.words))
+        words = self.dropout(enc.words)
+        if self.surface is not None:
+            forms = self.surface(enc.texts, words.shape[1]).to(words.dtype)
+            words = self.dropout(nn.functional.gelu(self.mix(torch.cat([words, forms], -1))))
+        return self.proj(words)
 
     def word_labels(self, example: Example) -> list[str | None] | None:
         """The example's label of every word for this head's task (None: the word is not annotated)."""

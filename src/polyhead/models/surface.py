@@ -1,0 +1,65 @@
+"""What the word vectors lack: the written form's shape and last letters, as small learned embeddings.
+
+An uncased encoder (MiniLM, BERT-base-uncased) sees "Space" and "space" as one wordpiece, and with
+first-piece pooling a head sees only a word's first piece ("nomin" of "nominated"). A lemma depends on
+both: "Space" in "Space Needle" keeps its capital, "nominated" loses a "d" where "walked" loses "ed". A head
+that takes `surface` (the tagger family: lemmatizer, morphologizer, tagger) adds, per word, an embedding of
+its shape (lower, Title, UPPER, mixed, digits, other) and of its last 1-4 letters, hashed into `buckets`
+rows (spaCy's MultiHashEmbed and UDPipe's character features, cut down to what a lemma needs).
+
+The ids come from the words as strings (`EncoderOutput.texts`), the same in training and in the exported
+pipeline; the hash is CRC-32, so a pipeline computes the ids its training did in any process.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import torch
+from torch import nn
+
+SHAPES = ("pad", "lower", "title", "upper", "mixed", "digit", "other")
+SUFFIXES = (1, 2, 3, 4)  # letters at the end of the lower-cased form
+
+
+def shape(word: str) -> int:
+    """The index in SHAPES of how `word` is written."""
+    if any(c.isdigit() for c in word):
+        return SHAPES.index("digit")
+    if not any(c.isalpha() for c in word):
+        return SHAPES.index("other")
+    if word.islower():
+        return SHAPES.index("lower")
+    if word.isupper():
+        return SHAPES.index("upper") if len(word) > 1 else SHAPES.index("title")
+    if word[:1].isupper() and word[1:].islower():
+        return SHAPES.index("title")
+    return SHAPES.index("mixed")
+
+
+def suffix_ids(word: str, buckets: int) -> list[int]:
+    """The hashed rows of the word's last 1..4 lower-cased letters (a short word repeats its whole form)."""
+    low = word.lower()
+    return [zlib.crc32(f"{n}:{low[-n:]}".encode()) % buckets for n in SUFFIXES]
+
+
+class SurfaceEmbedding(nn.Module):
+    """Per word: shape embedding + the sum of its suffix embeddings, `size` wide."""
+
+    def __init__(self, size: int = 64, buckets: int = 1 << 14):
+        super().__init__()
+        self.size, self.buckets = size, buckets
+        self.shapes = nn.Embedding(len(SHAPES), size)
+        self.suffixes = nn.Embedding(buckets, size)
+
+    def forward(self, texts: list[list[str]] | None, width: int) -> torch.Tensor:  # -> (B, W, size)
+        if texts is None:
+            raise ValueError("this head reads the words' forms: call the model with the texts")
+        ids = torch.zeros(len(texts), width, 1 + len(SUFFIXES), dtype=torch.long)
+        for i, words in enumerate(texts):
+            if words:
+                ids[i, : len(words)] = torch.tensor(
+                    [[shape(w), *suffix_ids(w, self.buckets)] for w in words[:width]]
+                )
+        ids = ids.to(self.shapes.weight.device)
+        return self.shapes(ids[..., 0]) + self.suffixes(ids[..., 1:]).sum(-2)
