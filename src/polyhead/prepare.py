@@ -13,25 +13,16 @@ from omegaconf import DictConfig
 
 import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
 from polyhead.config import project_root
-from polyhead.data.schema import LEGACY_FIELDS, Example
-from polyhead.errors import UserError
+from polyhead.data.schema import Example
 from polyhead.export.convert import gold_writers, to_docbin
-
-JSON_FIELDS = {"tags": ("tags",), "spans": ("ents",), "cats": ("cats",), "tree": ("heads", "deps")}
 
 
 def to_json(ex: Example) -> dict:
-    """The fields the JSONL reader reads back: id, tokens, spaces and every annotation the example has,
-    each task in its kind's field (a JSONL corpus names the tasks tagger, ner, textcat and parser)."""
+    """What the JSONL reader reads back: id, tokens, spaces and every task's annotation under its name,
+    `tasks: {task: {kind: value}}` (tuples written as JSON lists); a JSONL corpus without `tasks` in its
+    config feeds them all."""
     obj = {"id": ex.id, "tokens": ex.words, "spaces": ex.spaces}
-    for task, (kind, value) in ex.gold.items():
-        if LEGACY_FIELDS.get(task) != kind:
-            raise UserError(
-                f"prepare writes JSONL, whose fields hold the tasks {', '.join(LEGACY_FIELDS)}: "
-                f"task {task!r} ({kind}) has no field there; train on the corpora themselves"
-            )
-        names = JSON_FIELDS[kind]  # tuples (entity spans, categories) are written as JSON lists
-        obj.update(zip(names, value) if len(names) > 1 else {names[0]: value})
+    obj["tasks"] = {task: {kind: value} for task, (kind, value) in ex.gold.items()}
     return {k: v for k, v in obj.items() if v is not None}
 
 

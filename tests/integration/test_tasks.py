@@ -197,3 +197,22 @@ def test_tasks_a_head_of_another_kind_than_its_corpus_is_an_error(trained):
         UserError, match="model.heads.lemma learns tags but the corpora give task 'lemma' lemmas"
     ):
         build_model(cfg, dm.labels, kinds=dm.kinds)
+
+
+def test_tasks_prepare_writes_every_task_and_a_corpus_without_tasks_reads_them_back(trained, tmp_path):
+    """The DVC pipeline's prepare stage: nine named tasks of six kinds in JSONL, read back as they were."""
+    from polyhead.data.datamodule import CorpusSpec
+    from polyhead.prepare import prepare
+
+    _, cfg = trained
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.paths.prepared_dir = str(tmp_path / "prepared")
+    out = prepare(cfg)
+    examples = load_data(cfg).examples
+    for split in ("train", "dev", "test"):
+        spec = CorpusSpec(str(out / f"{split}.jsonl"), "jsonl")
+        back = spec.read()
+        assert [(ex.words, ex.gold) for ex in back] == [(ex.words, ex.gold) for ex in examples[split]]
+    assert set(spec.tasks) == set(cfg.model.heads)
+    assert (out / "test.spacy").is_file()

@@ -75,3 +75,50 @@ def test_readers_jsonl_text_plain_and_jsonl_text_take_an_encoding(tmp_path):
     rows = tmp_path / "a.jsonl"
     rows.write_bytes('{"text": "caf\xe9"}\n'.encode("cp1252"))
     assert read_documents(rows, "jsonl", encoding="cp1252") == (["caf\xe9"], 0)
+
+
+def test_readers_jsonl_named_tasks_of_every_kind_round_trip_through_prepare(tmp_path):
+    """prepare writes each task under its name (`tasks: {task: {kind: value}}`); the reader reads them."""
+    from polyhead.data.datamodule import CorpusSpec
+    from polyhead.data.schema import Example, Gold
+    from polyhead.prepare import to_json
+
+    gold = {
+        "upos": Gold("tags", ["DET", "NOUN", "VERB"]),
+        "xpos": Gold("tags", ["DT", None, "VBD"]),
+        "feats": Gold("feats", ["_", "Number=Plur", "Mood=Ind|Tense=Past"]),
+        "lemma": Gold("lemmas", ["the", "cat", "sit"]),
+        "parser": Gold("tree", ([2, 3, 0], ["det", "nsubj", "root"])),
+        "ner": Gold("spans", [(1, 2, "ANIMAL")]),
+        "genre": Gold("cats", ("blog",)),
+    }
+    ex = Example(["The", "cats", "sat"], [True, True, False], gold, "s1")
+    path = jsonl(tmp_path, [to_json(ex)])
+    spec = CorpusSpec(str(path), "jsonl")  # no tasks: every task the file holds
+    (back,) = spec.read()
+    assert spec.tasks == {task: task for task in gold}
+    assert back.gold == gold and back.words == ex.words and back.spaces == ex.spaces
+    (upos_only,) = CorpusSpec(str(path), "jsonl", {"pos": "upos"}).read()
+    assert upos_only.gold == {"pos": gold["upos"]}
+
+
+@pytest.mark.parametrize(
+    ("tasks", "message"),
+    [
+        ({"upos": ["DET"]}, "task 'upos' must be {kind: value} with one kind of tags, feats"),
+        ({"upos": {"words": ["DET"]}}, "task 'upos' must be {kind: value}"),
+        ({"upos": {"tags": "DET"}}, "task 'upos': tags must be a list of strings"),
+        ({"feats": {"feats": ["Plur"]}}, "task 'feats': 'Plur' is not Feature=Value pairs"),
+        ({"ner": {"spans": [[0, 5, "X"]]}}, r"entity \[0, 5, 'X'\] outside the 1 tokens"),
+        ({"parser": {"tree": [[0]]}}, r"task 'parser': a tree is \[heads, deps\]"),
+        ({"upos": {"tags": ["DET", "NOUN"]}}, "2 upos for 1 words"),
+        ({"tags": {"tags": ["DET"]}}, "task 'tags' in 'tasks' is also a field of the line"),
+    ],
+)
+def test_readers_jsonl_named_task_errors_name_the_line(tmp_path, tasks, message):
+    from polyhead.data.schema import CorpusError
+
+    row = {"tokens": ["Cats"], "tags": ["NOUN"]} if "tags" in tasks else {"tokens": ["Cats"]}
+    path = jsonl(tmp_path, [{"tokens": ["Dogs"]}, {**row, "tasks": tasks}])
+    with pytest.raises(CorpusError, match=f"a.jsonl:2: .*{message}"):
+        read_corpus(path, "jsonl")

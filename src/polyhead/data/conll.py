@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from polyhead.data.schema import CorpusError, Example, Gold, find_cycle, word_defect
+from polyhead.data.schema import CorpusError, Example, Gold, find_cycle, is_feats, word_defect
 from polyhead.data.spans import tags_to_spans
 
 CONLLU_COLUMNS = ["id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc"]
@@ -125,16 +125,8 @@ def word_column(sentence: Sentence, column: int, name: str, path) -> tuple[list 
 
 
 def check_feats(value: str, path, n: int) -> None:
-    """UD FEATS: "_" or Feature=Value pairs joined by "|" (a value may list several, joined by ",")."""
-    if value == "_":
-        return
-    for pair in value.split("|"):
-        name, sep, values = pair.partition("=")
-        if (
-            not (sep and name and values and all(values.split(",")))
-            or not name.replace("[", "").replace("]", "").isalnum()
-        ):
-            raise CorpusError(path, n, f"FEATS {value!r} is not Feature=Value pairs joined by '|' (or '_')")
+    if not is_feats(value):
+        raise CorpusError(path, n, f"FEATS {value!r} is not Feature=Value pairs joined by '|' (or '_')")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from polyhead.data.collate import LengthGroupedBatchSampler
 from polyhead.data.readers import fingerprint, read_corpus
-from polyhead.data.schema import KINDS, LEGACY_FIELDS, CorpusError, Example
+from polyhead.data.schema import KINDS, LEGACY_FIELDS, LEGACY_TASKS, CorpusError, Example
 
 SPLITS = ("train", "dev", "test")
 log = logging.getLogger(__name__)
@@ -25,11 +25,13 @@ class CorpusSpec:
 
     `tasks` maps each task to the field of the file it reads (`{upos: upos, lemma: lemma, parser: tree}`
     for CoNLL-U, `{pos: 1, ner: "3:iob2"}` for a column file, `{intent: cats}`); a list names tasks after
-    the head kind that learns them and reads each from its kind's field ([tagger, parser] -> tags, tree)."""
+    the head kind that learns them and reads each from its kind's field ([tagger, parser] -> tags, tree).
+    A JSONL file may leave `tasks` out: every task it holds, as `polyhead.prepare` wrote it (its `tasks`
+    objects under their names, the fields tags, ents, cats and heads as tagger, ner, textcat, parser)."""
 
     path: str
     format: str
-    tasks: dict | list
+    tasks: dict | list | None = None
     options: dict = field(default_factory=dict)
     sample: dict | None = None  # {fraction, seed, part: head|tail}: a seeded split of the file
     join: bool = False  # merge annotation into the split's earlier examples with the same id
@@ -37,6 +39,8 @@ class CorpusSpec:
     repaired: int = field(default=0, init=False)  # entity tags read as conlleval does (see read_columns)
 
     def __post_init__(self) -> None:
+        if self.tasks is None and self.format == "jsonl":
+            return  # the file's own tasks, once read
         if isinstance(self.tasks, str) or not hasattr(self.tasks, "__iter__"):
             raise ValueError(f"{self.path}: tasks must be a list of tasks or a mapping task -> field")
         if not hasattr(self.tasks, "items"):
@@ -52,8 +56,11 @@ class CorpusSpec:
     def read(self) -> list[Example]:
         if not Path(self.path).is_file():
             raise CorpusError(self.path, None, "file not found (check paths.corpora)")
-        fields = tuple(dict.fromkeys(self.tasks.values()))
+        fields = None if self.tasks is None else tuple(dict.fromkeys(self.tasks.values()))
         examples = read_corpus(self.path, self.format, fields, **self.options)
+        if self.tasks is None:
+            found = dict.fromkeys(name for ex in examples for name in ex.gold)
+            self.tasks = {LEGACY_TASKS.get(name, name): name for name in found}
         for task, name in self.tasks.items():
             if not any(name in ex.gold for ex in examples):
                 what = KINDS[name].what if name in KINDS else name

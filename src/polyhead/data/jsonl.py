@@ -6,12 +6,12 @@ import json
 import logging
 from collections.abc import Iterator
 
-from polyhead.data.schema import CorpusError, Example, field_gold
+from polyhead.data.schema import KINDS, CorpusError, Example, Gold, field_gold, is_feats
 
 log = logging.getLogger(__name__)
 TOO_DEEP = "JSON nested too deeply: a corpus line is an object of plain lists and values"
 
-FIELDS = ("text", "tokens", "spaces", "tags", "ents", "cats", "id", "heads", "deps")
+FIELDS = ("text", "tokens", "spaces", "tags", "ents", "cats", "id", "heads", "deps", "tasks")
 ALIASES = {  # other tools' names for the same thing: spaCy / doccano "entities", Prodigy "spans", ...
     "entities": "ents",
     "spans": "ents",
@@ -34,7 +34,10 @@ def json_lines(numbered_lines, path) -> Iterator[tuple[int, object]]:
 
 
 def parse_jsonl(lines: list[str], path, lang: str = "en") -> list[Example]:
-    """One JSON object a line: `text` (char-offset ents) or `tokens` (token-offset ents), tags, cats."""
+    """One JSON object a line: `text` (char-offset ents) or `tokens` (token-offset ents), tags, cats, and
+    `tasks`: {task: {kind: value}}, any number of named tasks of any kind (what `polyhead.prepare` writes:
+    `{"upos": {"tags": ["DET", ...]}, "lemma": {"lemmas": [...]}, "parser": {"tree": [[2, 0], ["det",
+    "root"]]}}`), each a field of its own name."""
     nlp, examples, unread = None, [], {}
     for n, obj in json_lines(enumerate(lines, 1), path):
         if not isinstance(obj, dict) or not ("tokens" in obj or "text" in obj):
@@ -98,7 +101,50 @@ def json_example(obj: dict, nlp, source: str) -> Example:
     heads, deps = tree(obj)
     cats = cats_from_json(obj.get("cats"))
     gold = field_gold(tags, ents, cats, heads, deps)
+    for task, found in named_tasks(obj.get("tasks"), len(words)).items():
+        if task in gold:
+            raise ValueError(f"task {task!r} in 'tasks' is also a field of the line: rename the task")
+        gold[task] = found
     return Example(words, spaces, gold, id_, source)
+
+
+def named_tasks(tasks, n_words: int) -> dict[str, Gold]:
+    """`tasks`: {task: {kind: value}} -> {task: Gold(kind, value)}, each value checked as its kind's."""
+    if tasks is None:
+        return {}
+    if not isinstance(tasks, dict):
+        raise ValueError(f"'tasks' must be an object {{task: {{kind: value}}}}, not {json.dumps(tasks)[:60]}")
+    out = {}
+    for task, given in tasks.items():
+        if not (isinstance(given, dict) and len(given) == 1 and next(iter(given)) in KINDS):
+            raise ValueError(
+                f"task {task!r} must be {{kind: value}} with one kind of {', '.join(KINDS)}, "
+                f"not {json.dumps(given)[:60]}"
+            )
+        kind, value = next(iter(given.items()))
+        out[task] = Gold(kind, kind_value(kind, value, f"task {task!r}", n_words))
+    return out
+
+
+def kind_value(kind: str, value, where: str, n_words: int):
+    """A JSON value as the value of `kind` (schema.KINDS), with the checks the kind's own field has."""
+    if kind in ("tags", "feats", "lemmas"):
+        if not isinstance(value, list) or not all(v is None or isinstance(v, str) for v in value):
+            raise ValueError(f"{where}: {kind} must be a list of strings (null: not annotated)")
+        for v in value if kind == "feats" else ():
+            if v is not None and not is_feats(v):
+                raise ValueError(f"{where}: {v!r} is not Feature=Value pairs joined by '|' (or '_')")
+        return list(value)
+    if kind == "spans":
+        spans = sorted(entity_triples(value))
+        check_spans(spans, n_words)
+        return spans
+    if kind == "cats":
+        return cats_from_json(value)
+    if not (isinstance(value, list) and len(value) == 2):
+        raise ValueError(f"{where}: a tree is [heads, deps], not {json.dumps(value)[:60]}")
+    heads, deps = tree({"heads": value[0], "deps": value[1]})
+    return list(heads), deps
 
 
 def tree(obj: dict) -> tuple[list[int] | None, list[str] | None]:

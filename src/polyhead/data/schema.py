@@ -105,6 +105,19 @@ def lemma_scripts(words: list[str], lemmas: list[str | None]) -> list[str | None
     return [None if lemma is None else edit_script(word, lemma) for word, lemma in zip(words, lemmas)]
 
 
+def is_feats(value: str) -> bool:
+    """UD FEATS: "_" or Feature=Value pairs joined by "|" (a value may list several, joined by ",")."""
+    if value == "_":
+        return True
+    for pair in value.split("|"):
+        name, sep, values = pair.partition("=")
+        if not (sep and name and values and all(values.split(","))):
+            return False
+        if not name.replace("[", "").replace("]", "").isalnum():
+            return False
+    return True
+
+
 def no_check(value, words: list[str], source: str, task: str) -> None:
     pass
 
