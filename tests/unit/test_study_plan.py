@@ -60,9 +60,14 @@ def test_study_plan_has_every_arm_size_and_seed(cells):
         (2000, (1, 2, 3), 5, 1),
         (None, (1,), 5, 1),
     ]
-    # 7 models per size and seed (multitask, flat, 3 single, balanced, born_again); the control at 500 only
-    assert sum(len(c.seeds) for c in cells) == 7 * 3 * 3 + 7 * 1 + 3 * 3
+    # 7 models per size and seed (multitask, flat, 3 single, balanced, born_again); the control at 500 only;
+    # born_again_long and its 3 single_long at 500 and 2,000
+    assert sum(len(c.seeds) for c in cells) == 7 * 3 * 3 + 7 * 1 + 3 * 3 + 4 * 3 * 2
     assert {c.size for c in cells if c.arm == "single_taught"} == {500}
+    longer = [(c.arm, c.size, c.epochs, c.val_every) for c in cells if c.arm.endswith("_long")]
+    assert set(longer) == {(arm, 500, 24, 3) for arm in ("born_again_long", "single_long")} | {
+        (arm, 2000, 8, 1) for arm in ("born_again_long", "single_long")
+    }  # 1.5 x 16 and 1.5 x 5 epochs, rounded up
 
 
 def test_study_plan_born_again_cells_take_one_seed_and_wait_for_their_teachers(cells):
@@ -74,7 +79,8 @@ def test_study_plan_born_again_cells_take_one_seed_and_wait_for_their_teachers(c
     ]
     singles = [c for c in cells if c.arm == "single"]
     assert waits_for(taught[0], singles) and not waits_for(taught[0], [c for c in singles if c.size != 500])
-    assert not any(waits_for(c, cells) for c in cells if c.arm != "born_again" and c.arm != "single_taught")
+    taught_arms = ("born_again", "single_taught", "born_again_long")
+    assert not any(waits_for(c, cells) for c in cells if c.arm not in taught_arms)
 
 
 def test_study_plan_arms_keep_their_heads_and_drop_any_other(cells):
@@ -212,3 +218,21 @@ def test_study_plan_jobs_leave_the_launcher_to_the_study():
         ValueError, match="--jobs 2 sets each cell's launcher and threads: leave out threads=1"
     ):
         run_study(PROJECT_ROOT, "sharing", ["threads=1"], {"jobs": 2, "dry_run": True})
+
+
+def test_study_plan_arm_epochs_must_be_positive():
+    cfg = compose_study(PROJECT_ROOT, "sharing", ["study.arms.single_long.epochs=0"])
+    with pytest.raises(ValueError, match="study arm single_long: epochs=0.0 must be a positive multiple"):
+        plan(cfg)
+
+
+def test_study_plan_compares_only_arms_the_study_runs():
+    from polyhead.study.run import comparisons
+
+    toy = compose_study(PROJECT_ROOT, "sharing", ["study.sizes=[40,100]", "study.all_seeds=[]"])
+    kept = comparisons(toy)  # born_again_long, single_long and single_taught run at 500 / 2,000 only
+    assert "study/arm=born_again_long vs study/arm=single_long" not in kept
+    assert "study/arm=single_taught vs study/arm=single" not in kept
+    assert "study/arm=multitask vs study/arm=single" in kept
+    full = compose_study(PROJECT_ROOT, "sharing", [])
+    assert comparisons(full) == list(full.study.compare)

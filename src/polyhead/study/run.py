@@ -26,8 +26,9 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from polyhead.report import build_report, log_report
+from polyhead.report.compare import parse_compare
 from polyhead.report.runs import load_runs, train_limit
-from polyhead.study.page import check, check_owner, publish, report_metrics
+from polyhead.study.page import ARM, check, check_owner, publish, report_metrics
 from polyhead.tracking import git_commit, mlflow_config
 
 
@@ -85,10 +86,15 @@ def plan(cfg: DictConfig) -> list[Cell]:
         sizes.append((None, tuple(study.all_seeds)))
     cells = []
     for size, seeds in sizes:
-        epochs, val_every = budget(size, int(cfg.data.batch_size), **study.budget)
+        common, _ = budget(size, int(cfg.data.batch_size), **study.budget)
         for arm, spec in study.arms.items():
             if spec.get("sizes") is not None and size not in spec.sizes:
                 continue  # an arm run at some sizes only (a control)
+            scale = float(spec.get("epochs", 1.0))  # an arm with a longer schedule: `epochs` x the budget's
+            if scale <= 0:
+                raise ValueError(f"study arm {arm}: epochs={scale} must be a positive multiple of the budget")
+            epochs = math.ceil(common * scale)
+            val_every = max(1, epochs // study.budget.validations)
             missing = sorted(set(spec.tasks) - set(heads))
             if missing:
                 raise ValueError(f"study arm {arm} names tasks {missing}: the model has heads {heads}")
@@ -294,11 +300,22 @@ def report(
     """The study's report (configurations = study/arm, the study's comparisons) in `out`, logged to MLflow
     as the run `report <study id>` with `tags`; returns its run id. partial: a comparison with an arm that
     has no runs yet is named and left out (a study still running)."""
-    options = {"study_id": study_id, "by": "study/arm", "compare": list(cfg.study.compare)}
+    options = {"study_id": study_id, "by": "study/arm", "compare": comparisons(cfg)}
     options["partial"] = str(partial).lower()
     options["metrics"] = report_metrics(list(cfg.study.metrics))
     runs, _, _ = build_report(client, options, out)
     return log_report(client, runs, study_id, out, tags)
+
+
+def comparisons(cfg: DictConfig) -> list[str]:
+    """The study's comparisons of arms it runs at one size at least (an arm kept to sizes outside the study,
+    as a toy study's, or dropped with ~study.arms.<arm>, has nothing to compare)."""
+    planned = {cell.arm for cell in plan(cfg)}
+
+    def runs(side: dict) -> bool:
+        return ARM not in side or side[ARM] in planned
+
+    return [text for text in cfg.study.compare if all(map(runs, parse_compare(text)))]
 
 
 def page_meta(cfg: DictConfig, study_id: str, tracking_uri: str) -> dict:
@@ -306,7 +323,7 @@ def page_meta(cfg: DictConfig, study_id: str, tracking_uri: str) -> dict:
     return {
         "study_id": study_id,
         "tracking_uri": tracking_uri,
-        "compare": list(cfg.study.compare),
+        "compare": comparisons(cfg),
         "metrics": list(cfg.study.metrics),
     }
 
