@@ -1,9 +1,9 @@
 """MLflow for every run that trains (train, pretrain, distill, spacy_cnn) and exports: what each run records
 besides metrics (config, git commit and state, hardware, encoder lineage, label maps), assembled here once;
 which of the configured loggers is MLflow's and how it starts or continues a run; artifacts, tags and run
-status; the store; the runs written without Lightning (spacy_cnn); marking a failed job. The report's own
-run (polyhead.report) and the study's marking of killed runs (polyhead.study.run) still write through
-MlflowClient themselves."""
+status; the store; the runs written without Lightning (spacy_cnn, a report's run); marking a failed job or a
+killed one. Importing it does not import Lightning (the report and the study use it): the Lightning logger
+class for resumed runs, `ContinuedMLFlowLogger`, is defined on first use."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import Logger, MLFlowLogger
-from pytorch_lightning.utilities import rank_zero_only
 
 from polyhead.hardware import run_tags as hardware_tags
+
+if TYPE_CHECKING:
+    from pytorch_lightning.loggers import Logger, MLFlowLogger
 
 
 def git_commit(root: str) -> str:
@@ -89,6 +91,8 @@ def encoder_tags(cfg: DictConfig) -> dict[str, str]:
 
 
 def mlflow_loggers(loggers: list[Logger]) -> list[MLFlowLogger]:
+    from pytorch_lightning.loggers import MLFlowLogger
+
     return [lg for lg in loggers if isinstance(lg, MLFlowLogger)]
 
 
@@ -246,8 +250,7 @@ def record_failed_job(
         run_id = client.create_run(experiment_id, run_name=default_run_name(cfg), tags=tags).info.run_id
     else:
         return None
-    client.set_tag(run_id, "error", f"{type(error).__name__}: {error}"[:5000])
-    client.set_terminated(run_id, "FAILED")
+    end_run(client, run_id, "FAILED", {"error": f"{type(error).__name__}: {error}"})
     return run_id
 
 
@@ -294,29 +297,62 @@ def prepare_store(tracking_uri: str, experiment_name: str, artifact_location: st
             client.create_experiment(experiment_name, artifact_location)
 
 
-class ContinuedMLFlowLogger(MLFlowLogger):
-    """MLFlowLogger for a resumed run: a metric at a step the run already holds for that key is not logged
-    again. Steps between the last checkpoint and a crash or kill are trained again after resuming (to the
-    same values: the RNG states are restored), and MLflow cannot delete logged values, only skip them."""
+def __getattr__(name: str):
+    """`ContinuedMLFlowLogger` (a Lightning logger: Lightning is imported when a run resumes, not with this
+    module)."""
+    if name != "ContinuedMLFlowLogger":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = continued_logger_class()
+    return globals()[name]
 
-    _last_steps: dict[str, int] | None = None
 
-    def last_steps(self) -> dict[str, int]:
-        """The highest step logged so far for each metric key of this run."""
-        if self._last_steps is None:
-            client, run_id = self.experiment, self.run_id
-            keys = client.get_run(run_id).data.metrics
-            self._last_steps = {k: max(m.step for m in client.get_metric_history(run_id, k)) for k in keys}
-        return self._last_steps
+def continued_logger_class() -> type:
+    from pytorch_lightning.loggers import MLFlowLogger
+    from pytorch_lightning.utilities import rank_zero_only
 
-    @rank_zero_only
-    def log_metrics(self, metrics, step=None) -> None:
-        if step is not None:
-            last = self.last_steps()
-            full = (lambda k: f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}") if self._prefix else (lambda k: k)
-            metrics = {k: v for k, v in metrics.items() if step > last.get(full(k), -1)}
-        if metrics:
-            super().log_metrics(metrics, step)
+    class ContinuedMLFlowLogger(MLFlowLogger):
+        """MLFlowLogger for a resumed run: a metric at a step the run already holds for that key is not logged
+        again. Steps between the last checkpoint and a crash or kill are trained again after resuming (to the
+        same values: the RNG states are restored), and MLflow cannot delete logged values, only skip them."""
+
+        _last_steps: dict[str, int] | None = None
+
+        def last_steps(self) -> dict[str, int]:
+            """The highest step logged so far for each metric key of this run."""
+            if self._last_steps is None:
+                client, run_id = self.experiment, self.run_id
+                keys = client.get_run(run_id).data.metrics
+                history = {k: client.get_metric_history(run_id, k) for k in keys}
+                self._last_steps = {k: max(m.step for m in values) for k, values in history.items()}
+            return self._last_steps
+
+        @rank_zero_only
+        def log_metrics(self, metrics, step=None) -> None:
+            if step is not None:
+                last, prefix = self.last_steps(), self._prefix
+                full = (lambda k: f"{prefix}{self.LOGGER_JOIN_CHAR}{k}") if prefix else (lambda k: k)
+                metrics = {k: v for k, v in metrics.items() if step > last.get(full(k), -1)}
+            if metrics:
+                super().log_metrics(metrics, step)
+
+    ContinuedMLFlowLogger.__qualname__ = "ContinuedMLFlowLogger"  # pickled by name, as a module-level class
+    ContinuedMLFlowLogger.__module__ = __name__
+    return ContinuedMLFlowLogger
+
+
+def report_run(client, experiment_id: str, name: str, tags: dict[str, str], folder: Path) -> str:
+    """A FINISHED run `name` with `tags` holding the files of `folder` (a report's run); its id."""
+    run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    client.log_artifacts(run_id, str(folder))
+    client.set_terminated(run_id)
+    return run_id
+
+
+def end_run(client, run_id: str, status: str, tags: dict[str, str] | None = None) -> None:
+    """Ends a run `status` (FAILED, KILLED) with `tags` saying why (an `error`, a `study_note`)."""
+    for key, value in (tags or {}).items():
+        client.set_tag(run_id, key, value[:5000])
+    client.set_terminated(run_id, status)
 
 
 class TrackedRun:
@@ -378,7 +414,6 @@ def tracked_run(cfg: DictConfig, name: str, tags: dict[str, str]) -> Iterator[Tr
     try:
         yield run
     except BaseException as err:
-        client.set_tag(run.run_id, "error", f"{type(err).__name__}: {err}"[:5000])
-        client.set_terminated(run.run_id, "FAILED")
+        end_run(client, run.run_id, "FAILED", {"error": f"{type(err).__name__}: {err}"})
         raise
     client.set_terminated(run.run_id, "FINISHED")

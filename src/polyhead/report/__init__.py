@@ -34,6 +34,7 @@ from mlflow.tracking import MlflowClient
 from polyhead.config import project_root
 from polyhead.report.compare import differences, parse_compare, summarize
 from polyhead.report.runs import SELECTORS, best_values, config_label, load_runs, runs_frame
+from polyhead.tracking import report_run
 
 OPTIONS = {"sweep_id", "study_id", "experiment", "by", "compare", "metrics", "level", "out", "tracking_uri"}
 OPTIONS |= {"log", "partial"}
@@ -189,10 +190,7 @@ def log_report(
     files."""
     experiment_id = Counter(r.info.experiment_id for r in runs).most_common(1)[0][0]
     tags = {"report_of": report_id, **(tags or {})}
-    run = client.create_run(experiment_id, run_name=f"report {report_id}", tags=tags)
-    client.log_artifacts(run.info.run_id, str(out))
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
+    return report_run(client, experiment_id, f"report {report_id}", tags, out)
 
 
 def parse_args(argv: list[str] | None) -> dict:

@@ -29,7 +29,7 @@ from polyhead.report import build_report, log_report
 from polyhead.report.compare import parse_compare
 from polyhead.report.runs import load_runs, train_limit
 from polyhead.study.page import ARM, check, check_owner, publish, report_metrics
-from polyhead.tracking import git_commit, mlflow_config
+from polyhead.tracking import end_run, git_commit, mlflow_config
 
 
 @dataclass(frozen=True)
@@ -170,8 +170,7 @@ def close_stale_runs(client: MlflowClient, study_id: str, mark: bool = True) -> 
     finished = client.search_runs(experiments, query + "'FINISHED'")
     stale += [r for r in finished if not tested(r) and "report_of" not in r.data.tags]
     for run in stale if mark else []:
-        client.set_tag(run.info.run_id, "study_note", notes[run.info.status])
-        client.set_terminated(run.info.run_id, "KILLED")
+        end_run(client, run.info.run_id, "KILLED", {"study_note": notes[run.info.status]})
     if stale:
         done = "marked" if mark else "to be marked (not in a dry run)"
         print(f"resume: {len(stale)} run(s) a stopped study left unfinished {done} KILLED", flush=True)
