@@ -75,3 +75,24 @@ def test_surface_tagger_learns_what_only_the_form_shows():
             optim.step()
         accuracy[surface] = (head(enc).argmax(-1) == gold).float().mean().item()
     assert accuracy == {0: 0.5, 8: 1.0}
+
+
+def test_surface_a_lemmatizer_saved_before_form_features_builds_as_it_was_saved(tmp_path):
+    """head.json and stored checkpoint configs written before `surface` existed rebuild a head without it;
+    a new config gets the form features by default."""
+    import json
+
+    from polyhead.export.components import read_head_spec
+    from polyhead.models.heads.lemmatizer import LemmatizerHead
+    from polyhead.models.heads.registry import head_key
+    from polyhead.models.stored_config import build_stored
+
+    old = LemmatizerHead(8, ["l=", "l|||s|"], surface=0)
+    config = {k: v for k, v in old.config.items() if k != "surface"}
+    (tmp_path / "head.json").write_text(json.dumps({"head": head_key(old), "config": config}))
+    loaded = read_head_spec(tmp_path / "head.json")
+    loaded.load_state_dict(old.state_dict())  # strict: the same parameters
+    assert loaded.surface is None
+    target = {"_target_": "polyhead.models.heads.lemmatizer.LemmatizerHead", "_partial_": True}
+    assert build_stored(target)(hidden_size=8, labels=["l="]).surface is None
+    assert LemmatizerHead(8, ["l="]).surface is not None

@@ -290,6 +290,6 @@ def read_head_spec(file: Path) -> torch.nn.Module:
     if not isinstance(spec.get("config"), dict):
         raise PipelineError(f"{file}: 'config' must be an object of the head's settings")
     try:
-        return cls(**spec["config"])
+        return cls(**cls.saved(spec["config"]))
     except (TypeError, ValueError) as err:
         raise PipelineError(f"{file}: the head's config does not fit {cls.__name__} ({err})") from err

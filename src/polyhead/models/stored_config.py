@@ -160,8 +160,8 @@ def build_stored(spec: DictConfig | dict, **extra: Any) -> Any:
             f"_target_={target!r} (_partial_={partial}): not what a stored config may build"
         )
     settings.update(extra)
-    if partial:
-        return functools.partial(cls, **settings)
+    if partial:  # a head: settings it predates take the value it was saved with (HeadModule.saved)
+        return functools.partial(cls, **cls.saved(settings))
     try:
         return cls(**settings)
     except TypeError as err:

@@ -12,6 +12,16 @@ from torch import nn
 class HeadModule(nn.Module):
     """An nn.Module whose `config` is the arguments its class was built with, defaults filled in."""
 
+    # Arguments a head kind gained after it first shipped, with the value that builds what was saved without
+    # them: a stored checkpoint config or a head.json lacking one gets this value, not the class default
+    # that new configs get (the lemmatizer's form features came later: `surface: 0` rebuilds older heads).
+    added_settings: dict = {}
+
+    @classmethod
+    def saved(cls, settings: dict) -> dict:
+        """A saved head's settings with what it was built with where they predate an argument."""
+        return {**cls.added_settings, **settings}
+
     def __new__(cls, *args, **kwargs):
         self = super().__new__(cls)
         if not args and not kwargs:  # copy.deepcopy and pickle: the copied __dict__ brings the config

@@ -17,6 +17,7 @@ class LemmatizerHead(TokenTaggingHead):
     `surface` (0: none): the width of the form features (models.surface) it reads beside the word vector."""
 
     annotation = "lemmas"
+    added_settings = {"surface": 0}  # heads saved before the form features
 
     def __init__(
         self, hidden_size: int, labels: list[str], dropout: float = 0.1, top_k: int = 5, surface: int = 64
