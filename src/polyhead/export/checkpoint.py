@@ -5,6 +5,7 @@ score their ModelCheckpoint saved them with, so the best file is chosen by score
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import torch
@@ -23,13 +24,15 @@ def load_checkpoint(path: str | Path) -> tuple[MultitaskModel, Collator, DictCon
     path = Path(path)
     ckpt = read_checkpoint(path)
     cfg, labels = run_spec(ckpt, path)
-    try:
-        model = build_model(cfg, labels, make=build_stored)
-    except StoredConfigError as err:
-        raise StoredConfigError(f"{path}: {err}") from None
     state = {
         k.removeprefix("model."): v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("model.")
     }
+    try:
+        model = build_model(cfg, labels, make=build_stored)
+        if set(model.state_dict()) != set(state):  # a head saved before an argument it has now
+            model = build_model(cfg, labels, make=functools.partial(build_stored, saved=True))
+    except StoredConfigError as err:
+        raise StoredConfigError(f"{path}: {err}") from None
     model.load_state_dict(state)
     return model.eval(), build_collator(cfg.encoder), cfg
 

@@ -147,10 +147,11 @@ def check_readers(data: dict, source: str) -> None:
                 refuse(source, ("data", split, str(i), "format"), f"= {fmt!r} is not a reader ({known})")
 
 
-def build_stored(spec: DictConfig | dict, **extra: Any) -> Any:
+def build_stored(spec: DictConfig | dict, saved: bool = False, **extra: Any) -> Any:
     """The allow-listed object a checked stored `spec` names, `extra` added to its settings (as Hydra's
     instantiate takes them): the Encoder, the data module, or a registered head's class with its settings
-    bound (`_partial_`: hidden_size and labels come later)."""
+    bound (`_partial_`: hidden_size and labels come later). `saved`: a head's settings it predates take the
+    value heads were saved with before it existed (HeadModule.saved), not the class default."""
     settings = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else dict(spec)
     target, partial = settings.pop("_target_", None), settings.pop("_partial_", False)
     heads = by_name(*HEADS.values())
@@ -160,8 +161,8 @@ def build_stored(spec: DictConfig | dict, **extra: Any) -> Any:
             f"_target_={target!r} (_partial_={partial}): not what a stored config may build"
         )
     settings.update(extra)
-    if partial:  # a head: settings it predates take the value it was saved with (HeadModule.saved)
-        return functools.partial(cls, **cls.saved(settings))
+    if partial:
+        return functools.partial(cls, **(cls.saved(settings) if saved else settings))
     try:
         return cls(**settings)
     except TypeError as err:
