@@ -108,6 +108,7 @@ def test_readers_jsonl_named_tasks_of_every_kind_round_trip_through_prepare(tmp_
         ({"upos": ["DET"]}, "task 'upos' must be {kind: value} with one kind of tags, feats"),
         ({"upos": {"words": ["DET"]}}, "task 'upos' must be {kind: value}"),
         ({"upos": {"tags": "DET"}}, "task 'upos': tags must be a list of strings"),
+        ({"genre": {"cats": None}}, "task 'genre': cats is null; leave the task out"),
         ({"feats": {"feats": ["Plur"]}}, "task 'feats': 'Plur' is not Feature=Value pairs"),
         ({"ner": {"spans": [[0, 5, "X"]]}}, r"entity \[0, 5, 'X'\] outside the 1 tokens"),
         ({"parser": {"tree": [[0]]}}, r"task 'parser': a tree is \[heads, deps\]"),

@@ -128,6 +128,8 @@ def named_tasks(tasks, n_words: int) -> dict[str, Gold]:
 
 def kind_value(kind: str, value, where: str, n_words: int):
     """A JSON value as the value of `kind` (schema.KINDS), with the checks the kind's own field has."""
+    if value is None:
+        raise ValueError(f"{where}: {kind} is null; leave the task out of a line it does not annotate")
     if kind in ("tags", "feats", "lemmas"):
         if not isinstance(value, list) or not all(v is None or isinstance(v, str) for v in value):
             raise ValueError(f"{where}: {kind} must be a list of strings (null: not annotated)")

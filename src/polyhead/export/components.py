@@ -185,9 +185,9 @@ def read_encoder_settings(file: Path) -> dict:
     return settings
 
 
-def batch_vectors(docs: list[Doc], task: str) -> EncoderOutput:
+def batch_vectors(docs: list[Doc], task: str, forms: bool = False) -> EncoderOutput:
     """Re-pad the vectors the encoder component stored (`task`'s own, with per-task layer mixes; in the
-    dtype its runtime gave) into the (B, W, H) batch the heads expect."""
+    dtype its runtime gave) into the (B, W, H) batch the heads expect; `forms`: with the words as written."""
     found = [doc._.polyhead for doc in docs]
     if any(s is None for s in found):
         raise ValueError("polyhead heads need the 'encoder' component to run first")
@@ -199,7 +199,7 @@ def batch_vectors(docs: list[Doc], task: str) -> EncoderOutput:
     for i, s in enumerate(states):
         n = len(s["index"])
         words[i, :n], mask[i, :n] = s["words"], True
-    texts = [[doc[j].text for j in s["index"]] for doc, s in zip(docs, states)]
+    texts = [[doc[j].text for j in s["index"]] for doc, s in zip(docs, states)] if forms else None
     return EncoderOutput(words, mask, torch.stack([s["cls"] for s in states]), texts)
 
 
@@ -232,7 +232,7 @@ class PolyheadHead(BatchedComponent):
         order = sorted(range(len(docs)), key=lambda i: len(docs[i]))
         for chunk in minibatch(order, size=self.sub_batch):
             part = [docs[i] for i in chunk]
-            enc = batch_vectors(part, self.name)
+            enc = batch_vectors(part, self.name, self.head.reads_forms)
             # the head's products in the encoder's precision (bf16 where `auto` chose it), fp32 weights kept
             with torch.autocast("cpu", torch.bfloat16, enabled=enc.words.dtype == torch.bfloat16):
                 predictions = self.head.decode(self.head(enc), enc.word_mask)

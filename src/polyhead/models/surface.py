@@ -13,6 +13,7 @@ pipeline; the hash is CRC-32, so a pipeline computes the ids its training did in
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 import torch
@@ -37,6 +38,12 @@ def shape(word: str) -> int:
     return SHAPES.index("mixed")
 
 
+@functools.lru_cache(maxsize=1 << 17)  # asked again for every word of every batch, every epoch
+def word_ids(word: str, buckets: int) -> tuple[int, ...]:
+    """The word's shape, then its suffix rows: one row of SurfaceEmbedding's ids."""
+    return (shape(word), *suffix_ids(word, buckets))
+
+
 def suffix_ids(word: str, buckets: int) -> list[int]:
     """The hashed rows of the word's last 1..4 lower-cased letters (a short word repeats its whole form)."""
     low = word.lower()
@@ -58,8 +65,6 @@ class SurfaceEmbedding(nn.Module):
         ids = torch.zeros(len(texts), width, 1 + len(SUFFIXES), dtype=torch.long)
         for i, words in enumerate(texts):
             if words:
-                ids[i, : len(words)] = torch.tensor(
-                    [[shape(w), *suffix_ids(w, self.buckets)] for w in words[:width]]
-                )
+                ids[i, : len(words)] = torch.tensor([word_ids(w, self.buckets) for w in words[:width]])
         ids = ids.to(self.shapes.weight.device)
         return self.shapes(ids[..., 0]) + self.suffixes(ids[..., 1:]).sum(-2)

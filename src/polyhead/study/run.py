@@ -67,14 +67,21 @@ class Cell:
 
 
 def budget(
-    size: int | None, batch_size: int, min_steps: int, min_epochs: int, max_epochs: int, validations: int
+    size: int | None,
+    batch_size: int,
+    min_steps: int,
+    min_epochs: int,
+    max_epochs: int,
+    validations: int,
+    scale: float = 1.0,
 ) -> tuple[int, int]:
     """(epochs, validate every n epochs) for `size` training examples per task (None = all).
 
     E(N) = clamp(ceil(min_steps * batch_size / N), min_epochs, max_epochs): at least `min_steps` optimiser
-    steps over N examples, never fewer epochs than the whole set trains; at most `validations` validations."""
+    steps over N examples, never fewer epochs than the whole set trains; at most `validations` validations.
+    `scale`: an arm on a longer schedule trains ceil(scale * E(N)) epochs."""
     epochs = min_epochs if size is None else math.ceil(min_steps * batch_size / size)
-    epochs = max(min_epochs, min(max_epochs, epochs))
+    epochs = math.ceil(scale * max(min_epochs, min(max_epochs, epochs)))
     return epochs, max(1, epochs // validations)
 
 
@@ -86,15 +93,13 @@ def plan(cfg: DictConfig) -> list[Cell]:
         sizes.append((None, tuple(study.all_seeds)))
     cells = []
     for size, seeds in sizes:
-        common, _ = budget(size, int(cfg.data.batch_size), **study.budget)
         for arm, spec in study.arms.items():
             if spec.get("sizes") is not None and size not in spec.sizes:
                 continue  # an arm run at some sizes only (a control)
             scale = float(spec.get("epochs", 1.0))  # an arm with a longer schedule: `epochs` x the budget's
             if scale <= 0:
                 raise ValueError(f"study arm {arm}: epochs={scale} must be a positive multiple of the budget")
-            epochs = math.ceil(common * scale)
-            val_every = max(1, epochs // study.budget.validations)
+            epochs, val_every = budget(size, int(cfg.data.batch_size), **study.budget, scale=scale)
             missing = sorted(set(spec.tasks) - set(heads))
             if missing:
                 raise ValueError(f"study arm {arm} names tasks {missing}: the model has heads {heads}")

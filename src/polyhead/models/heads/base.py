@@ -16,6 +16,7 @@ class HeadModule(nn.Module):
     # them: a stored checkpoint config or a head.json lacking one gets this value, not the class default
     # that new configs get (the lemmatizer's form features came later: `surface: 0` rebuilds older heads).
     added_settings: dict = {}
+    reads_forms = False  # whether forward reads `enc.texts`, the words as written (models.surface)
 
     @classmethod
     def saved(cls, settings: dict) -> dict:

@@ -43,6 +43,10 @@ class TokenTaggingHead(HeadModule):
         self.mix = nn.Linear(hidden_size + surface, hidden_size) if surface else None
         self.proj = nn.Linear(hidden_size, len(self.labels))
 
+    @property
+    def reads_forms(self) -> bool:
+        return self.surface is not None
+
     def forward(self, enc: EncoderOutput) -> torch.Tensor:  # (B, W, H) -> (B, W, L)
         words = self.dropout(enc.words)
         if self.surface is not None:
