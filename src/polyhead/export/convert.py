@@ -2,6 +2,13 @@
 
     python -m polyhead.export.convert ../shared/data/ud_en_ewt/en_ewt-ud-test.conllu test.spacy \\
         --format conllu --option tag_column=upos --option cat_from=sent_id_prefix
+
+Named tasks, as a data config's `tasks` names them, each written where its head kind writes (the kind of
+its annotation decides the head: tags, feats, lemmas, spans, cats, tree), `--set` choosing another place:
+
+    python -m polyhead.export.convert ../shared/data/ud_en_ewt/en_ewt-ud-test.conllu test.spacy \\
+        --format conllu --task upos=upos --task xpos=xpos --set xpos.attr=tag --task feats=feats \\
+        --task lemma=lemma --task parser=tree --task genre=cats --option cat_from=sent_id_prefix
 """
 
 from __future__ import annotations
@@ -12,9 +19,10 @@ from pathlib import Path
 import spacy
 from spacy.tokens import Doc, DocBin
 
-from polyhead.data.datamodule import as_tasks
+from polyhead.data.datamodule import CorpusSpec, as_tasks
 from polyhead.data.readers import read_corpus
 from polyhead.data.schema import LEGACY_FIELDS, Example
+from polyhead.errors import UserError
 from polyhead.models.heads.registry import HEADS, lookup_head
 from polyhead.models.heads.tagger import TokenTaggingHead
 
@@ -27,7 +35,10 @@ def to_doc(vocab, ex: Example, writers: Writers) -> Doc:
     doc = Doc(vocab, words=ex.words, spaces=ex.spaces)
     for task, (head, options) in writers.items():
         if ex.has(task):
-            head.write_gold(doc, ex.get(task), options)
+            try:
+                head.write_gold(doc, ex.get(task), options)
+            except ValueError as err:  # spaCy's own check, e.g. a tag that is not UPOS written to token.pos
+                raise UserError(f"{ex.source}: task {task!r}: {err}") from None
     return doc
 
 
@@ -66,6 +77,34 @@ def legacy_writers(examples: list[Example], tag_attr: str = "pos") -> Writers:
     return writers
 
 
+def named_writers(examples: list[Example], settings: dict[str, dict[str, str]]) -> Writers:
+    """Writers for the examples' tasks, each by the registered head that learns its kind of annotation,
+    its spaCy options over the head's own from `settings` (task -> {option: value}, `--set task.option=v`).
+    Two tasks writing one place of the Doc, or an option the head does not have, are errors."""
+    by_kind = {cls.annotation: cls for cls in HEADS.values()}
+    kinds = {task: gold.kind for ex in examples for task, gold in ex.gold.items()}
+    unknown = sorted(set(settings) - set(kinds))
+    if unknown:
+        have = ", ".join(kinds)
+        raise UserError(f"--set {unknown[0]}.<option>: no task {unknown[0]!r} (the tasks: {have})")
+    writers, places = {}, {}
+    for task, kind in kinds.items():
+        cls = by_kind[kind]
+        bad = sorted(set(settings.get(task, {})) - set(cls.spacy_options))
+        if bad:
+            have = ", ".join(cls.spacy_options) or "none"
+            why = f"the {kind} task {task!r} has no option {bad[0]!r} ({have})"
+            raise UserError(f"--set {task}.{bad[0]}: {why}")
+        options = {**cls.spacy_options, **settings.get(task, {})}
+        place = cls.writes(options)
+        if place is not None and place in places:
+            both = f"tasks {places[place]!r} and {task!r} both write {place}"
+            raise UserError(f"{both}: --set {task}.<option> another place")
+        places.setdefault(place, task)
+        writers[task] = (cls, options | {"cat_labels": task_labels(examples, task)})
+    return writers
+
+
 def task_labels(examples: list[Example], task: str) -> list[str]:
     """The categories of a classification task in `examples` (doc.cats gets a score for each)."""
     return sorted(
@@ -79,16 +118,52 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("output")
     parser.add_argument("--format", required=True, help="conllu | columns | csv | jsonl | docbin")
     parser.add_argument("--option", action="append", default=[], help="reader option key=value, repeatable")
+    help = "TASK=FIELD as a data config's tasks (upos=upos, ner=2:iob2), repeatable"
+    parser.add_argument("--task", action="append", default=[], help=help)
+    parser.add_argument("--set", action="append", default=[], help="TASK.OPTION=VALUE, e.g. xpos.attr=tag")
     parser.add_argument("--lang", default="en")
     parser.add_argument("--tag-attr", default="pos", choices=["pos", "tag"])
     args = parser.parse_args(argv)
-    options = dict(o.split("=", 1) for o in args.option)
+    try:
+        examples, writers = read_for_docbin(args)
+        docbin = to_docbin(examples, args.lang, writers)
+    except (UserError, ValueError) as err:
+        parser.exit(2, f"error: {err}\n")
+    docbin.to_disk(args.output)
+    print(f"wrote {len(examples)} docs with {', '.join(writers) or 'no annotation'} to {Path(args.output)}")
+
+
+def read_for_docbin(args) -> tuple[list[Example], Writers]:
+    """The command line's corpus and its writers: named tasks (--task, or every task of a prepared JSONL
+    file) each written by its kind's head; without --task, other formats' fields as the legacy tasks."""
+    options = dict(pair(o, "--option", "KEY=VALUE") for o in args.option)
     for key in ("word_column", "tag_column"):  # column indices are integers for the columns reader
         if key in options and options[key].lstrip("-").isdigit():
             options[key] = int(options[key])
-    examples = [as_tasks(ex, LEGACY_FIELDS) for ex in read_corpus(args.path, args.format, **options)]
-    to_docbin(examples, args.lang, legacy_writers(examples, args.tag_attr)).to_disk(args.output)
-    print(f"wrote {len(examples)} docs to {Path(args.output)}")
+    tasks = dict(pair(t, "--task", "TASK=FIELD") for t in args.task)
+    settings: dict[str, dict[str, str]] = {}
+    for item in args.set:
+        key, value = pair(item, "--set", "TASK.OPTION=VALUE")
+        task, dot, option = key.partition(".")
+        if not dot or not option:
+            raise UserError(f"--set {item}: expected TASK.OPTION=VALUE")
+        settings.setdefault(task, {})[option] = value
+    if not tasks and args.format != "jsonl":
+        if settings:
+            raise UserError("--set needs named tasks: give each with --task TASK=FIELD")
+        examples = [as_tasks(ex, LEGACY_FIELDS) for ex in read_corpus(args.path, args.format, **options)]
+        return examples, legacy_writers(examples, args.tag_attr)
+    examples = CorpusSpec(args.path, args.format, tasks or None, options).read()
+    if any(ex.has("tagger") for ex in examples):  # a legacy tag task: --tag-attr unless --set says
+        settings.setdefault("tagger", {}).setdefault("attr", args.tag_attr)
+    return examples, named_writers(examples, settings)
+
+
+def pair(item: str, flag: str, form: str) -> tuple[str, str]:
+    key, eq, value = item.partition("=")
+    if not eq or not key:
+        raise UserError(f"{flag} {item}: expected {form}")
+    return key, value
 
 
 if __name__ == "__main__":
