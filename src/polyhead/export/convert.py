@@ -21,9 +21,9 @@ from spacy.tokens import Doc, DocBin
 
 from polyhead.data.datamodule import CorpusSpec, as_tasks
 from polyhead.data.readers import read_corpus
-from polyhead.data.schema import LEGACY_FIELDS, Example
+from polyhead.data.schema import LEGACY_FIELDS, LEGACY_TASKS, Example
 from polyhead.errors import UserError
-from polyhead.models.heads.registry import HEADS, lookup_head
+from polyhead.models.heads.registry import HEADS, lookup_head, place_clash
 from polyhead.models.heads.tagger import TokenTaggingHead
 
 Writers = dict[str, tuple[type, dict]]  # task -> (the head class that writes its gold, its options)
@@ -87,7 +87,7 @@ def named_writers(examples: list[Example], settings: dict[str, dict[str, str]]) 
     if unknown:
         have = ", ".join(kinds)
         raise UserError(f"--set {unknown[0]}.<option>: no task {unknown[0]!r} (the tasks: {have})")
-    writers, places = {}, {}
+    writers = {}
     for task, kind in kinds.items():
         cls = by_kind[kind]
         bad = sorted(set(settings.get(task, {})) - set(cls.spacy_options))
@@ -96,12 +96,12 @@ def named_writers(examples: list[Example], settings: dict[str, dict[str, str]]) 
             why = f"the {kind} task {task!r} has no option {bad[0]!r} ({have})"
             raise UserError(f"--set {task}.{bad[0]}: {why}")
         options = {**cls.spacy_options, **settings.get(task, {})}
-        place = cls.writes(options)
-        if place is not None and place in places:
-            both = f"tasks {places[place]!r} and {task!r} both write {place}"
-            raise UserError(f"{both}: --set {task}.<option> another place")
-        places.setdefault(place, task)
         writers[task] = (cls, options | {"cat_labels": task_labels(examples, task)})
+    clash = place_clash({task: cls.writes(options) for task, (cls, options) in writers.items()})
+    if clash is not None:
+        first, task, place = clash
+        both = f"tasks {first!r} and {task!r} both write {place}"
+        raise UserError(f"{both}: --set {task}.<option> another place")
     return writers
 
 
@@ -154,8 +154,9 @@ def read_for_docbin(args) -> tuple[list[Example], Writers]:
         examples = [as_tasks(ex, LEGACY_FIELDS) for ex in read_corpus(args.path, args.format, **options)]
         return examples, legacy_writers(examples, args.tag_attr)
     examples = CorpusSpec(args.path, args.format, tasks or None, options).read()
-    if any(ex.has("tagger") for ex in examples):  # a legacy tag task: --tag-attr unless --set says
-        settings.setdefault("tagger", {}).setdefault("attr", args.tag_attr)
+    tagger = LEGACY_TASKS["tags"]  # a tag task named after its head kind: --tag-attr unless --set says
+    if any(ex.has(tagger) for ex in examples):
+        settings.setdefault(tagger, {}).setdefault("attr", args.tag_attr)
     return examples, named_writers(examples, settings)
 
 

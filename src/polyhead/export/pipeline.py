@@ -15,6 +15,7 @@ import polyhead.export.factories  # noqa: F401  (registers the polyhead_encoder 
 from polyhead.data.collate import Collator
 from polyhead.errors import UserError
 from polyhead.hardware import detect, inference_precision
+from polyhead.models.heads.registry import place_clash
 from polyhead.models.heads.tagger import TokenTaggingHead
 from polyhead.models.multitask import MultitaskModel
 from polyhead.tracking import log_artifacts, set_tags
@@ -54,16 +55,20 @@ def head_options(model: MultitaskModel, tag_attr: str | None = None) -> dict[str
             f"export.tag_attr={tag_attr} cannot choose for {len(taggers)} tag tasks ({', '.join(taggers)}): "
             f"set model.heads.<task>.attr for each instead"
         )
-    options, places, cats = {}, {}, {}
+    options = {
+        task: {"attr": tag_attr} if tag_attr is not None and task in taggers else {} for task in model.heads
+    }
+    clash = place_clash(
+        {task: head.writes({**head.spacy_options, **options[task]}) for task, head in model.heads.items()}
+    )
+    if clash is not None:
+        first, task, place = clash
+        raise UserError(
+            f"tasks {first!r} and {task!r} both write {place}: give one another place "
+            f"(model.heads.{task}.attr for a tag task, model.heads.{task}.spans_key for entities)"
+        )
+    cats = {}
     for task, head in model.heads.items():
-        options[task] = {"attr": tag_attr} if tag_attr is not None and task in taggers else {}
-        place = head.writes({**head.spacy_options, **options[task]})
-        if place in places and place is not None:
-            raise UserError(
-                f"tasks {places[place]!r} and {task!r} both write {place}: give one another place "
-                f"(model.heads.{task}.attr for a tag task, model.heads.{task}.spans_key for entities)"
-            )
-        places.setdefault(place, task)
         if head.annotation == "cats":
             for label in head.doc_labels({**head.spacy_options, **options[task]}):
                 if label in cats:

@@ -110,6 +110,19 @@ def head_key(head: nn.Module) -> str:
     )
 
 
+def place_clash(places: dict[str, str | None]) -> tuple[str, str, str] | None:
+    """(first task, second task, place) for the first two tasks that write one place of the Doc (`places`:
+    task -> its head's `writes(options)`; None, doc.cats, is shared and checked by label), else None."""
+    seen: dict[str, str] = {}
+    for task, place in places.items():
+        if place is None:
+            continue
+        if place in seen:
+            return seen[place], task, place
+        seen[place] = task
+    return None
+
+
 def lookup_head(spec: dict) -> type[nn.Module] | None:
     """The registered class a head.json names: by its "head" key or, in pipelines written before keys,
     by a "class" path equal to a registered class's qualified name. None when it names anything else."""
