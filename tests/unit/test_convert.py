@@ -70,6 +70,20 @@ def test_convert_writes_every_task_of_a_prepared_jsonl_file(tmp_path):
     assert doc.cats == {"statement": 1.0}
 
 
+def test_convert_two_classification_tasks_with_one_label_need_a_prefix(tmp_path, capsys):
+    """Two classification tasks share doc.cats: a label both have would be one score for two tasks."""
+    line = {"tokens": ["lost", "card"], "tasks": {"intent": {"cats": ["card"]}, "topic": {"cats": ["card"]}}}
+    path = write(tmp_path, "t.jsonl", json.dumps(line) + "\n")
+    out = tmp_path / "t.spacy"
+    with pytest.raises(SystemExit) as exit:
+        convert([str(path), str(out), "--format", "jsonl"])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and len(err.strip().splitlines()) == 1 and not out.exists()
+    assert "tasks 'intent' and 'topic' both have the label 'card' in doc.cats" in err
+    convert([str(path), str(out), "--format", "jsonl", "--set", "topic.cats_prefix=topic/"])
+    assert docs(out)[0].cats == {"card": 1.0, "topic/card": 1.0}
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

@@ -23,7 +23,7 @@ from polyhead.data.datamodule import CorpusSpec, as_tasks
 from polyhead.data.readers import read_corpus
 from polyhead.data.schema import LEGACY_FIELDS, LEGACY_TASKS, Example
 from polyhead.errors import UserError
-from polyhead.models.heads.registry import HEADS, lookup_head, place_clash
+from polyhead.models.heads.registry import HEADS, cats_clash, lookup_head, place_clash
 from polyhead.models.heads.tagger import TokenTaggingHead
 
 Writers = dict[str, tuple[type, dict]]  # task -> (the head class that writes its gold, its options)
@@ -102,6 +102,16 @@ def named_writers(examples: list[Example], settings: dict[str, dict[str, str]]) 
         first, task, place = clash
         both = f"tasks {first!r} and {task!r} both write {place}"
         raise UserError(f"{both}: --set {task}.<option> another place")
+    cats = {
+        task: [f"{options.get('cats_prefix', '')}{label}" for label in options["cat_labels"]]
+        for task, (cls, options) in writers.items()
+        if cls.annotation == "cats"
+    }
+    clash = cats_clash(cats)
+    if clash is not None:
+        first, task, label = clash
+        both = f"tasks {first!r} and {task!r} both have the label {label!r} in doc.cats"
+        raise UserError(f"{both}: --set {task}.cats_prefix=<prefix>")
     return writers
 
 

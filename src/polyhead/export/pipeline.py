@@ -15,7 +15,7 @@ import polyhead.export.factories  # noqa: F401  (registers the polyhead_encoder 
 from polyhead.data.collate import Collator
 from polyhead.errors import UserError
 from polyhead.hardware import detect, inference_precision
-from polyhead.models.heads.registry import place_clash
+from polyhead.models.heads.registry import cats_clash, place_clash
 from polyhead.models.heads.tagger import TokenTaggingHead
 from polyhead.models.multitask import MultitaskModel
 from polyhead.tracking import log_artifacts, set_tags
@@ -67,14 +67,17 @@ def head_options(model: MultitaskModel, tag_attr: str | None = None) -> dict[str
             f"tasks {first!r} and {task!r} both write {place}: give one another place "
             f"(model.heads.{task}.attr for a tag task, model.heads.{task}.spans_key for entities)"
         )
-    cats = {}
-    for task, head in model.heads.items():
-        if head.annotation == "cats":
-            for label in head.doc_labels({**head.spacy_options, **options[task]}):
-                if label in cats:
-                    why = f"both write doc.cats: give one a prefix (model.heads.{task}.cats_prefix)"
-                    raise UserError(f"tasks {cats[label]!r} and {task!r} have the label {label!r} and {why}")
-                cats[label] = task
+    clash = cats_clash(
+        {
+            task: head.doc_labels({**head.spacy_options, **options[task]})
+            for task, head in model.heads.items()
+            if head.annotation == "cats"
+        }
+    )
+    if clash is not None:
+        first, task, label = clash
+        why = f"both write doc.cats: give one a prefix (model.heads.{task}.cats_prefix)"
+        raise UserError(f"tasks {first!r} and {task!r} have the label {label!r} and {why}")
     return options
 
 

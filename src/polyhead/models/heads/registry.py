@@ -123,6 +123,18 @@ def place_clash(places: dict[str, str | None]) -> tuple[str, str, str] | None:
     return None
 
 
+def cats_clash(labels: dict[str, list[str]]) -> tuple[str, str, str] | None:
+    """(first task, second task, label) for the first two classification tasks with one label in doc.cats
+    (`labels`: task -> its labels as doc.cats holds them, cats_prefix included), else None."""
+    seen: dict[str, str] = {}
+    for task, names in labels.items():
+        for label in names:
+            if label in seen and seen[label] != task:
+                return seen[label], task, label
+            seen[label] = task
+    return None
+
+
 def lookup_head(spec: dict) -> type[nn.Module] | None:
     """The registered class a head.json names: by its "head" key or, in pipelines written before keys,
     by a "class" path equal to a registered class's qualified name. None when it names anything else."""
