@@ -70,6 +70,24 @@ def test_convert_writes_every_task_of_a_prepared_jsonl_file(tmp_path):
     assert doc.cats == {"statement": 1.0}
 
 
+def test_convert_writes_with_the_built_in_head_when_a_user_registers_another_of_its_kind(
+    tmp_path, monkeypatch
+):
+    """A head a user registers later for tag tasks (its own spaCy options) does not change where the
+    built-in tagger writes a tag task's gold."""
+    from polyhead.models.heads.registry import HEADS
+    from polyhead.models.heads.tagger import TokenTaggingHead
+
+    class TagWriter(TokenTaggingHead):
+        spacy_options = {"attr": "tag"}
+
+    monkeypatch.setitem(HEADS, "tag_writer", TagWriter)
+    path = write(tmp_path, "t.conllu", CONLLU)
+    convert([str(path), str(tmp_path / "t.spacy"), "--format", "conllu", "--task", "upos=upos"])
+    (doc,) = docs(tmp_path / "t.spacy")
+    assert [t.pos_ for t in doc] == ["DET", "NOUN", "VERB", "PUNCT"] and doc[0].tag_ == ""
+
+
 def test_convert_two_classification_tasks_with_one_label_need_a_prefix(tmp_path, capsys):
     """Two classification tasks share doc.cats: a label both have would be one score for two tasks."""
     line = {"tokens": ["lost", "card"], "tasks": {"intent": {"cats": ["card"]}, "topic": {"cats": ["card"]}}}

@@ -81,7 +81,9 @@ def named_writers(examples: list[Example], settings: dict[str, dict[str, str]]) 
     """Writers for the examples' tasks, each by the registered head that learns its kind of annotation,
     its spaCy options over the head's own from `settings` (task -> {option: value}, `--set task.option=v`).
     Two tasks writing one place of the Doc, or an option the head does not have, are errors."""
-    by_kind = {cls.annotation: cls for cls in HEADS.values()}
+    by_kind: dict[str, type] = {}
+    for cls in HEADS.values():  # the first registered head of a kind (the built-in one) writes its gold
+        by_kind.setdefault(cls.annotation, cls)
     kinds = {task: gold.kind for ex in examples for task, gold in ex.gold.items()}
     unknown = sorted(set(settings) - set(kinds))
     if unknown:
