@@ -105,7 +105,7 @@ def named_writers(examples: list[Example], settings: dict[str, dict[str, str]]) 
         both = f"tasks {first!r} and {task!r} both write {place}"
         raise UserError(f"{both}: --set {task}.<option> another place")
     cats = {
-        task: [f"{options.get('cats_prefix', '')}{label}" for label in options["cat_labels"]]
+        task: cls.prefixed(options["cat_labels"], options)
         for task, (cls, options) in writers.items()
         if cls.annotation == "cats"
     }

@@ -125,11 +125,11 @@ def place_clash(places: dict[str, str | None]) -> tuple[str, str, str] | None:
 
 def cats_clash(labels: dict[str, list[str]]) -> tuple[str, str, str] | None:
     """(first task, second task, label) for the first two classification tasks with one label in doc.cats
-    (`labels`: task -> its labels as doc.cats holds them, cats_prefix included), else None."""
+    (`labels`: task -> its distinct labels as doc.cats holds them, cats_prefix included), else None."""
     seen: dict[str, str] = {}
     for task, names in labels.items():
         for label in names:
-            if label in seen and seen[label] != task:
+            if label in seen:
                 return seen[label], task, label
             seen[label] = task
     return None

@@ -132,7 +132,12 @@ class TextClassificationHead(HeadModule):
 
     def doc_labels(self, options: dict) -> list[str]:
         """The labels as doc.cats holds them (with the task's cats_prefix)."""
-        return [f"{options.get('cats_prefix', '')}{label}" for label in self.labels]
+        return self.prefixed(self.labels, options)
+
+    @staticmethod
+    def prefixed(labels: list[str], options: dict) -> list[str]:
+        """`labels` as doc.cats holds them under `options` (with their cats_prefix)."""
+        return [f"{options.get('cats_prefix', '')}{label}" for label in labels]
 
     def set_annotations(self, doc, scores: dict[str, float], index: list[int], options: dict) -> None:
         prefix = options.get("cats_prefix", "")
