@@ -60,9 +60,9 @@ def test_study_plan_has_every_arm_size_and_seed(cells):
         (2000, (1, 2, 3), 5, 1),
         (None, (1,), 5, 1),
     ]
-    # 7 models per size and seed (multitask, flat, 3 single, balanced, born_again); the control at 500 only;
-    # born_again_long and its 3 single_long at 500 and 2,000
-    assert sum(len(c.seeds) for c in cells) == 7 * 3 * 3 + 7 * 1 + 3 * 3 + 4 * 3 * 2
+    # 8 models per size and seed (multitask, flat, 3 single, balanced, born_again, weighted); the control at
+    # 500 only; born_again_long and its 3 single_long at 500 and 2,000
+    assert sum(len(c.seeds) for c in cells) == 8 * 3 * 3 + 8 * 1 + 3 * 3 + 4 * 3 * 2
     assert {c.size for c in cells if c.arm == "single_taught"} == {500}
     longer = [(c.arm, c.size, c.epochs, c.val_every) for c in cells if c.arm.endswith("_long")]
     assert set(longer) == {(arm, 500, 24, 3) for arm in ("born_again_long", "single_long")} | {
@@ -95,6 +95,7 @@ def test_study_plan_arms_keep_their_heads_and_drop_any_other(cells):
     assert {c.name: c.overrides[0] for c in cells if not c.overrides[0].startswith("~")} == {
         **{f"flat-n{n}": "optim.layer_decay=1.0" for n in sizes},
         **{f"balanced-n{n}": "encoder.scalar_mix=per_task" for n in sizes},  # study.balance
+        **{f"weighted-n{n}": "model.loss_weights.textcat=0.25" for n in sizes},  # study.weights
     }
 
 
