@@ -1,6 +1,7 @@
 """Shared fixtures: no network, a tiny random BERT with a tokenizer over a checked-in toy vocabulary."""
 
 import os
+import random
 import subprocess
 import sys
 
@@ -137,3 +138,72 @@ CONLLU = """# newdoc id = weblog-abc
 2\t'm\tbe\tAUX\tVBP\t_\t0\troot\t_\t_
 3\t!\t!\tPUNCT\t.\t_\t2\tpunct\t_\t_
 """
+
+
+NOUNS = [("cat", "cats"), ("dog", "dogs"), ("city", "cities"), ("mouse", "mice"), ("box", "boxes")]
+VERBS = [("sit", "sat", "sitting"), ("run", "ran", "running"), ("see", "saw", "seeing")]
+NAMES = ["Paris", "Maria", "Lopez", "Rome"]
+
+
+def ud_sentence(rng: random.Random, n: int) -> str:
+    """One CoNLL-U sentence: DET NOUN VERB [ADP PROPN] PUNCT, with features, lemmas and a tree."""
+    lemma_n, plural = rng.choice(NOUNS)
+    lemma_v, past, gerund = rng.choice(VERBS)
+    many = rng.random() < 0.5
+    noun, feats_n = (plural, "Number=Plur") if many else (lemma_n, "Number=Sing")
+    progressive = rng.random() < 0.5
+    rows = [("The", "the", "DET", "DT", "Definite=Def|PronType=Art", 2, "det")]
+    rows.append((noun, lemma_n, "NOUN", "NNS" if many else "NN", feats_n, 3, "nsubj"))
+    if progressive:
+        rows.append((gerund, lemma_v, "VERB", "VBG", "Tense=Pres|VerbForm=Part", 0, "root"))
+    else:
+        rows.append((past, lemma_v, "VERB", "VBD", "Mood=Ind|Tense=Past|VerbForm=Fin", 0, "root"))
+    if rng.random() < 0.5:
+        rows.append(("in", "in", "ADP", "IN", "_", 5, "case"))
+        rows.append((rng.choice(NAMES), None, "PROPN", "NNP", "Number=Sing", 3, "obl"))
+    rows.append((".", ".", "PUNCT", ".", "_", 3, "punct"))
+    genre = "news" if progressive else "blog"
+    lines = [f"# sent_id = {genre}-{n}"]
+    for i, (form, lemma, upos, xpos, feats, head, rel) in enumerate(rows, 1):
+        lines.append("\t".join([str(i), form, lemma or form, upos, xpos, feats, str(head), rel, "_", "_"]))
+    return "\n".join(lines)
+
+
+def iob_lines(rng: random.Random) -> str:
+    name = rng.choice(NAMES)
+    return f"{name}\tB-PER\nflew\tO\nto\tO\nNew\tB-LOC\nYork\tI-LOC\n"
+
+
+def write_task_corpora(tmp: Path) -> None:
+    """The nine tasks' corpora (tests/integration/test_tasks.py): UD CoNLL-U with a genre per sentence,
+    an IOB2 column file, two classification line files; train, dev and test."""
+    rng = random.Random(0)
+    for split, n in (("train", 60), ("dev", 12), ("test", 12)):
+        (tmp / f"{split}.conllu").write_text("\n\n".join(ud_sentence(rng, i) for i in range(n)) + "\n")
+        (tmp / f"{split}.iob").write_text("\n".join(iob_lines(rng) for _ in range(n)))
+        for task, labels in (("a", ["balance", "card"]), ("b", ["weather", "timer"])):
+            lines = [f"{label} what about my {label} please" for label in labels for _ in range(n // 2)]
+            (tmp / f"{split}.{task}.txt").write_text("\n".join(lines) + "\n")
+
+
+def task_corpora(tmp: Path, split: str) -> list[dict]:
+    """`data.<split>` of the nine tasks over write_task_corpora's files."""
+    ud = {
+        "upos": "upos",
+        "xpos": "xpos",
+        "feats": "feats",
+        "lemma": "lemma",
+        "parser": "tree",
+        "genre": "cats",
+    }
+    return [
+        {
+            "path": str(tmp / f"{split}.conllu"),
+            "format": "conllu",
+            "tasks": ud,
+            "options": {"cat_from": "sent_id_prefix"},
+        },
+        {"path": str(tmp / f"{split}.iob"), "format": "columns", "tasks": {"ner": "1:iob2"}},
+        {"path": str(tmp / f"{split}.a.txt"), "format": "lines", "tasks": {"bank": "cats"}},
+        {"path": str(tmp / f"{split}.b.txt"), "format": "lines", "tasks": {"home": "cats"}},
+    ]

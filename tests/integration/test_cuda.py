@@ -10,9 +10,8 @@ import math
 import pytest
 import spacy
 import torch
-from conftest import TINY_TRAINER, compose_config, compose_train
+from conftest import TINY_TRAINER, compose_config, compose_train, task_corpora, write_task_corpora
 from omegaconf import open_dict
-from test_tasks import corpora, write_corpora
 
 from polyhead.export.checkpoint import load_checkpoint, pick_checkpoint
 from polyhead.hardware import detect, train_precision
@@ -25,12 +24,12 @@ WORDS = [["The", "cats", "sat", "in", "Paris", "."], ["The", "dog", "running", "
 
 
 def nine_tasks(tmp, tiny_bert, *overrides):
-    """The nine tasks of tests/integration/test_tasks.py, composed to train on the GPU."""
-    write_corpora(tmp)
+    """The nine tasks of tests/integration/test_tasks.py (conftest.write_task_corpora), on the GPU."""
+    write_task_corpora(tmp)
     cfg = compose_train(tmp, tiny_bert, "experiment=ewt_ud", *GPU, *overrides)
     with open_dict(cfg):
         for split in ("train", "dev", "test"):
-            cfg.data[split] = corpora(tmp, split)
+            cfg.data[split] = task_corpora(tmp, split)
         for task in ("bank", "home"):
             cfg.model.heads[task] = {
                 "_target_": "polyhead.models.heads.textcat.TextClassificationHead",
