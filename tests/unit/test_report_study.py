@@ -216,6 +216,9 @@ def test_report_study_page_is_filled_from_mlflow_and_matches_it(page):
     assert any(li.startswith("| 100 |") and f"{peak:.4f}" in li for li in dev.splitlines())
     for name in ("learning_curve_test_ner_f1.png", "difference_test_ner_f1.png", "summary.csv", "study.json"):
         assert (page.parent / "study" / name).is_file()
+    runs = pd.read_csv(page.parent / "study" / "runs.csv", dtype={"seed": str})  # every run's values, kept
+    kept = runs[(runs.metric == "test/ner_f1") & (runs.train_limit == "100")]
+    assert kept.groupby("config").value.mean()["study/arm=single"] == pytest.approx(mean)
     assert check(page) == []
 
 
@@ -241,6 +244,9 @@ def test_report_study_check_finds_a_changed_page_or_table(page):
     frame.loc[0, "mean"] += 1e-6
     frame.to_csv(table, index=False)
     assert any("summary.csv: row 2 mean" in p for p in check(page))
+    runs = page.parent / "study" / "runs.csv"
+    runs.write_text(runs.read_text().replace("study/arm=single", "study/arm=solo", 1))
+    assert any("runs.csv: row" in p and "solo" in p for p in check(page))
 
 
 def test_report_study_resume_marks_runs_a_stopped_study_left_unfinished_killed(tmp_path):

@@ -4,7 +4,8 @@ The page keeps hand-written text outside its generated blocks (`<!-- study:NAME 
 `<!-- /study:NAME -->`): setup (command, commit, CPU, wall time, minutes per run), results (per test metric
 of the study: plots and a table of means and intervals) and dev (the same table for each task's best dev
 score, best/val/<metric>). `publish` rewrites the blocks and the page's folder (docs/study/: the plots as
-PNG, summary.csv, differences.csv, study.json) from the study's runs and report; `check` reads the runs back
+PNG, summary.csv, differences.csv, runs.csv: every run's value of every metric, study.json) from the study's
+runs and report, so that the tables can be recomputed without the MLflow store; `check` reads the runs back
 from MLflow, renders every block again and lists each difference from the committed page and tables."""
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from polyhead.report.runs import train_limit
 BLOCK = re.compile(r"(<!-- study:(\w+) -->\n)(.*?)(<!-- /study:\2 -->)", re.S)
 OPTIONAL = {"dev"}  # blocks a page shows only if it has their markers (pages published before they existed)
 ARM = "study/arm"
+TABLES = ("summary.csv", "differences.csv", "runs.csv")  # the report's tables a page's folder keeps
 
 
 def read_blocks(text: str) -> dict[str, str]:
@@ -311,7 +313,7 @@ def publish(client: MlflowClient, meta: dict, page: Path) -> Path:
                 png = out / f"{kind}_{file_stem(metric)}.png"
                 if png.exists():
                     shutil.copy(png, folder / png.name)
-        for table in ("summary.csv", "differences.csv"):
+        for table in TABLES:
             shutil.copy(out / table, folder / table)
     (folder / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
     page.write_text(fill(page.read_text(), blocks))
@@ -340,7 +342,7 @@ def check(page: Path, tracking_uri: str | None = None) -> list[str]:
                 continue
             if committed.get(name) != text:
                 problems.append(f"{page}: block {name} differs from the runs in MLflow")
-        for table in ("summary.csv", "differences.csv"):
+        for table in TABLES:
             problems += compare_tables(folder / table, out / table)
     for link in re.findall(r"\]\(([^)]+\.png)\)", "".join(blocks.values())):
         if not (page.parent / link).is_file():
