@@ -10,7 +10,7 @@ from polyhead.models.heads.registry import HEADS
 
 def test_task_settings_in_the_node_weigh_the_objective_and_the_loss(tmp_path):
     cfg = compose_config(
-        "train", tmp_path, ["experiment=ewt_ud", "+model.heads.lemma.loss_weight=0.5"], tmp_path
+        "train", tmp_path, ["experiment=ewt_ud", "model.heads.lemma.loss_weight=0.5"], tmp_path
     )
     weights = objective_weights(cfg)
     assert {k: weights[k] for k in ("upos_acc", "lemma_acc", "parser_las", "ner_f1", "genre_macro_f1")} == {
