@@ -207,3 +207,21 @@ def task_corpora(tmp: Path, split: str) -> list[dict]:
         {"path": str(tmp / f"{split}.a.txt"), "format": "lines", "tasks": {"bank": "cats"}},
         {"path": str(tmp / f"{split}.b.txt"), "format": "lines", "tasks": {"home": "cats"}},
     ]
+
+
+def compose_nine_tasks(tmp: Path, tiny_bert: Path, *overrides: str):
+    """`experiment=ewt_ud` over write_task_corpora's files with two classification tasks more (bank, home):
+    nine tasks on one encoder, composed as compose_train does, then `overrides`."""
+    from omegaconf import open_dict
+
+    write_task_corpora(tmp)
+    cfg = compose_train(tmp, tiny_bert, "experiment=ewt_ud", *overrides)
+    with open_dict(cfg):
+        for split in ("train", "dev", "test"):
+            cfg.data[split] = task_corpora(tmp, split)
+        for task in ("bank", "home"):
+            cfg.model.heads[task] = {
+                "_target_": "polyhead.models.heads.textcat.TextClassificationHead",
+                "_partial_": True,
+            }
+    return cfg

@@ -10,8 +10,7 @@ import math
 import pytest
 import spacy
 import torch
-from conftest import TINY_TRAINER, compose_config, compose_train, task_corpora, write_task_corpora
-from omegaconf import open_dict
+from conftest import TINY_TRAINER, compose_config, compose_nine_tasks
 
 from polyhead.export.checkpoint import load_checkpoint, pick_checkpoint
 from polyhead.hardware import detect, train_precision
@@ -24,18 +23,8 @@ WORDS = [["The", "cats", "sat", "in", "Paris", "."], ["The", "dog", "running", "
 
 
 def nine_tasks(tmp, tiny_bert, *overrides):
-    """The nine tasks of tests/integration/test_tasks.py (conftest.write_task_corpora), on the GPU."""
-    write_task_corpora(tmp)
-    cfg = compose_train(tmp, tiny_bert, "experiment=ewt_ud", *GPU, *overrides)
-    with open_dict(cfg):
-        for split in ("train", "dev", "test"):
-            cfg.data[split] = task_corpora(tmp, split)
-        for task in ("bank", "home"):
-            cfg.model.heads[task] = {
-                "_target_": "polyhead.models.heads.textcat.TextClassificationHead",
-                "_partial_": True,
-            }
-    return cfg
+    """The nine tasks of tests/integration/test_tasks.py (conftest.compose_nine_tasks), on the GPU."""
+    return compose_nine_tasks(tmp, tiny_bert, *GPU, *overrides)
 
 
 def losses(out) -> list[float]:

@@ -7,7 +7,7 @@ import copy
 import pytest
 import spacy
 import torch
-from conftest import compose_train, task_corpora, write_task_corpora
+from conftest import compose_nine_tasks
 from omegaconf import open_dict
 
 from polyhead.data.collate import Collator
@@ -23,18 +23,7 @@ from polyhead.training.run import load_data, run
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_bert):
     tmp = tmp_path_factory.mktemp("tasks")
-    write_task_corpora(tmp)
-    cfg = compose_train(
-        tmp, tiny_bert, "experiment=ewt_ud", "trainer.max_epochs=1", "trainer.limit_train_batches=4"
-    )
-    with open_dict(cfg):
-        for split in ("train", "dev", "test"):
-            cfg.data[split] = task_corpora(tmp, split)
-        for task in ("bank", "home"):
-            cfg.model.heads[task] = {
-                "_target_": "polyhead.models.heads.textcat.TextClassificationHead",
-                "_partial_": True,
-            }
+    cfg = compose_nine_tasks(tmp, tiny_bert, "trainer.max_epochs=1", "trainer.limit_train_batches=4")
     run(cfg)
     return tmp, cfg
 
