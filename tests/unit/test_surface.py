@@ -96,3 +96,51 @@ def test_surface_a_lemmatizer_saved_before_form_features_builds_as_it_was_saved(
     target = {"_target_": "polyhead.models.heads.lemmatizer.LemmatizerHead", "_partial_": True}
     assert build_stored(target, saved=True)(hidden_size=8, labels=["l="]).surface is None  # old checkpoint
     assert build_stored(target)(hidden_size=8, labels=["l="]).surface is not None  # a config that omits it
+
+
+def test_surface_neighbour_ids_are_each_offsets_shapes_padded_at_the_ends():
+    surface = SurfaceEmbedding(4, window=1)
+    shapes = torch.tensor([[1, 2, 3]])
+    n = len(SHAPES)
+    assert surface.neighbour_ids(shapes).tolist() == [[[0, 2 + n], [1, 3 + n], [2, 0 + n]]]
+    assert SurfaceEmbedding(4, window=2).neighbour_ids(shapes).shape == (1, 3, 4)
+
+
+def test_surface_window_lets_a_head_see_its_neighbours_case():
+    """ "union" after "European" and after "european": the same word, the same vector, the same own shape;
+    the label (a name or not) is in the word before it. With window 1 the head learns it; without, it cannot."""
+    torch.manual_seed(0)
+    words = [["European", "union"], ["european", "union"]]
+    gold = torch.tensor([[0, 1], [0, 0]])
+    vector = {"european": torch.randn(16), "union": torch.randn(16)}
+    enc = EncoderOutput(
+        words=torch.stack([torch.stack([vector[w.lower()] for w in text]) for text in words]),
+        word_mask=torch.ones(2, 2, dtype=torch.bool),
+        cls=torch.zeros(2, 16),
+        texts=words,
+    )
+    accuracy = {}
+    for window in (0, 1):
+        head = TokenTaggingHead(16, ["other", "name"], dropout=0.0, surface=8, surface_window=window)
+        optim = torch.optim.Adam(head.parameters(), lr=0.05)
+        for _ in range(150):
+            optim.zero_grad()
+            head.loss(head(enc), gold).backward()
+            optim.step()
+        accuracy[window] = (head(enc)[:, 1].argmax(-1) == gold[:, 1]).float().mean().item()
+    assert accuracy == {0: 0.5, 1: 1.0}
+
+
+def test_surface_a_lemmatizer_saved_before_the_window_builds_without_it(tmp_path):
+    import json
+
+    from polyhead.export.components import read_head_spec
+    from polyhead.models.heads.lemmatizer import LemmatizerHead
+    from polyhead.models.heads.registry import head_key
+
+    old = LemmatizerHead(8, ["l=", "l|||s|"])
+    config = {k: v for k, v in old.config.items() if k != "surface_window"}
+    (tmp_path / "head.json").write_text(json.dumps({"head": head_key(old), "config": config}))
+    loaded = read_head_spec(tmp_path / "head.json")
+    loaded.load_state_dict(old.state_dict())  # strict: the same parameters
+    assert loaded.surface is not None and loaded.surface.neighbours is None
