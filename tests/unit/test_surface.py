@@ -108,8 +108,7 @@ def test_surface_neighbour_ids_are_each_offsets_shapes_padded_at_the_ends():
 
 def test_surface_window_lets_a_head_see_its_neighbours_case():
     """ "union" after "European" and after "european": the same word, the same vector, the same own shape;
-    the label (a name or not) is in the word before it. With window 1 the head learns it; without it
-    cannot."""
+    the label (a name or not) is in the word before it. With window 1 the head learns it; without, it cannot."""
     torch.manual_seed(0)
     words = [["European", "union"], ["european", "union"]]
     gold = torch.tensor([[0, 1], [0, 0]])
