@@ -5,10 +5,7 @@ first-piece pooling a head sees only a word's first piece ("nomin" of "nominated
 both: "Space" in "Space Needle" keeps its capital, "nominated" loses a "d" where "walked" loses "ed". A head
 that takes `surface` (the tagger family: lemmatizer, morphologizer, tagger) adds, per word, an embedding of
 its shape (lower, Title, UPPER, mixed, digits, other) and of its last 1-4 letters, hashed into `buckets`
-rows (spaCy's MultiHashEmbed and UDPipe's character features, cut down to what a lemma needs). With `window`
-w > 0 it adds the shapes of the w words either side, each offset its own table, as spaCy's tok2vec sees its
-neighbours through its window: a capital means a name in "the European Union" and a heading in "UNION
-STATEMENT", and only the words around tell them apart.
+rows (spaCy's MultiHashEmbed and UDPipe's character features, cut down to what a lemma needs).
 
 The ids come from the words as strings (`EncoderOutput.texts`), the same in training and in the exported
 pipeline; the hash is CRC-32, so a pipeline computes the ids its training did in any process.
@@ -54,16 +51,13 @@ def suffix_ids(word: str, buckets: int) -> list[int]:
 
 
 class SurfaceEmbedding(nn.Module):
-    """Per word: shape embedding + the sum of its suffix embeddings (+ its neighbours' shapes within
-    `window`), `size` wide."""
+    """Per word: shape embedding + the sum of its suffix embeddings, `size` wide."""
 
-    def __init__(self, size: int = 64, buckets: int = 1 << 14, window: int = 0):
+    def __init__(self, size: int = 64, buckets: int = 1 << 14):
         super().__init__()
-        self.size, self.buckets, self.window = size, buckets, window
+        self.size, self.buckets = size, buckets
         self.shapes = nn.Embedding(len(SHAPES), size)
         self.suffixes = nn.Embedding(buckets, size)
-        # one block of len(SHAPES) rows per offset -w..-1, 1..w; a neighbour past either end is "pad"
-        self.neighbours = nn.Embedding(2 * window * len(SHAPES), size) if window else None
 
     def forward(self, texts: list[list[str]] | None, width: int) -> torch.Tensor:  # -> (B, W, size)
         if texts is None:
@@ -73,16 +67,4 @@ class SurfaceEmbedding(nn.Module):
             if words:
                 ids[i, : len(words)] = torch.tensor([word_ids(w, self.buckets) for w in words[:width]])
         ids = ids.to(self.shapes.weight.device)
-        out = self.shapes(ids[..., 0]) + self.suffixes(ids[..., 1:]).sum(-2)
-        if self.neighbours is not None:
-            out = out + self.neighbours(self.neighbour_ids(ids[..., 0])).sum(-2)
-        return out
-
-    def neighbour_ids(self, shapes: torch.Tensor) -> torch.Tensor:
-        """(B, W) shape ids -> (B, W, 2w) rows of `neighbours`: offset slot * len(SHAPES) + its shape."""
-        w, width = self.window, shapes.shape[1]
-        padded = nn.functional.pad(shapes, (w, w))  # SHAPES[0] is "pad"
-        offsets = [d for d in range(-w, w + 1) if d]
-        return torch.stack(
-            [padded[:, w + d : w + d + width] + slot * len(SHAPES) for slot, d in enumerate(offsets)], -1
-        )
+        return self.shapes(ids[..., 0]) + self.suffixes(ids[..., 1:]).sum(-2)

@@ -13,17 +13,8 @@ class MorphologizerHead(TokenTaggingHead):
 
     annotation = "feats"
 
-    def __init__(
-        self,
-        hidden_size: int,
-        labels: list[str],
-        dropout: float = 0.1,
-        surface: int = 0,
-        surface_window: int = 0,
-    ):
-        super().__init__(
-            hidden_size, labels, dropout, attr="morph", surface=surface, surface_window=surface_window
-        )
+    def __init__(self, hidden_size: int, labels: list[str], dropout: float = 0.1, surface: int = 0):
+        super().__init__(hidden_size, labels, dropout, attr="morph", surface=surface)
 
     spacy_options: dict = {"attr": "morph"}
 
