@@ -23,6 +23,11 @@ CASES = {
         {},
     ),
     "negative_lr": (["train.py", "optim.lr=-1e-4"], r"^optim\.lr=-0\.0001: must be >= 0$", {}),
+    "negative_task_lr": (
+        ["train.py", "+model.heads.tagger.lr=-1"],
+        r"^model\.heads\.tagger\.lr=-1: must be >= 0$",
+        {},
+    ),
     "bad_schedule": (["train.py", "optim.schedule=cosine_typo"], r"optim\.schedule must be constant", {}),
     "resume_path": (["train.py", "resume={tmp}/nowhere.ckpt"], r"nowhere\.ckpt: no such checkpoint file", {}),
     "resume_run_id": (

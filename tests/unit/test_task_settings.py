@@ -4,7 +4,7 @@ objective weights, so removing the node removes the task; a head records its own
 import pytest
 from conftest import compose_config
 
-from polyhead.models.build import head_spec, loss_weights, objective_weights
+from polyhead.models.build import head_spec, loss_weights, objective_weights, optim_settings
 from polyhead.models.heads.registry import HEADS
 
 
@@ -26,6 +26,17 @@ def test_task_settings_in_the_node_weigh_the_objective_and_the_loss(tmp_path):
     )
     dropped = compose_config("train", tmp_path, ["experiment=ewt_ud", "~model.heads.parser"], tmp_path)
     assert "parser_las" not in objective_weights(dropped) and "parser" not in loss_weights(dropped)
+
+
+def test_task_settings_a_nodes_lr_is_its_heads_rate_and_leaves_with_it(tmp_path):
+    overrides = ["experiment=ewt_ud", "+model.heads.lemma.lr=3e-3", "+optim.task_lr.upos=5e-3"]
+    cfg = compose_config("train", tmp_path, overrides, tmp_path)
+    assert dict(optim_settings(cfg).task_lr) == {"parser": 2e-3, "lemma": 3e-3, "upos": 5e-3}
+    assert "lr" not in head_spec(cfg.model.heads.lemma)  # a task setting, not a head argument
+    over = compose_config("train", tmp_path, [*overrides, "+optim.task_lr.lemma=9e-3"], tmp_path)
+    assert optim_settings(over).task_lr.lemma == 3e-3  # the node's rate wins
+    dropped = compose_config("train", tmp_path, ["experiment=ewt_ud", "~model.heads.parser"], tmp_path)
+    assert dict(optim_settings(dropped).task_lr) == {}
 
 
 def test_task_settings_old_top_level_weights_still_count(tmp_path):

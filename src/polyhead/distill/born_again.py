@@ -21,7 +21,7 @@ from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.distill.layers import DistillationModule
 from polyhead.distill.teacher import Teacher, load_teacher, targets_cache, teacher_targets
 from polyhead.errors import UserError
-from polyhead.models.build import build_model, objective_weights
+from polyhead.models.build import build_model, objective_weights, optim_settings
 from polyhead.models.multitask import MultitaskModel
 
 
@@ -126,7 +126,7 @@ def born_again_module(cfg: DictConfig, datamodule: MultitaskDataModule, model: M
     ]
     module = DistillationModule(
         model,
-        cfg.optim,
+        optim_settings(cfg),
         objective_weights(cfg),
         cfg.teaching.temperature,
         alpha=1.0 - (share or 0.0),

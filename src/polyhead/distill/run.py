@@ -25,7 +25,7 @@ from polyhead.distill.teacher import (
     teacher_targets_in_parts,
 )
 from polyhead.errors import UserError
-from polyhead.models.build import build_model, objective_weights
+from polyhead.models.build import build_model, objective_weights, optim_settings
 from polyhead.models.encoder import check_keep_layers
 from polyhead.models.stored_config import build_stored
 from polyhead.pretrain.text import read_sources
@@ -90,7 +90,7 @@ def train_layers_student(scfg: DictConfig, teacher: Teacher, datamodule, example
     model = build_model(scfg, teacher.labels, make=build_stored)  # the teacher's encoder and heads: data
     student_from_teacher(teacher.model, model, list(scfg.student.keep))
     module = DistillationModule(
-        model, scfg.optim, objective_weights(scfg), scfg.student.temperature, scfg.student.alpha
+        model, optim_settings(scfg), objective_weights(scfg), scfg.student.temperature, scfg.student.alpha
     )
     return run(scfg, datamodule=datamodule, module=module, tags=tags)
 

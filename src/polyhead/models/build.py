@@ -50,7 +50,8 @@ def build_model(
 # in one place and `~model.heads.<task>` removes all of them:
 #   loss_weight: 0.5          its loss's weight (model.loss_weights.<task> as before; 1.0 by default)
 #   objective: {acc: 1.0}     its metrics' weights in val/objective (objective.<task>_acc as before)
-TASK_SETTINGS = ("loss_weight", "objective")
+#   lr: 2.0e-3                its head's learning rate (optim.task_lr.<task> as before; else optim.head_lr)
+TASK_SETTINGS = ("loss_weight", "objective", "lr")
 
 
 def head_spec(spec: DictConfig) -> DictConfig:
@@ -64,6 +65,16 @@ def loss_weights(cfg: DictConfig) -> dict[str, float]:
     return {
         task: float(spec.get("loss_weight", legacy.get(task, 1.0))) for task, spec in cfg.model.heads.items()
     }
+
+
+def optim_settings(cfg: DictConfig) -> DictConfig:
+    """`optim` with each task node's `lr` in its task_lr (a node's rate over optim.task_lr's)."""
+    node_lrs = {task: float(spec.lr) for task, spec in cfg.model.heads.items() if spec.get("lr") is not None}
+    if not node_lrs:
+        return cfg.optim
+    optim = OmegaConf.create(OmegaConf.to_container(cfg.optim, resolve=True))
+    optim.task_lr = {**(optim.get("task_lr") or {}), **node_lrs}
+    return optim
 
 
 def objective_weights(cfg: DictConfig) -> dict[str, float]:

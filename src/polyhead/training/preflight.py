@@ -43,7 +43,7 @@ def check_number(key: str, value, test, must: str) -> None:
 
 
 def check_hparams(cfg: DictConfig) -> None:
-    """Every rule of RULES, the betas, the window/stride pair, head dropouts and the lr schedule."""
+    """Every rule of RULES, the betas, the window/stride pair, head dropouts and rates, the lr schedule."""
     from polyhead.training.optim import schedule_lambda
 
     for key, (test, must) in RULES.items():
@@ -61,6 +61,8 @@ def check_hparams(cfg: DictConfig) -> None:
     for task, spec in (OmegaConf.select(cfg, "model.heads", default=None) or {}).items():
         if spec is not None and spec.get("dropout") is not None:
             check_number(f"model.heads.{task}.dropout", spec.dropout, *_fraction())
+        if spec is not None and spec.get("lr") is not None:
+            check_number(f"model.heads.{task}.lr", spec.lr, *_at_least(0))
     try:
         schedule_lambda(cfg.optim.schedule, 1, cfg.optim.warmup)
     except ValueError as err:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 import polyhead.config  # noqa: F401  (registers the resolvers conf/ uses)
 from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.export.pipeline import export_run
-from polyhead.models.build import build_collator, build_model, objective_weights
+from polyhead.models.build import build_collator, build_model, objective_weights, optim_settings
 from polyhead.tracking import (
     encoder_tags,
     log_run_metadata,
@@ -72,7 +72,7 @@ def run(
     datamodule = datamodule or load_data(cfg)  # bad corpora fail here, before any run is tracked
     module = module or MultitaskModule(
         build_model(cfg, datamodule.labels, kinds=datamodule.kinds),
-        cfg.optim,
+        optim_settings(cfg),
         objective_weights(cfg),
         cfg.model.get("grad_norm_every"),
     )
