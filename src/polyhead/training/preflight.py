@@ -59,10 +59,9 @@ def check_hparams(cfg: DictConfig) -> None:
     if pooling is not None and pooling not in ("first", "mean"):
         raise UserError(f"encoder.pooling={pooling!r}: must be 'first' or 'mean'")
     for task, spec in (OmegaConf.select(cfg, "model.heads", default=None) or {}).items():
-        if spec is not None and spec.get("dropout") is not None:
-            check_number(f"model.heads.{task}.dropout", spec.dropout, *_fraction())
-        if spec is not None and spec.get("lr") is not None:
-            check_number(f"model.heads.{task}.lr", spec.lr, *_at_least(0))
+        for key, rule in (("dropout", _fraction()), ("lr", _at_least(0))):
+            if spec is not None and spec.get(key) is not None:
+                check_number(f"model.heads.{task}.{key}", spec[key], *rule)
     try:
         schedule_lambda(cfg.optim.schedule, 1, cfg.optim.warmup)
     except ValueError as err:
