@@ -160,6 +160,9 @@ def test_tasks_readers_one_task_fed_two_kinds_is_an_error_naming_the_file(tmp_pa
         ("mice", "mouse"),
         ("unhappy", "happy"),
         ("USA", "USA"),
+        ("STEVENS", "Stevens"),
+        ("19,250,000", "19250000"),
+        ("e-mail", "email"),
         ("a|b", "a"),
         ("İ", "i"),
         ("", "x"),
@@ -176,6 +179,14 @@ def test_tasks_readers_edit_script_does_not_depend_on_the_forms_casing():
     assert edit_script("Running", "run") == edit_script("running", "run")  # a lower-case lemma: one label
     assert edit_script("Hidden", "Hidden") == "f=" and apply_script("f=", "hidden") == "hidden"  # a name
     assert apply_script(edit_script("iPhone", "iPhone"), "iPhone") == "iPhone"  # mixed case: kept as is
+
+
+def test_tasks_readers_edit_script_is_one_label_for_names_in_capitals_and_for_separated_numbers():
+    assert edit_script("STEVENS", "Stevens") == edit_script("KENNEDY", "Kennedy") == "c="  # not one k each
+    assert edit_script("Stevens", "Stevens") == "f="  # the form's case where it gives the lemma
+    assert edit_script("256,000", "256000") == edit_script("19,250,000", "19250000") == "d,"
+    assert apply_script("d,", "1,000,000") == "1000000" and apply_script("d,", "1000") is None
+    assert edit_script("1,5", "15,") != "d,"  # the separator must be gone, not moved
 
 
 def test_tasks_readers_edit_script_that_does_not_fit_a_word_gives_none():
