@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from polyhead.errors import UserError
-from polyhead.study.page import publish
+from polyhead.study.page import fill, page_text, publish, read_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,3 +70,14 @@ def test_study_page_run_refuses_another_studys_page_unless_replacing(tmp_path):
     assert refused.returncode == 1 and "holds study 'sharing-ewt-1', not 'other'" in refused.stderr
     assert study("--dry-run").returncode == 0
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_study_page_for_a_new_study_is_made_with_the_blocks_publish_fills(tmp_path):
+    """--page naming a file that does not exist yet: publish writes the study's blocks into a new page."""
+    text = page_text(tmp_path / "docs" / "new.md", "sharing-ewt-9")
+    assert text.startswith("# Study `sharing-ewt-9`")
+    assert set(read_blocks(text)) == {"setup", "results", "dev"}
+    filled = fill(text, {"setup": "ran\n", "results": "numbers\n", "dev": "best\n"})
+    assert read_blocks(filled) == {"setup": "ran\n", "results": "numbers\n", "dev": "best\n"}
+    page = foreign_page(tmp_path, "kept\n")
+    assert page_text(page, "sharing-ewt-1") == "kept\n"  # an existing page is read as it is

@@ -298,10 +298,28 @@ def check_owner(page: Path, study_id: str) -> None:
         raise UserError(f"{page}: {why}; give this study its own page (--page)")
 
 
+def page_text(page: Path, study_id: str) -> str:
+    """The page's text; for a study without a page yet, a title and the blocks publish fills, the words
+    around them left for its author (a study's hours of runs never end in a missing file)."""
+    if page.is_file():
+        return page.read_text()
+    sections = [
+        ("How the study ran", "setup"),
+        ("Results", "results"),
+        ("Dev: each task's best score", "dev"),
+    ]
+    blocks = "".join(
+        f"\n## {title}\n\n<!-- study:{name} -->\n<!-- /study:{name} -->\n" for title, name in sections
+    )
+    return f"# Study `{study_id}`\n\nWhat it asks and what its results say: not written yet.\n{blocks}"
+
+
 def publish(client: MlflowClient, meta: dict, page: Path) -> Path:
     """Rewrites the page's blocks and its folder (plots, tables, study.json) for the study in `meta`
-    ({study_id, compare, metrics, tracking_uri}). A page already holding another study is refused."""
+    ({study_id, compare, metrics, tracking_uri}); a page that does not exist yet is made (page_text). A page
+    already holding another study is refused."""
     check_owner(page, meta["study_id"])
+    text = page_text(page, meta["study_id"])
     folder = page.with_suffix("")
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -316,7 +334,7 @@ def publish(client: MlflowClient, meta: dict, page: Path) -> Path:
         for table in TABLES:
             shutil.copy(out / table, folder / table)
     (folder / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
-    page.write_text(fill(page.read_text(), blocks))
+    page.write_text(fill(text, blocks))
     return page
 
 
