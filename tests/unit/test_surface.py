@@ -10,7 +10,7 @@ import torch
 
 from polyhead.models.encoder import EncoderOutput
 from polyhead.models.heads.tagger import TokenTaggingHead
-from polyhead.models.surface import SHAPES, SurfaceEmbedding, shape, suffix_ids
+from polyhead.models.surface import SHAPES, SurfaceEmbedding, shape, suffix_ids, word_ids, word_shape
 
 
 @pytest.mark.parametrize(
@@ -28,6 +28,28 @@ from polyhead.models.surface import SHAPES, SurfaceEmbedding, shape, suffix_ids
 )
 def test_surface_shape_of_a_word(word, expected):
     assert SHAPES[shape(word)] == expected
+
+
+@pytest.mark.parametrize(
+    "word, expected",
+    [
+        ("256,000", "ddd,ddd"),
+        ("Stevens", "Xxxxx"),
+        ("STEVENS", "XXXX"),
+        ("it's", "xx'x"),
+        ("T.V.", "X.X."),
+        ("", ""),
+    ],
+)
+def test_surface_written_shape_of_a_word(word, expected):
+    assert word_shape(word) == expected
+
+
+def test_surface_written_shape_tells_separated_numbers_from_plain_ones():
+    plain, separated = word_ids("2000", 1 << 14, True), word_ids("2,000", 1 << 14, True)
+    assert plain[0] == separated[0] == SHAPES.index("digit")  # one shape class for both
+    assert plain[-1] != separated[-1]  # "dddd" and "d,ddd"
+    assert len(word_ids("2000", 1 << 14)) == len(plain) - 1  # without it, the rows as before
 
 
 def test_surface_suffix_ids_do_not_depend_on_case_or_on_the_process():
@@ -96,3 +118,26 @@ def test_surface_a_lemmatizer_saved_before_form_features_builds_as_it_was_saved(
     target = {"_target_": "polyhead.models.heads.lemmatizer.LemmatizerHead", "_partial_": True}
     assert build_stored(target, saved=True)(hidden_size=8, labels=["l="]).surface is None  # old checkpoint
     assert build_stored(target)(hidden_size=8, labels=["l="]).surface is not None  # a config that omits it
+
+
+def test_surface_a_lemmatizer_saved_before_the_written_shape_decodes_as_it_did(tmp_path):
+    """A head.json from before `surface_shape` rebuilds without the shape row, so its trained embeddings
+    see the ids they were trained on."""
+    import json
+
+    from polyhead.export.components import read_head_spec
+    from polyhead.models.heads.lemmatizer import LemmatizerHead
+    from polyhead.models.heads.registry import head_key
+
+    old = LemmatizerHead(8, ["l=", "d,"], surface=4, surface_shape=False)
+    config = {k: v for k, v in old.config.items() if k != "surface_shape"}
+    (tmp_path / "head.json").write_text(json.dumps({"head": head_key(old), "config": config}))
+    loaded = read_head_spec(tmp_path / "head.json")
+    loaded.load_state_dict(old.state_dict())
+    assert loaded.surface.word_shape is False
+    assert LemmatizerHead(8, ["l="]).surface.word_shape is True  # new heads read it
+    enc = EncoderOutput(
+        torch.randn(1, 2, 8), torch.ones(1, 2, dtype=torch.bool), torch.zeros(1, 8), [["2,000", "x"]]
+    )
+    old.eval(), loaded.eval()
+    assert torch.equal(old(enc), loaded(enc))

@@ -14,15 +14,24 @@ from polyhead.models.heads.tagger import TokenTaggingHead
 class LemmatizerHead(TokenTaggingHead):
     """`labels` are the edit scripts of the training words. Decoding takes the best-scoring script that fits
     the word (its cut strings are there), among the `top_k` best; where none fits, the lemma is the form.
-    `surface` (0: none): the width of the form features (models.surface) it reads beside the word vector."""
+    `surface` (0: none): the width of the form features (models.surface) it reads beside the word vector;
+    `surface_shape`: with the word's written shape among them ("ddd,ddd": a number that loses its commas)."""
 
     annotation = "lemmas"
-    added_settings = {"surface": 0}  # heads saved before the form features
+    added_settings = {"surface": 0, "surface_shape": False}  # heads saved before the form features, the shape
 
     def __init__(
-        self, hidden_size: int, labels: list[str], dropout: float = 0.1, top_k: int = 5, surface: int = 64
+        self,
+        hidden_size: int,
+        labels: list[str],
+        dropout: float = 0.1,
+        top_k: int = 5,
+        surface: int = 64,
+        surface_shape: bool = True,
     ):
-        super().__init__(hidden_size, labels, dropout, attr="lemma", surface=surface)
+        super().__init__(
+            hidden_size, labels, dropout, attr="lemma", surface=surface, surface_shape=surface_shape
+        )
         self.top_k = top_k
 
     def word_labels(self, example: Example) -> list[str | None] | None:

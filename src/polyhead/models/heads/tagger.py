@@ -29,6 +29,7 @@ class TokenTaggingHead(HeadModule):
         dropout: float = 0.1,
         attr: str = "pos",
         surface: int = 0,
+        surface_shape: bool = False,
     ):
         super().__init__()
         # attr: the token attribute the exported component sets: pos (token.pos_, UPOS), tag (token.tag_),
@@ -38,8 +39,9 @@ class TokenTaggingHead(HeadModule):
         self.index = {label: i for i, label in enumerate(self.labels)}
         self.dropout = nn.Dropout(dropout)
         # surface > 0: each word's shape and last letters (models.surface), `surface` wide, join its vector
-        # through one hidden layer, so the written form can change what the context says (a capital mid-text)
-        self.surface = SurfaceEmbedding(surface) if surface else None
+        # through one hidden layer, so the written form can change what the context says (a capital mid-text);
+        # surface_shape: its written shape too ("ddd,ddd")
+        self.surface = SurfaceEmbedding(surface, word_shape=surface_shape) if surface else None
         self.mix = nn.Linear(hidden_size + surface, hidden_size) if surface else None
         self.proj = nn.Linear(hidden_size, len(self.labels))
 
