@@ -45,9 +45,9 @@ def edit_script(form: str, lemma: str) -> str:
     """The script that turns `form` into `lemma` (apply_script(edit_script(f, l), f) == l for every pair)."""
     if SEPARATOR in form + lemma or len(form.lower()) != len(form) or len(lemma.lower()) != len(lemma):
         return f"={len(lemma)}:{lemma}"  # a lemma spelled out whole: only for the odd pair
-    dropped = {c for c in form if not c.isalnum() and c not in lemma}
-    if len(dropped) == 1 and lemma and form.replace(next(iter(dropped)), "") == lemma:
-        return DROP + dropped.pop()
+    dropped = {c for c in form if not c.isalnum() and c not in lemma}  # one such character: maybe a d script
+    if len(dropped) == 1 and lemma and form.replace(char := min(dropped), "") == lemma:
+        return DROP + char
     edits = edit_of(form.lower(), lemma.lower())
     for case in ("l", "f", "t") if lemma == lemma.lower() else ("u", "f", "t", "c"):
         script = f"{case}{edits}"
