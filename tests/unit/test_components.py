@@ -10,7 +10,7 @@ import torch
 
 from polyhead.data.collate import Collator
 from polyhead.errors import UserError
-from polyhead.export.components import PipelineError, sub_batches
+from polyhead.export.components import PipelineError, batch_vectors, sub_batches
 from polyhead.export.pipeline import export_pipeline
 from polyhead.models.encoder import Encoder
 from polyhead.models.heads.ner import EntityRecognitionHead
@@ -170,3 +170,28 @@ def test_components_encoder_batches_do_not_change_vectors(pipeline):
         assert alone._.polyhead["index"] == doc._.polyhead["index"]
         torch.testing.assert_close(doc._.polyhead["words"], alone._.polyhead["words"], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(doc._.polyhead["cls"], alone._.polyhead["cls"], atol=1e-5, rtol=1e-5)
+
+
+def test_components_heads_read_the_stored_vectors_padded(pipeline):
+    """A head's batch holds each Doc's stored word vectors at its first rows and zeros after, its mask the
+    words, and texts without words one padding position; streamed or one at a time, the same annotations."""
+    nlp = spacy.load(pipeline, config={"components": {"encoder": {"precision": "fp32"}}})
+    texts = [TEXT, "", "Rome .", "  ", "Maria  flew .", TEXT * 3]
+    docs = [nlp.make_doc(t) for t in texts]
+    nlp.get_pipe("encoder").annotate(docs)
+    states = [doc._.polyhead for doc in docs]
+    enc = batch_vectors(docs, states, "tagger", forms=True)
+    lengths = [len(s["index"]) for s in states]
+    assert enc.words.shape[:2] == (len(texts), max(lengths)) and enc.word_mask.sum(1).tolist() == lengths
+    for row, s in enumerate(states):
+        n = lengths[row]
+        assert torch.equal(enc.words[row, :n], s["words"]) and not enc.words[row, n:].any()
+        assert enc.texts[row] == [docs[row][j].text for j in s["index"]]
+    empty = batch_vectors(docs[1:2], states[1:2], "tagger")
+    assert empty.words.shape == (1, 1, enc.words.shape[-1]) and not empty.word_mask.any()
+
+    def everything(doc):
+        return [(t.pos_, t.head.i, t.dep_, t.ent_iob_, t.ent_type_) for t in doc], doc.cats
+
+    streamed = list(nlp.pipe(texts, batch_size=4))
+    assert [everything(d) for d in streamed] == [everything(nlp(t)) for t in texts]

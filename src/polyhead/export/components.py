@@ -185,20 +185,16 @@ def read_encoder_settings(file: Path) -> dict:
     return settings
 
 
-def batch_vectors(docs: list[Doc], task: str, forms: bool = False) -> EncoderOutput:
-    """Re-pad the vectors the encoder component stored (`task`'s own, with per-task layer mixes; in the
-    dtype its runtime gave) into the (B, W, H) batch the heads expect; `forms`: with the words as written."""
-    found = [doc._.polyhead for doc in docs]
-    if any(s is None for s in found):
-        raise ValueError("polyhead heads need the 'encoder' component to run first")
-    states = [{**s, **s["tasks"][task]} if "tasks" in s else s for s in found]
-    width = max(1, max(len(s["index"]) for s in states))
-    hidden, dtype = states[0]["cls"].shape[-1], states[0]["cls"].dtype
-    words = torch.zeros(len(docs), width, hidden, dtype=dtype)
-    mask = torch.zeros(len(docs), width, dtype=torch.bool)
-    for i, s in enumerate(states):
-        n = len(s["index"])
-        words[i, :n], mask[i, :n] = s["words"], True
+def batch_vectors(docs: list[Doc], states: list[dict], task: str, forms: bool = False) -> EncoderOutput:
+    """Re-pad the vectors the encoder component stored on `docs` (their `doc._.polyhead`, as `states`:
+    `task`'s own, with per-task layer mixes; in the dtype its runtime gave) into the (B, W, H) batch the
+    heads expect; `forms`: with the words as written."""
+    states = [{**s, **s["tasks"][task]} if "tasks" in s else s for s in states]
+    words = torch.nn.utils.rnn.pad_sequence([s["words"] for s in states], batch_first=True)  # one C++ copy
+    if not words.shape[1]:  # texts without words: one padding position, as every batch has
+        words = words.new_zeros(len(states), 1, words.shape[-1])
+    lengths = torch.tensor([len(s["index"]) for s in states])
+    mask = torch.arange(words.shape[1]) < lengths.unsqueeze(1)
     texts = [[doc[j].text for j in s["index"]] for doc, s in zip(docs, states)] if forms else None
     return EncoderOutput(words, mask, torch.stack([s["cls"] for s in states]), texts)
 
@@ -228,16 +224,18 @@ class PolyheadHead(BatchedComponent):
     def annotate(self, docs: list[Doc]) -> None:
         """The head over length-sorted sub-batches (a head's cost follows the padded width: the parser's
         arc scores grow with its square), each Doc's prediction set on it."""
-        settings = self.settings
+        settings, states = self.settings, [doc._.polyhead for doc in docs]
+        if any(s is None for s in states):
+            raise ValueError("polyhead heads need the 'encoder' component to run first")
         order = sorted(range(len(docs)), key=lambda i: len(docs[i]))
         for chunk in minibatch(order, size=self.sub_batch):
             part = [docs[i] for i in chunk]
-            enc = batch_vectors(part, self.name, self.head.reads_forms)
+            enc = batch_vectors(part, [states[i] for i in chunk], self.name, self.head.reads_forms)
             # the head's products in the encoder's precision (bf16 where `auto` chose it), fp32 weights kept
             with torch.autocast("cpu", torch.bfloat16, enabled=enc.words.dtype == torch.bfloat16):
                 predictions = self.head.decode(self.head(enc), enc.word_mask)
-            for doc, pred in zip(part, predictions):
-                self.head.set_annotations(doc, pred, doc._.polyhead["index"], settings)
+            for i, pred in zip(chunk, predictions):
+                self.head.set_annotations(docs[i], pred, states[i]["index"], settings)
 
     def score(self, examples, **kwargs) -> dict:
         """What `spacy evaluate` reports: tag accuracy, entity P/R/F, category scores, UAS/LAS..."""
