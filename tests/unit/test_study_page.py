@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from polyhead.errors import UserError
-from polyhead.study.page import fill, page_text, publish, read_blocks
+from polyhead.study.page import fill, page_text, publish, read_blocks, setup_block
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,3 +81,22 @@ def test_study_page_for_a_new_study_is_made_with_the_blocks_publish_fills(tmp_pa
     assert read_blocks(filled) == {"setup": "ran\n", "results": "numbers\n", "dev": "best\n"}
     page = foreign_page(tmp_path, "kept\n")
     assert page_text(page, "sharing-ewt-1") == "kept\n"  # an existing page is read as it is
+
+
+def test_study_page_says_when_no_finished_run_recorded_the_command():
+    facts = {
+        "study_id": "s",
+        "finished": 0,
+        "unfinished": "no others",
+        "commit": "`c`",
+        "cpu": "c",
+        "threads": "1",
+        "precision": "bf16-mixed",
+        "busy": 0,
+        "span": 0,
+        "compute": 0,
+        "kept": {},
+    }
+    assert "- command: not recorded yet" in setup_block(facts | {"command": "?"}, [])
+    line = "- command: `python scripts/study.py run --id s`"
+    assert line in setup_block(facts | {"command": "python scripts/study.py run --id s"}, [])

@@ -247,7 +247,9 @@ def setup_block(facts: dict, runs: list) -> str:
     """How the study ran: id, command, commit, CPU, wall time, and the time of one run per arm and size."""
     lines = [
         f"- study id: `{facts['study_id']}`: {facts['finished']} FINISHED runs ({facts['unfinished']})",
-        f"- command: `{facts['command']}`",
+        f"- command: `{facts['command']}`"
+        if facts["command"] != "?"
+        else "- command: not recorded yet (a `study.py run` that ends records it on its report run)",
         f"- commit: {facts['commit']}",
         f"- CPU: {facts['cpu']}; torch threads per run: {facts['threads']}; trained in {facts['precision']}",
         f"- wall time with at least one run training: {_hours(facts['busy'])} (from the first run's start to "
