@@ -60,9 +60,10 @@ def test_study_plan_has_every_arm_size_and_seed(cells):
         (2000, (1, 2, 3), 5, 1),
         (None, (1,), 5, 1),
     ]
-    # 9 models per size and seed (multitask, flat, 3 single, balanced, born_again, born_again_balanced,
-    # weighted); the control at 500 only; born_again_long and its 3 single_long at 500 and 2,000
-    assert sum(len(c.seeds) for c in cells) == 9 * 3 * 3 + 9 * 1 + 3 * 3 + 4 * 3 * 2
+    # 10 models per size and seed (multitask, flat, 3 single, balanced, born_again, born_again_balanced,
+    # born_again_mean, weighted); the control at 500 only; born_again_long and its 3 single_long at 500 and
+    # 2,000
+    assert sum(len(c.seeds) for c in cells) == 10 * 3 * 3 + 10 * 1 + 3 * 3 + 4 * 3 * 2
     assert {c.size for c in cells if c.arm == "single_taught"} == {500}
     longer = [(c.arm, c.size, c.epochs, c.val_every) for c in cells if c.arm.endswith("_long")]
     assert set(longer) == {(arm, 500, 24, 3) for arm in ("born_again_long", "single_long")} | {
@@ -79,7 +80,7 @@ def test_study_plan_born_again_cells_take_one_seed_and_wait_for_their_teachers(c
     ]
     singles = [c for c in cells if c.arm == "single"]
     assert waits_for(taught[0], singles) and not waits_for(taught[0], [c for c in singles if c.size != 500])
-    taught_arms = ("born_again", "born_again_balanced", "single_taught", "born_again_long")
+    taught_arms = ("born_again", "born_again_balanced", "born_again_mean", "single_taught", "born_again_long")
     assert not any(waits_for(c, cells) for c in cells if c.arm not in taught_arms)
 
 
@@ -97,6 +98,7 @@ def test_study_plan_arms_keep_their_heads_and_drop_any_other(cells):
         **{f"flat-n{n}": "optim.layer_decay=1.0" for n in sizes},
         **{f"balanced-n{n}": "model.heads.textcat.pooling=mean" for n in sizes},  # study.balance
         **{f"born_again_balanced-n{n}-s{s}": "model.heads.textcat.pooling=mean" for n, s in taught},
+        **{f"born_again_mean-n{n}-s{s}": "model.heads.textcat.pooling=mean" for n, s in taught},
         **{f"weighted-n{n}": "model.loss_weights.textcat=0.25" for n in sizes},  # study.weights
     }
 
