@@ -97,6 +97,6 @@ def test_study_page_says_when_no_finished_run_recorded_the_command():
         "compute": 0,
         "kept": {},
     }
-    assert "- command: not recorded yet" in setup_block(facts | {"command": "?"}, [])
+    assert "- command: not recorded yet" in setup_block(facts | {"command": None}, [])
     line = "- command: `python scripts/study.py run --id s`"
     assert line in setup_block(facts | {"command": "python scripts/study.py run --id s"}, [])

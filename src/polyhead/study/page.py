@@ -151,11 +151,11 @@ def study_facts(client: MlflowClient, study_id: str, runs: list) -> dict:
     reports = client.search_runs(
         experiments, f"tags.report_of = '{study_id}'", order_by=["attributes.start_time DESC"]
     )
-    latest = lambda tag: next((r.data.tags[tag] for r in reports if r.data.tags.get(tag)), "?")  # noqa: E731
+    latest = lambda tag, none="?": next((r.data.tags[tag] for r in reports if r.data.tags.get(tag)), none)  # noqa: E731
     every = [*runs, *unfinished]
     start = min(r.info.start_time for r in every)
     end = max(r.info.end_time or r.info.start_time for r in every)
-    facts = {"study_id": study_id, "command": latest("study_command"), "finished": len(runs)}
+    facts = {"study_id": study_id, "command": latest("study_command", None), "finished": len(runs)}
     statuses = Counter(r.info.status for r in unfinished)
     facts["unfinished"] = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) or "no others"
     # a study resumed over sessions may have run on several CPUs and commits: each with its number of runs
@@ -248,7 +248,7 @@ def setup_block(facts: dict, runs: list) -> str:
     lines = [
         f"- study id: `{facts['study_id']}`: {facts['finished']} FINISHED runs ({facts['unfinished']})",
         f"- command: `{facts['command']}`"
-        if facts["command"] != "?"
+        if facts["command"] is not None
         else "- command: not recorded yet (a `study.py run` that ends records it on its report run)",
         f"- commit: {facts['commit']}",
         f"- CPU: {facts['cpu']}; torch threads per run: {facts['threads']}; trained in {facts['precision']}",
