@@ -2,7 +2,7 @@
 
     python scripts/study.py run paths.corpora=../shared/data          # every run, the report, docs/study.md
     python scripts/study.py run --dry-run paths.corpora=../shared/data  # print the train.py multiruns only
-    python scripts/study.py run --jobs 3 paths.corpora=../shared/data   # three models training at once
+    python scripts/study.py run --jobs 2 paths.corpora=../shared/data   # two models training at once
     python scripts/study.py run --id sharing-20250101-090000 --resume ...  # run only what has not FINISHED
     python scripts/study.py publish --id <study id> [overrides]        # report and page again from MLflow
     python scripts/study.py publish --id <study id> --partial ...      # the same for a study still running
@@ -40,8 +40,8 @@ def main() -> int:
         "--jobs",
         type=int,
         default=1,
-        help="run: models training at once (default 1). Over 1, a cell's seeds train in parallel processes "
-        "(launcher=joblib) and cells with fewer seeds run side by side, each process with cores/jobs threads",
+        help="run: models training at once (default 1). Over 1, each seed of a cell is a process of its own, "
+        "started as soon as one ends, with cores/jobs threads",
     )
     parser.add_argument("--dry-run", action="store_true", help="run: print the multiruns, run nothing")
     parser.add_argument(

@@ -2,6 +2,7 @@
 budget rule, heads kept per arm (a head added later stays out), and what one planned multirun composes to."""
 
 import math
+from pathlib import Path
 
 import pytest
 from conftest import PROJECT_ROOT, compose_config
@@ -11,12 +12,12 @@ from polyhead.study.run import (
     budget,
     cell_overrides,
     compose_study,
+    per_seed,
     pin_precision,
     plan,
     remaining,
     run_cells,
     run_study,
-    slots,
 )
 
 EXTRA_HEAD = "+model.heads.later={_target_: polyhead.models.heads.tagger.TokenTaggingHead, _partial_: true}"
@@ -144,21 +145,19 @@ def test_study_plan_resume_trains_in_the_precision_of_its_finished_runs():
         pin_precision({"bf16-mixed", "32-true"}, [])
 
 
-def test_study_plan_jobs_give_each_cell_a_launcher_and_threads(cells):
-    many, one = cells[0], next(c for c in cells if c.size is None)
-    assert (len(many.seeds), len(one.seeds)) == (3, 1)
-    assert cell_overrides(many, jobs=3, cores=2) == [
-        "launcher=joblib",
-        "hydra.launcher.n_jobs=3",
-        "threads=1",
+def test_study_plan_jobs_run_each_seed_as_its_own_cell_with_its_share_of_threads(cells):
+    many = cells[0]
+    split = per_seed([many, cells[1]])
+    assert [(c.name, c.seeds) for c in split[:4]] == [
+        ("multitask-n100-s1", (1,)),
+        ("multitask-n100-s2", (2,)),
+        ("multitask-n100-s3", (3,)),
+        ("flat-n100-s1", (1,)),
     ]
-    assert cell_overrides(many, jobs=2, cores=8) == [
-        "launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        "threads=4",
-    ]
-    assert cell_overrides(one, jobs=2, cores=8) == ["threads=4"]  # one seed: the basic launcher
-    assert (slots(many, 3), slots(many, 2), slots(one, 3)) == (3, 2, 1)
+    assert all(c.arguments("sharing", "x", Path("s"))[-1].endswith(f"x-{c.name}") for c in split)
+    assert per_seed(split) == split and many.name == "multitask-n100"  # jobs=1 keeps the multirun
+    assert cell_overrides(jobs=3, cores=2) == ["threads=1"]
+    assert cell_overrides(jobs=2, cores=8) == ["threads=4"]
 
 
 FAKE_TRAIN = """import sys, time
@@ -175,22 +174,28 @@ sys.exit(3 if name == "bad" else 0)
 
 
 def test_study_plan_runs_cells_side_by_side_within_jobs_in_order(tmp_path):
-    """A stand-in train.py records when each cell ran: jobs=3 runs the 3-seed cell alone, then the three
-    1-seed cells together, then the 2-seed one; a failing cell is reported and the others still run."""
+    """A stand-in train.py records when each cell ran: jobs=2 starts the cells in order, the next as soon as
+    one ends, two at once and never more; a failing cell is reported and the others still run."""
     (tmp_path / "train.py").write_text(FAKE_TRAIN)
-    seeds = {"three": (1, 2, 3), "a": (1,), "b": (1,), "bad": (1,), "two": (1, 2)}
-    cells = [Cell("multitask", ("tagger",), 100, s, 1, 1, ()) for s in seeds.values()]
-    arguments = [[f"name={name}", "sleep=1.5"] for name in seeds]
-    logs = [tmp_path / "logs" / f"{name}.log" for name in seeds]
-    assert run_cells(tmp_path, cells, arguments, logs, jobs=3) == ["multitask-tagger-n100"]  # "bad"
-    times: dict[str, list[float]] = {}
-    for line in (tmp_path / "ran.txt").read_text().splitlines():
-        event, name, at = line.split()
-        times.setdefault(name, []).append(float(at))
-    (s3, e3), (sa, ea), (sb, eb), (sx, ex), (s2, e2) = (times[n] for n in seeds)
-    assert e3 <= min(sa, sb, sx)  # the 3-seed cell takes all three jobs
-    assert max(sa, sb, sx) < min(ea, eb, ex)  # the 1-seed cells overlap
-    assert s2 >= max(ea, eb, ex) - 0.01 and all(log.is_file() for log in logs)
+    sleeps = {"long": 3.0, "a": 0.3, "b": 0.3, "bad": 0.3, "c": 0.3}
+    cells = [Cell("multitask", ("tagger",), 100, (1,), 1, 1, (), per_seed=True) for _ in sleeps]
+    arguments = [[f"name={name}", f"sleep={sleep}"] for name, sleep in sleeps.items()]
+    logs = [tmp_path / "logs" / f"{name}.log" for name in sleeps]
+    assert run_cells(tmp_path, cells, arguments, logs, jobs=2) == ["multitask-tagger-n100-s1"]  # "bad"
+    events = sorted(
+        (float(at), event, name)
+        for event, name, at in map(str.split, (tmp_path / "ran.txt").read_text().splitlines())
+    )
+    starts = [name for _, event, name in events if event == "start"]
+    running, most = 0, 0
+    for _, event, _ in events:
+        running += 1 if event == "start" else -1
+        most = max(most, running)
+    assert starts == list(sleeps) and most == 2
+    assert events.index(next(e for e in events if e[1:] == ("start", "a"))) < events.index(
+        next(e for e in events if e[1:] == ("end", "long"))
+    )  # the short cells run beside the long one
+    assert all(log.is_file() for log in logs)
 
 
 def test_study_plan_born_again_cell_starts_after_its_teachers_with_their_run_ids(tmp_path):
@@ -198,8 +203,8 @@ def test_study_plan_born_again_cell_starts_after_its_teachers_with_their_run_ids
     made when it starts; a cell whose teachers cannot be found is reported failed and not run."""
     (tmp_path / "train.py").write_text(FAKE_TRAIN)
     teacher = Cell("single", ("tagger",), 100, (1,), 1, 1, ())
-    student = Cell("born_again", ("tagger",), 100, (1,), 1, 1, (), "single")
-    orphan = Cell("born_again", ("tagger",), 500, (1,), 1, 1, (), "single")
+    student = Cell("born_again", ("tagger",), 100, (1,), 1, 1, (), "single", per_seed=True)
+    orphan = Cell("born_again", ("tagger",), 500, (1,), 1, 1, (), "single", per_seed=True)
     made = []
 
     def taught(cell):
@@ -219,9 +224,7 @@ def test_study_plan_born_again_cell_starts_after_its_teachers_with_their_run_ids
 
 
 def test_study_plan_jobs_leave_the_launcher_to_the_study():
-    with pytest.raises(
-        ValueError, match="--jobs 2 sets each cell's launcher and threads: leave out threads=1"
-    ):
+    with pytest.raises(ValueError, match="--jobs 2 runs one seed per process: leave out threads=1"):
         run_study(PROJECT_ROOT, "sharing", ["threads=1"], {"jobs": 2, "dry_run": True})
 
 

@@ -44,11 +44,12 @@ class Cell:
     val_every: int
     overrides: tuple[str, ...]  # the arm's own overrides and the heads it drops
     teachers_from: str | None = None  # born-again: the arm whose runs teach this one (one seed per cell)
+    per_seed: bool = False  # one of a multirun's seeds, run alone (born-again cells; any cell under --jobs)
 
     @property
     def name(self) -> str:
         task = f"-{self.tasks[0]}" if len(self.tasks) == 1 else ""
-        seed = f"-s{self.seeds[0]}" if self.teachers_from else ""
+        seed = f"-s{self.seeds[0]}" if self.per_seed else ""
         return f"{self.arm}{task}-n{self.size or 'all'}{seed}"
 
     def arguments(self, study: str, study_id: str, sweep_root: Path) -> list[str]:
@@ -109,9 +110,16 @@ def plan(cfg: DictConfig) -> list[Cell]:
             for tasks in [(t,) for t in spec.tasks] if spec.get("one_per_task") else [tuple(spec.tasks)]:
                 drop = [f"~model.heads.{h}" for h in heads if h not in tasks]
                 overrides = (*spec.get("overrides", ()), *drop)
-                for part in [(s,) for s in seeds] if teachers else [seeds]:  # teachers differ by seed
-                    cells.append(Cell(arm, tasks, size, part, epochs, val_every, overrides, teachers))
+                cell = Cell(arm, tasks, size, seeds, epochs, val_every, overrides, teachers)
+                cells.extend(per_seed([cell]) if teachers else [cell])  # teachers differ by seed
     return cells
+
+
+def per_seed(cells: list[Cell]) -> list[Cell]:
+    """Each cell as one cell per seed, in order: `--jobs N` keeps N runs training at once, and a run that
+    ends frees its core for the next whichever cell it is from (a 3-seed multirun on 2 jobs would leave one
+    core idle while its third seed trains)."""
+    return [replace(cell, seeds=(seed,), per_seed=True) for cell in cells for seed in cell.seeds]
 
 
 def teacher_runs(client: MlflowClient, study_id: str, cell: Cell) -> dict[str, str]:
@@ -211,17 +219,9 @@ def remaining(cell: Cell, done: set[tuple]) -> Cell | None:
     return replace(cell, seeds=seeds)
 
 
-def slots(cell: Cell, jobs: int) -> int:
-    """How many of the study's `jobs` training processes the cell takes: one per seed, at most `jobs`."""
-    return min(len(cell.seeds), jobs)
-
-
-def cell_overrides(cell: Cell, jobs: int, cores: int) -> list[str]:
-    """How a cell runs when the study trains `jobs` models at once: its seeds in `slots` parallel processes
-    (the joblib launcher), each with cores // jobs torch threads (at least one)."""
-    parallel = slots(cell, jobs)
-    launcher = ["launcher=joblib", f"hydra.launcher.n_jobs={parallel}"] if parallel > 1 else []
-    return [*launcher, f"threads={max(1, cores // jobs)}"]
+def cell_overrides(jobs: int, cores: int) -> list[str]:
+    """How a run trains when the study trains `jobs` at once: cores // jobs torch threads (at least one)."""
+    return [f"threads={max(1, cores // jobs)}"]
 
 
 def start_cell(project: Path, args: list[str], log: Path | None) -> subprocess.Popen:
@@ -247,12 +247,12 @@ def waits_for(cell: Cell, others: list[Cell]) -> bool:
 def run_cells(
     project: Path, cells: list[Cell], arguments: list, logs: list[Path], jobs: int = 1
 ) -> list[str]:
-    """Runs `python train.py -m` for every cell, in order, as many at once as keep at most `jobs` models
-    training (a cell takes `slots`; jobs=1: one cell at a time, its output here, else in its log). A cell's
-    arguments are a list, or a function of the cell that gives them when it starts (born-again cells look
-    their teachers up then, once no cell of the teachers' arm at their size is left). Returns the names of
-    the cells that failed (a failed job is a FAILED MLflow run; the rest of its sweep still runs). A study
-    stopped early stops the trainings it started."""
+    """Runs `python train.py -m` for every cell, in order, at most `jobs` at once (jobs=1: one cell at a
+    time, its output here; more: one-seed cells, `per_seed`, each writing its log). A cell's arguments are a
+    list, or a function of the cell that gives them when it starts (born-again cells look their teachers up
+    then, once no cell of the teachers' arm at their size is left). Returns the names of the cells that
+    failed (a failed job is a FAILED MLflow run; the rest of its sweep still runs). A study stopped early
+    stops the trainings it started."""
     failed: list[str] = []
     running: dict[subprocess.Popen, tuple[str, Cell, float]] = {}
     queue = [
@@ -261,10 +261,9 @@ def run_cells(
     ]
     try:
         while queue or running:
-            used = sum(slots(cell, jobs) for _, cell, _ in running.values())
             pending = [c for _, c, _ in running.values()] + [c for _, c, _, _ in queue]
             startable = [i for i, q in enumerate(queue) if not waits_for(q[1], pending)][:1]
-            if startable and (not running or used + slots(queue[startable[0]][1], jobs) <= jobs):
+            if startable and len(running) < jobs:
                 name, cell, args, log = queue.pop(startable[0])
                 try:
                     args = args(cell) if callable(args) else args
@@ -343,7 +342,7 @@ def run_study(project: Path, study: str, overrides: list[str], options: dict) ->
     dry_run, jobs = options.get("dry_run", False), options.get("jobs", 1)
     owned = [o for o in overrides if o.lstrip("+~").startswith(("launcher=", "hydra.launcher.", "threads="))]
     if jobs > 1 and owned:
-        raise ValueError(f"--jobs {jobs} sets each cell's launcher and threads: leave out {' '.join(owned)}")
+        raise ValueError(f"--jobs {jobs} runs one seed per process: leave out {' '.join(owned)}")
     if options.get("resume"):
         client = MlflowClient(tracking_uri)
         close_stale_runs(client, study_id, mark=not dry_run)
@@ -351,13 +350,15 @@ def run_study(project: Path, study: str, overrides: list[str], options: dict) ->
         done = done_seeds(finished)
         overrides = pin_precision({r.data.tags.get("hw/precision", "?") for r in finished}, overrides)
         cells = [c for c in (remaining(cell, done) for cell in cells) if c is not None]
+    if jobs > 1:
+        cells = per_seed(cells)
     sweep_root = Path(cfg.paths.root_dir) / "outputs" / "studies"
     cores = len(os.sched_getaffinity(0))
 
     def arguments_of(cell: Cell, teachers: dict[str, str] | None = None) -> list[str]:
         pairs = ", ".join(f"{task}: '{run}'" for task, run in (teachers or {}).items())  # ids as strings
         spec = [f"teachers={{{pairs}}}"] if teachers else []
-        own = cell_overrides(cell, jobs, cores) if jobs > 1 else []
+        own = cell_overrides(jobs, cores) if jobs > 1 else []
         return [*cell.arguments(study, study_id, sweep_root), *spec, *own, *overrides]
 
     def taught(cell: Cell) -> list[str]:
