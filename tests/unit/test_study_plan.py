@@ -191,7 +191,7 @@ def test_study_plan_runs_cells_side_by_side_within_jobs_in_order(tmp_path):
     for _, event, _ in events:
         running += 1 if event == "start" else -1
         most = max(most, running)
-    assert starts == list(sleeps) and most == 2
+    assert set(starts[:2]) == {"long", "a"} and starts[2:] == ["b", "bad", "c"] and most == 2  # two at once
     assert events.index(next(e for e in events if e[1:] == ("start", "a"))) < events.index(
         next(e for e in events if e[1:] == ("end", "long"))
     )  # the short cells run beside the long one
