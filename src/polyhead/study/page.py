@@ -151,11 +151,11 @@ def study_facts(client: MlflowClient, study_id: str, runs: list) -> dict:
     reports = client.search_runs(
         experiments, f"tags.report_of = '{study_id}'", order_by=["attributes.start_time DESC"]
     )
-    latest = lambda tag, none="?": next((r.data.tags[tag] for r in reports if r.data.tags.get(tag)), none)  # noqa: E731
+    latest = lambda tag: next((r.data.tags[tag] for r in reports if r.data.tags.get(tag)), None)  # noqa: E731
     every = [*runs, *unfinished]
     start = min(r.info.start_time for r in every)
     end = max(r.info.end_time or r.info.start_time for r in every)
-    facts = {"study_id": study_id, "command": latest("study_command", None), "finished": len(runs)}
+    facts = {"study_id": study_id, "command": latest("study_command"), "finished": len(runs)}
     statuses = Counter(r.info.status for r in unfinished)
     facts["unfinished"] = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) or "no others"
     # a study resumed over sessions may have run on several CPUs and commits: each with its number of runs
@@ -167,7 +167,7 @@ def study_facts(client: MlflowClient, study_id: str, runs: list) -> dict:
     facts["commit"] = counted(runs, lambda t: f"`{t.get('git_commit', '?')}`")
     if set(r.data.tags.get("git_commit") for r in runs) == {"unknown"}:  # runs of an older polyhead whose
         # root was outside the checkout recorded no commit: the study's checkout
-        facts["commit"] = f"`{latest('study_commit')}` (scripts/study.py's checkout)"
+        facts["commit"] = f"`{latest('study_commit') or '?'}` (scripts/study.py's checkout)"
     facts["span"] = (end - start) / 1000
     facts["busy"] = busy_seconds(every)
     facts["compute"] = sum(_seconds(r) for r in runs)
