@@ -137,6 +137,17 @@ def test_study_plan_arm_naming_a_missing_head_is_an_error():
         plan(cfg)
 
 
+def test_study_plan_size_with_seeds_of_its_own_runs_every_arm_there_over_them():
+    more = plan(compose_study(PROJECT_ROOT, "sharing", ["+study.seeds_at.2000=[1,2,3,4,5,6]"]))
+    seeds = {(c.arm, c.size): c.seeds for c in more if not c.per_seed}
+    assert seeds[("single", 2000)] == seeds[("multitask", 2000)] == (1, 2, 3, 4, 5, 6)
+    assert seeds[("single", 500)] == (1, 2, 3) and seeds[("multitask", None)] == (1,)  # all_seeds as before
+    taught = [c.seeds for c in more if c.arm == "born_again" and c.size == 2000]
+    assert taught == [(s,) for s in range(1, 7)]  # one cell per seed, each waiting for its teachers
+    with pytest.raises(ValueError, match=r"study.seeds_at names sizes \[50\] that study.sizes"):
+        plan(compose_study(PROJECT_ROOT, "sharing", ["+study.seeds_at.50=[1]"]))
+
+
 def test_study_plan_resume_trains_in_the_precision_of_its_finished_runs():
     assert pin_precision({"32-true"}, ["seed=1"]) == ["seed=1", "trainer.precision=32-true"]
     assert pin_precision({"32-true"}, ["trainer.precision=bf16-mixed"]) == ["trainer.precision=bf16-mixed"]
