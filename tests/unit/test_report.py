@@ -10,7 +10,7 @@ from scipy import stats
 
 from polyhead.report import main
 from polyhead.report.compare import parse_compare
-from polyhead.report.stats import difference
+from polyhead.report.stats import difference, matched
 
 SWEEP = "sweep-7"
 SIZES = (100, 500)
@@ -181,6 +181,20 @@ def test_report_unknown_sweep_is_an_error(store, tmp_path):
 
 def test_report_parse_compare_sides():
     assert parse_compare("a/b=1,c=x vs a/b=2") == ({"a/b": "1", "c": "x"}, {"a/b": "2"})
+
+
+def test_report_difference_pairs_the_seeds_both_sides_ran():
+    more = [(1, 0.90), (2, 0.80), (3, 0.85), (4, 0.95), (5, 0.70)]  # an arm given seeds 4 and 5 too
+    fewer = [(3, 0.80), (1, 0.88), (2, 0.79)]
+    d = difference(more, fewer)
+    test = stats.ttest_rel([0.90, 0.80, 0.85], [0.88, 0.79, 0.80])
+    assert d.method == "paired" and (d.n_a, d.n_b) == (3, 3)
+    assert d.diff == pytest.approx((0.02 + 0.01 + 0.05) / 3)
+    assert (d.low, d.high) == pytest.approx(test.confidence_interval(0.95))
+    assert matched(more, fewer) == ([(1, 0.90), (2, 0.80), (3, 0.85)], fewer)
+    # one seed in common, or a seed twice on a side: nothing to pair, Welch over everything
+    assert difference(more, [(5, 0.6), (6, 0.7)]).method == "welch"
+    assert matched(more, [(1, 0.8), (1, 0.9), (2, 0.7)]) == (more, [(1, 0.8), (1, 0.9), (2, 0.7)])
 
 
 def test_report_difference_edge_cases():

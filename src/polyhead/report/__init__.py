@@ -152,7 +152,7 @@ def summary_markdown(summary: pd.DataFrame, header: str) -> str:
 
 
 def differences_markdown(diffs: pd.DataFrame, header: str, level: float) -> str:
-    method = "paired by seed when both sides have the same seeds, otherwise Welch"
+    method = "paired by seed over the seeds both sides ran (two or more), otherwise Welch"
     lines = [
         "# Differences",
         "",

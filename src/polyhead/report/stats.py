@@ -36,13 +36,15 @@ def difference(
 ) -> Difference:
     """mean(a) - mean(b) over (seed, value) pairs, with a `level` t interval.
 
-    Paired by seed when both sides hold the same set of distinct seeds (n >= 2): the seed fixes the
-    training sample (`data.train_limit` draws it with `seed`), the head initialisation and the batch order,
-    so much of the seed-to-seed spread is shared by both configurations and cancels in a[s] - b[s]. The
-    interval is then d ± t(n-1) s_d / √n over the per-seed differences d. Otherwise Welch's interval,
-    which assumes neither equal variances nor equal n: (ā - b̄) ± t(ν) √(s_a²/n_a + s_b²/n_b) with the
-    Welch-Satterthwaite ν. Fewer than two values on a side give a NaN interval.
+    Paired by seed over the seeds both sides ran (`matched`: distinct seeds on each side, two or more in
+    common): the seed fixes the training sample (`data.train_limit` draws it with `seed`), the head
+    initialisation and the batch order, so much of the seed-to-seed spread is shared by both configurations
+    and cancels in a[s] - b[s]. The interval is then d ± t(n-1) s_d / √n over the per-seed differences d.
+    Otherwise Welch's interval, which assumes neither equal variances nor equal n: (ā - b̄) ± t(ν)
+    √(s_a²/n_a + s_b²/n_b) with the Welch-Satterthwaite ν. Fewer than two values on a side give a NaN
+    interval.
     """
+    a, b = matched(a, b)
     seeds_a, seeds_b = [s for s, _ in a], [s for s, _ in b]
     q = (1 + level) / 2
     if len(set(seeds_a)) == len(a) == len(b) == len(set(seeds_b)) >= 2 and set(seeds_a) == set(seeds_b):
@@ -62,3 +64,16 @@ def difference(
     df = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
     half = scipy_stats.t.ppf(q, df) * se
     return Difference(diff, diff - half, diff + half, n_a, n_b, "welch", df)
+
+
+def matched(
+    a: Sequence[tuple[Hashable, float]], b: Sequence[tuple[Hashable, float]]
+) -> tuple[list[tuple[Hashable, float]], list[tuple[Hashable, float]]]:
+    """Each side's (seed, value) pairs of the seeds both ran, where a paired comparison can be made: distinct
+    seeds on each side and two or more in common (a study that gives one arm more seeds than another still
+    pairs them by seed). Otherwise both sides whole, for Welch."""
+    seeds_a, seeds_b = [s for s, _ in a], [s for s, _ in b]
+    shared = set(seeds_a) & set(seeds_b)
+    if len(set(seeds_a)) == len(a) and len(set(seeds_b)) == len(b) and len(shared) >= 2:
+        return [p for p in a if p[0] in shared], [p for p in b if p[0] in shared]
+    return list(a), list(b)
