@@ -16,7 +16,7 @@ from itertools import combinations
 import pandas as pd
 
 from polyhead.report.runs import X_METRIC, X_PARAM, config_label
-from polyhead.report.stats import difference, matched, mean_std
+from polyhead.report.stats import difference, mean_std
 
 SUMMARY_COLUMNS = ["metric", "config", "train_limit", "train_examples", "mean", "std", "n", "seeds"]
 DIFFERENCE_COLUMNS = [
@@ -115,11 +115,10 @@ def compare(
     order = sorted(groups[0].keys() & groups[1].keys(), key=lambda k: (k[0], k[1], size_order(k[2], k[3])))
     for key in order:
         metric, held_label, limit, x = key
-        pairs = matched(groups[0][key], groups[1][key])  # the seeds the difference is over
-        d = difference(*pairs, level)
-        means = [mean_std([v for _, v in side])[0] for side in pairs]
+        d = difference(groups[0][key], groups[1][key], level)
         held_label = "" if held_label == config_label({}) else held_label
         sides = (config_label(a), config_label(b), held_label)
+        means = (d.mean_a, d.mean_b)  # over the seeds the difference is over
         values = (metric, limit, x, *sides, *means, d.diff, d.low, d.high, d.n_a, d.n_b, d.method, d.df)
         rows.append(dict(zip(DIFFERENCE_COLUMNS, values)))
     return rows

@@ -13,8 +13,11 @@ from scipy import stats as scipy_stats
 
 @dataclass(frozen=True)
 class Difference:
-    """mean(a) - mean(b) with its interval; `method` is "paired" or "welch", `df` the t degrees of freedom."""
+    """mean(a) - mean(b) with its interval; `method` is "paired" or "welch", `df` the t degrees of freedom;
+    `mean_a`, `mean_b` over the values it compared (a paired one: the seeds both sides ran)."""
 
+    mean_a: float
+    mean_b: float
     diff: float
     low: float
     high: float
@@ -47,23 +50,23 @@ def difference(
     a, b = matched(a, b)
     seeds_a, seeds_b = [s for s, _ in a], [s for s, _ in b]
     q = (1 + level) / 2
+    (mean_a, sd_a, n_a), (mean_b, sd_b, n_b) = mean_std([v for _, v in a]), mean_std([v for _, v in b])
     if len(set(seeds_a)) == len(a) == len(b) == len(set(seeds_b)) >= 2 and set(seeds_a) == set(seeds_b):
         by_seed = dict(b)
         d = [v - by_seed[s] for s, v in a]
         mean, sd, n = mean_std(d)
         half = scipy_stats.t.ppf(q, n - 1) * sd / math.sqrt(n)
-        return Difference(mean, mean - half, mean + half, n, n, "paired", float(n - 1))
-    (mean_a, sd_a, n_a), (mean_b, sd_b, n_b) = mean_std([v for _, v in a]), mean_std([v for _, v in b])
+        return Difference(mean_a, mean_b, mean, mean - half, mean + half, n, n, "paired", float(n - 1))
     diff = mean_a - mean_b
     if n_a < 2 or n_b < 2:
-        return Difference(diff, math.nan, math.nan, n_a, n_b, "welch", math.nan)
+        return Difference(mean_a, mean_b, diff, math.nan, math.nan, n_a, n_b, "welch", math.nan)
     va, vb = sd_a**2 / n_a, sd_b**2 / n_b
     se = math.sqrt(va + vb)
     if se == 0:
-        return Difference(diff, diff, diff, n_a, n_b, "welch", math.inf)
+        return Difference(mean_a, mean_b, diff, diff, diff, n_a, n_b, "welch", math.inf)
     df = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
     half = scipy_stats.t.ppf(q, df) * se
-    return Difference(diff, diff - half, diff + half, n_a, n_b, "welch", df)
+    return Difference(mean_a, mean_b, diff, diff - half, diff + half, n_a, n_b, "welch", df)
 
 
 def matched(

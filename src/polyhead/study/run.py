@@ -89,11 +89,11 @@ def budget(
 def plan(cfg: DictConfig) -> list[Cell]:
     """Every cell of the study in `cfg` (a composed training config with a study), smallest size first."""
     study, heads = cfg.study, list(cfg.model.heads)
+    listed = [int(n) for n in study.sizes]
     more = {int(n): tuple(seeds) for n, seeds in (study.get("seeds_at") or {}).items()}
-    unknown, listed = sorted(set(more) - {int(n) for n in study.sizes}), list(study.sizes)
-    if unknown:
+    if unknown := sorted(set(more) - set(listed)):
         raise ValueError(f"study.seeds_at names sizes {unknown} that study.sizes {listed} leaves out")
-    sizes = [(int(n), more.get(int(n), tuple(study.seeds))) for n in study.sizes]
+    sizes = [(n, more.get(n, tuple(study.seeds))) for n in listed]
     if study.all_seeds:
         sizes.append((None, tuple(study.all_seeds)))
     cells = []
