@@ -37,13 +37,15 @@ def runs_of(root):
 
 @pytest.fixture(scope="module")
 def teachers(tmp_path_factory, tiny_bert):
-    """Two single-task teachers (tagger, textcat) trained on the demo corpus: (root, {task: run id})."""
+    """Single-task teachers trained on the demo corpus: a tagger, a textcat and a tagger of another seed
+    (tagger_2, for an ensemble): (root, {name: run id})."""
     root = tmp_path_factory.mktemp("born_again")
     ids = {}
-    for task, drop in SINGLE.items():
-        run(compose(root, tiny_bert, f"teacher_{task}", *drop, "trainer.max_epochs=4", "optim.head_lr=5e-3"))
+    for name, task, seed in (("tagger", "tagger", 42), ("textcat", "textcat", 42), ("tagger_2", "tagger", 7)):
+        hparams = ["trainer.max_epochs=4", "optim.head_lr=5e-3", f"seed={seed}"]
+        run(compose(root, tiny_bert, f"teacher_{name}", *SINGLE[task], *hparams))
         _, runs = runs_of(root)
-        ids[task] = next(r.info.run_id for r in runs if r.info.run_id not in ids.values())
+        ids[name] = next(r.info.run_id for r in runs if r.info.run_id not in ids.values())
     return root, ids
 
 
@@ -74,7 +76,7 @@ def test_born_again_student_learns_each_teacher_and_tags_them(teachers, tiny_ber
     assert "distill/teacher/ner" not in student.data.tags  # ner learns from gold only
     assert {"train/tagger_kl", "train/textcat_kl", "test/ner_f1"} <= set(student.data.metrics)
 
-    for task in ids:
+    for task in ("tagger", "textcat"):
         teacher, collate, cfg = load_checkpoint(pick_checkpoint(root / f"teacher_{task}" / "checkpoints"))
         held_out = read_corpus(cfg.data.dev[0].path, "jsonl")
         taught = held_out_kl(teacher, students["true"][0], collate, held_out, task)
@@ -107,7 +109,10 @@ def test_born_again_at_gold_share_one_is_gold_only_training(teachers, tiny_bert)
     [
         ("{parser: TAGGER}", [], r"teachers.parser: 'parser' is not a task of the student"),
         ("{ner: TAGGER}", [], r"teachers.ner=\w+: the teacher has no 'ner' head \(it has tagger\)"),
-        ("{tagger: TAGGER, tagger: TEXTCAT}", [], r"teachers: the task 'tagger' is given two teachers"),
+        ("{tagger: TAGGER, tagger: TEXTCAT}", [], r"the task 'tagger' is named twice; give an ensemble"),
+        ("{tagger: [TAGGER, TAGGER]}", [], r"teachers.tagger: \w+ is listed twice; an ensemble's"),
+        ("{tagger: []}", [], r"teachers.tagger: an empty list; name a teacher"),
+        ("{tagger: [TAGGER, TEXTCAT]}", [], r"teachers.tagger=\w+: the teacher has no 'tagger' head"),
         ("{tagger: TAGGER}", ["teaching.anneal=1.5"], r"teaching.anneal=1.5: must be true .* in \[0, 1\]"),
     ],
 )
@@ -137,3 +142,24 @@ def test_born_again_teacher_must_be_finished_and_share_the_labels(teachers, tiny
     paths = [f"data.{split}.0.path={path}" for split, path in files.items()]
     with pytest.raises(UserError, match=r"teachers.tagger=\w+: its tagger labels differ .*'NN', 'NOUN'"):
         run_job(compose(root, tiny_bert, "bad", f"teachers={{tagger: {ids['tagger']}}}", *paths))
+
+
+def test_born_again_ensemble_teaches_the_mean_of_its_teachers_logits(teachers, tiny_bert):
+    """A task given a list of teachers learns from the mean of their logits, and the run names them all."""
+    from polyhead.distill.born_again import born_again_module
+    from polyhead.distill.teacher import load_teacher, teacher_targets
+    from polyhead.models.build import build_model
+    from polyhead.training.run import load_data
+
+    root, ids = teachers
+    cfg = compose(root, tiny_bert, "ensemble", f"teachers={{tagger: [{ids['tagger']}, {ids['tagger_2']}]}}")
+    datamodule = load_data(cfg)
+    train = list(datamodule.examples["train"])
+    _, tags = born_again_module(cfg, datamodule, build_model(cfg, datamodule.labels))
+    assert tags["distill/teacher/tagger"] == f"{ids['tagger']},{ids['tagger_2']}"
+    uri = f"sqlite:///{root}/mlruns/mlflow.db"
+    each = [teacher_targets(load_teacher(ids[n], uri), train, root / "c") for n in ("tagger", "tagger_2")]
+    assert not torch.allclose(each[0].logits["tagger"], each[1].logits["tagger"])  # two different teachers
+    for i, ex in enumerate(datamodule.examples["train"]):
+        mean = (each[0].of("tagger", i) + each[1].of("tagger", i)) / 2
+        torch.testing.assert_close(ex.meta["teacher"]["tagger"], mean)

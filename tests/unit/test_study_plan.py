@@ -2,6 +2,7 @@
 budget rule, heads kept per arm (a head added later stays out), and what one planned multirun composes to."""
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,9 +63,9 @@ def test_study_plan_has_every_arm_size_and_seed(cells):
         (None, (1,), 5, 1),
     ]
     # 10 models per size and seed (multitask, flat, 3 single, balanced, born_again, born_again_balanced,
-    # born_again_mean, weighted); the control at 500 only; born_again_long and its 3 single_long at 500 and
-    # 2,000
-    assert sum(len(c.seeds) for c in cells) == 10 * 3 * 3 + 10 * 1 + 3 * 3 + 4 * 3 * 2
+    # born_again_mean, weighted); the control at 500 only; born_again_long and its 3 single_long, and
+    # born_again_ensemble, at 500 and 2,000
+    assert sum(len(c.seeds) for c in cells) == 10 * 3 * 3 + 10 * 1 + 3 * 3 + 5 * 3 * 2
     assert {c.size for c in cells if c.arm == "single_taught"} == {500}
     longer = [(c.arm, c.size, c.epochs, c.val_every) for c in cells if c.arm.endswith("_long")]
     assert set(longer) == {(arm, 500, 24, 3) for arm in ("born_again_long", "single_long")} | {
@@ -82,6 +83,7 @@ def test_study_plan_born_again_cells_take_one_seed_and_wait_for_their_teachers(c
     singles = [c for c in cells if c.arm == "single"]
     assert waits_for(taught[0], singles) and not waits_for(taught[0], [c for c in singles if c.size != 500])
     taught_arms = ("born_again", "born_again_balanced", "born_again_mean", "single_taught", "born_again_long")
+    taught_arms += ("born_again_ensemble",)
     assert not any(waits_for(c, cells) for c in cells if c.arm not in taught_arms)
 
 
@@ -100,6 +102,7 @@ def test_study_plan_arms_keep_their_heads_and_drop_any_other(cells):
         **{f"balanced-n{n}": "model.heads.textcat.pooling=mean" for n in sizes},  # study.balance
         **{f"born_again_balanced-n{n}-s{s}": "model.heads.textcat.pooling=mean" for n, s in taught},
         **{f"born_again_mean-n{n}-s{s}": "model.heads.textcat.pooling=mean" for n, s in taught},
+        **{f"born_again_ensemble-n{n}-s{s}": "model.heads.textcat.pooling=mean" for n, s in taught[3:9]},
         **{f"weighted-n{n}": "model.loss_weights.textcat=0.25" for n in sizes},  # study.weights
     }
 
@@ -146,6 +149,52 @@ def test_study_plan_size_with_seeds_of_its_own_runs_every_arm_there_over_them():
     assert taught == [(s,) for s in range(1, 7)]  # one cell per seed, each waiting for its teachers
     with pytest.raises(ValueError, match=r"study.seeds_at names sizes \[50\] that study.sizes"):
         plan(compose_study(PROJECT_ROOT, "sharing", ["+study.seeds_at.50=[1]"]))
+
+
+def test_study_plan_ensemble_cells_are_taught_by_their_seed_and_the_next():
+    more = plan(compose_study(PROJECT_ROOT, "sharing", ["+study.seeds_at.2000=[1,2,3,4,5,6]"]))
+    taught = {(c.size, c.seeds): c.teacher_seeds for c in more if c.arm == "born_again_ensemble"}
+    assert taught == {
+        **{(500, (s,)): (s, s % 3 + 1) for s in (1, 2, 3)},
+        **{(2000, (s,)): (s, s % 6 + 1) for s in range(1, 7)},
+    }
+    assert {c.teacher_seeds for c in more if c.arm == "born_again" and c.size == 500} == {(1,), (2,), (3,)}
+    with pytest.raises(ValueError, match=r"born_again_ensemble: teacher_seeds=4 must be between 1 and the 3"):
+        plan(compose_study(PROJECT_ROOT, "sharing", ["study.arms.born_again_ensemble.teacher_seeds=4"]))
+
+
+def test_study_plan_teacher_runs_are_the_finished_runs_of_the_teachers_seeds(tmp_path):
+    """In a real MLflow store: the teachers of each task in the order of the cell's teacher seeds, the
+    newest finished and tested run of a seed; a seed without one is named in the error."""
+    from mlflow.tracking import MlflowClient
+
+    from polyhead.study.run import teacher_runs
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("study", artifact_location=str(tmp_path / "artifacts"))
+
+    def single(task, seed, status="FINISHED", tested=True, limit="500"):
+        params = {"study/arm": "single", "seed": str(seed), "data/train_limit": limit}
+        run = client.create_run(experiment, tags={"study_id": "s"})
+        for key, value in {**params, f"model/heads/{task}/_target_": "x"}.items():
+            client.log_param(run.info.run_id, key, value)
+        if tested:
+            client.log_metric(run.info.run_id, f"test/{task}_score", 0.5)
+        client.set_terminated(run.info.run_id, status)
+        return run.info.run_id
+
+    first = {seed: single("tagger", seed) for seed in (1, 2, 3)}
+    newer = single("tagger", 3)
+    single("tagger", 1, status="FAILED")
+    single("tagger", 2, tested=False)
+    single("tagger", 2, limit="2000")
+    ner = {seed: single("ner", seed) for seed in (3, 1)}
+    cell = Cell("born_again_ensemble", ("tagger", "ner"), 500, (3,), 1, 1, (), "single", True, (3, 1))
+    assert teacher_runs(client, "s", cell) == {"tagger": [newer, first[1]], "ner": [ner[3], ner[1]]}
+    own = replace(cell, tasks=("tagger",), seeds=(2,), teacher_seeds=())
+    assert teacher_runs(client, "s", own) == {"tagger": [first[2]]}
+    with pytest.raises(ValueError, match=r"no FINISHED single run at this size for ner \(seed 2\)$"):
+        teacher_runs(client, "s", replace(cell, seeds=(2,), teacher_seeds=(2, 3)))
 
 
 def test_study_plan_resume_trains_in_the_precision_of_its_finished_runs():

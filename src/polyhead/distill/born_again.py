@@ -6,8 +6,11 @@ soft predictions for its task, with teacher annealing (`teaching.anneal`: the go
 task's loss rises from 0 to 1 over training) at temperature `teaching.temperature`. Any subset of the
 tasks may have a teacher; a task without one learns from gold alone. A teacher is a FINISHED train.py run
 (or a checkpoint) with a head for its task and the same labels as the student's data; one teacher may
-teach several tasks. Every check runs before any MLflow run exists. The teachers' targets are cached as
-distill.py caches them (polyhead.distill.teacher).
+teach several tasks. A task given a list of teachers (`teachers='{tagger: [<run id>, <run id>]}'`) learns
+from their ensemble: the mean of their scores (logits) for every word or text, the distribution at
+temperature T is then the normalised geometric mean of theirs (for the parser, of each teacher's relation
+scores at its own best head). Every check runs before any MLflow run exists. The teachers' targets are
+cached as distill.py caches them, one entry per teacher (polyhead.distill.teacher).
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig
+import torch
+from omegaconf import DictConfig, ListConfig
 
 from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.distill.layers import DistillationModule
-from polyhead.distill.teacher import Teacher, load_teacher, targets_cache, teacher_targets
+from polyhead.distill.teacher import Targets, Teacher, load_teacher, targets_cache, teacher_targets
 from polyhead.errors import UserError
 from polyhead.models.build import build_model, objective_weights, optim_settings
 from polyhead.models.multitask import MultitaskModel
@@ -44,12 +48,12 @@ def run_born_again(cfg: DictConfig) -> float | None:
     return run(cfg, datamodule=datamodule, module=module, tags=tags)
 
 
-def load_teachers(cfg: DictConfig, labels: dict[str, list[str]]) -> dict[str, Teacher]:
-    """`cfg.teachers` ({task: run id | checkpoint}) loaded and checked against the student's tasks and
-    labels; a run or checkpoint named for several tasks is loaded once."""
+def load_teachers(cfg: DictConfig, labels: dict[str, list[str]]) -> dict[str, list[Teacher]]:
+    """`cfg.teachers` ({task: run id | checkpoint | a list of them}) loaded and checked against the student's
+    tasks and labels: each task's teachers, in order; a run or checkpoint named twice is loaded once."""
     from polyhead.tracking import mlflow_config
 
-    spec = dict(cfg.teachers)
+    spec = {task: teacher_names(task, names) for task, names in dict(cfg.teachers).items()}
     check_one_teacher_per_task()
     unknown = [task for task in spec if task not in cfg.model.heads]
     if unknown:
@@ -60,12 +64,26 @@ def load_teachers(cfg: DictConfig, labels: dict[str, list[str]]) -> dict[str, Te
     mlflow = mlflow_config(cfg)
     uri = mlflow.get("tracking_uri") if mlflow is not None else None
     loaded: dict[str, Teacher] = {}
-    for name in dict.fromkeys(str(v) for v in spec.values()):
+    for name in dict.fromkeys(name for names in spec.values() for name in names):
         loaded[name] = load_teacher(name, uri)
-    teachers = {task: loaded[str(name)] for task, name in spec.items()}
-    for task, teacher in teachers.items():
-        check_teacher(task, teacher, labels)
+    teachers = {task: [loaded[name] for name in names] for task, names in spec.items()}
+    for task, ensemble in teachers.items():
+        for teacher in ensemble:
+            check_teacher(task, teacher, labels)
     return teachers
+
+
+def teacher_names(task: str, names) -> list[str]:
+    """One task's teachers as a list of names: one name, or a list of distinct names (an ensemble)."""
+    if not isinstance(names, ListConfig | list):
+        return [str(names)]
+    names = [str(name) for name in names]
+    if not names:
+        raise UserError(f"teachers.{task}: an empty list; name a teacher, or leave the task out")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UserError(f"teachers.{task}: {twice[0]} is listed twice; an ensemble's teachers are distinct")
+    return names
 
 
 def check_one_teacher_per_task() -> None:
@@ -82,7 +100,10 @@ def check_one_teacher_per_task() -> None:
         tasks = [k.value for k, _ in pairs.value] if isinstance(pairs, yaml.MappingNode) else []
         twice = sorted({t for t in tasks if tasks.count(t) > 1})
         if twice:
-            raise UserError(f"teachers: the task {twice[0]!r} is given two teachers; give each task one")
+            raise UserError(
+                f"teachers: the task {twice[0]!r} is named twice; give an ensemble as one list, "
+                f"{twice[0]}: [<run id>, <run id>]"
+            )
 
 
 def check_teacher(task: str, teacher: Teacher, labels: dict[str, list[str]]) -> None:
@@ -107,6 +128,17 @@ def gold_share(anneal) -> float | None:
     return float(anneal)
 
 
+def mean_targets(targets: list[Targets], task: str) -> Targets:
+    """One task's targets from an ensemble of teachers on the same texts: the mean of their logits (one
+    teacher: its own targets)."""
+    if len(targets) == 1:
+        return targets[0]
+    first = targets[0]
+    logits = torch.stack([t.logits[task] for t in targets]).mean(0)
+    cached, paths = [c for t in targets for c in t.cached], [p for t in targets for p in t.paths]
+    return Targets({task: logits}, {task: first.offsets[task]}, {task: first.kinds[task]}, cached, paths)
+
+
 def born_again_module(cfg: DictConfig, datamodule: MultitaskDataModule, model: MultitaskModel):
     """The DistillationModule of a run with teachers, its training examples carrying each teacher's logits
     for its task; and the run's tags naming every teacher."""
@@ -115,11 +147,11 @@ def born_again_module(cfg: DictConfig, datamodule: MultitaskDataModule, model: M
     train = datamodule.examples["train"]
     root = targets_cache(cfg.teaching.get("cache_dir"))
     per_task = {}
-    for task, teacher in teachers.items():
-        targets = teacher_targets(teacher, train, root, cfg.teaching.batch_size)
-        if task not in targets.logits:
+    for task, ensemble in teachers.items():
+        targets = [teacher_targets(t, train, root, cfg.teaching.batch_size) for t in ensemble]
+        if any(task not in t.logits for t in targets):
             raise UserError(f"teachers.{task}: the teacher's {task} head gives no soft targets")
-        per_task[task] = targets
+        per_task[task] = mean_targets(targets, task)
     datamodule.examples["train"] = [
         replace(ex, meta={**ex.meta, "teacher": {t: tg.of(t, i) for t, tg in per_task.items()}})
         for i, ex in enumerate(train)
@@ -133,7 +165,10 @@ def born_again_module(cfg: DictConfig, datamodule: MultitaskDataModule, model: M
         anneal=share is None,
         grad_norm_every=cfg.model.get("grad_norm_every", 0),
     )
-    tags = {f"distill/teacher/{task}": t.run_id or str(t.checkpoint) for task, t in teachers.items()}
+    tags = {
+        f"distill/teacher/{task}": ",".join(t.run_id or str(t.checkpoint) for t in ensemble)
+        for task, ensemble in teachers.items()
+    }
     tags["distill/student"] = "born_again"
     tags["distill/anneal"] = "linear" if share is None else f"fixed {share}"
     return module, tags

@@ -6,8 +6,9 @@ arm keeps the heads it names and drops every other head of the composed config (
 head the experiment gains later stays out of it; `one_per_task` gives one run per task (the single-task
 models). An arm with `teachers_from: <arm>` is born-again training (polyhead.distill.born_again): each of its
 runs learns from that arm's FINISHED runs of the same size and seed, one teacher per task, looked up when the
-run starts (its cells wait for the teachers' cells). Every run carries the study id as the MLflow tag
-`study_id`."""
+run starts (its cells wait for the teachers' cells); `teacher_seeds: k` teaches each task by the ensemble of
+that arm's runs of k seeds: the run's own and the next k - 1 of the size's seeds, in turn. Every run carries
+the study id as the MLflow tag `study_id`."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class Cell:
     overrides: tuple[str, ...]  # the arm's own overrides and the heads it drops
     teachers_from: str | None = None  # born-again: the arm whose runs teach this one (one seed per cell)
     per_seed: bool = False  # one of a multirun's seeds, run alone (born-again cells; any cell under --jobs)
+    teacher_seeds: tuple[int, ...] = ()  # born-again: the seeds of its teachers' runs (empty: its own seed)
 
     @property
     def name(self) -> str:
@@ -115,8 +117,21 @@ def plan(cfg: DictConfig) -> list[Cell]:
                 drop = [f"~model.heads.{h}" for h in heads if h not in tasks]
                 overrides = (*spec.get("overrides", ()), *drop)
                 cell = Cell(arm, tasks, size, seeds, epochs, val_every, overrides, teachers)
-                cells.extend(per_seed([cell]) if teachers else [cell])  # teachers differ by seed
+                if teachers:  # teachers differ by seed
+                    k = int(spec.get("teacher_seeds", 1))
+                    cells.extend(with_teacher_seeds(c, seeds, k, arm) for c in per_seed([cell]))
+                else:
+                    cells.append(cell)
     return cells
+
+
+def with_teacher_seeds(cell: Cell, seeds: tuple[int, ...], k: int, arm: str) -> Cell:
+    """A born-again cell of one seed taught by the runs of k seeds: its own and the next k - 1 of `seeds`,
+    in turn (seed 3 of 1-3 with k = 2: 3 and 1)."""
+    if not 1 <= k <= len(seeds):
+        raise ValueError(f"study arm {arm}: teacher_seeds={k} must be between 1 and the {len(seeds)} seeds")
+    at = seeds.index(cell.seeds[0])
+    return replace(cell, teacher_seeds=tuple(seeds[(at + i) % len(seeds)] for i in range(k)))
 
 
 def per_seed(cells: list[Cell]) -> list[Cell]:
@@ -126,28 +141,31 @@ def per_seed(cells: list[Cell]) -> list[Cell]:
     return [replace(cell, seeds=(seed,), per_seed=True) for cell in cells for seed in cell.seeds]
 
 
-def teacher_runs(client: MlflowClient, study_id: str, cell: Cell) -> dict[str, str]:
-    """{task: run id} of the FINISHED, tested runs of arm `cell.teachers_from` at the cell's size and seed
-    that have a head for the task (the newest where a resumed study has several)."""
+def teacher_runs(client: MlflowClient, study_id: str, cell: Cell) -> dict[str, list[str]]:
+    """{task: run ids} of the FINISHED, tested runs of arm `cell.teachers_from` at the cell's size and its
+    teachers' seeds (its own seed unless `teacher_seeds`) that have a head for the task, in the order of those
+    seeds (the newest run of a seed where a resumed study has several)."""
     query = f"tags.study_id = '{study_id}' and params.`study/arm` = '{cell.teachers_from}'"
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()], query)
-    limit, seed = str(cell.size) if cell.size is not None else "all", str(cell.seeds[0])
-    found = {}
+    limit = str(cell.size) if cell.size is not None else "all"
+    seeds = [str(s) for s in cell.teacher_seeds or cell.seeds[:1]]
+    found: dict[tuple[str, str], str] = {}
     for run in sorted(runs, key=lambda r: r.info.start_time):
         if run.info.status != "FINISHED" or not tested(run) or train_limit(run) != limit:
             continue
-        if run.data.params.get("seed") != seed:
+        seed = run.data.params.get("seed")
+        if seed not in seeds:
             continue
         for key in run.data.params:
             task = key.split("/")[2] if key.startswith("model/heads/") else None
             if task in cell.tasks:
-                found[task] = run.info.run_id
-    missing = [t for t in cell.tasks if t not in found]
+                found[task, seed] = run.info.run_id
+    missing = [f"{t} (seed {s})" for t in cell.tasks for s in seeds if (t, s) not in found]
     if missing:
         raise ValueError(
-            f"{cell.name}: no FINISHED {cell.teachers_from} run at this size and seed for {missing}"
+            f"{cell.name}: no FINISHED {cell.teachers_from} run at this size for {', '.join(missing)}"
         )
-    return found
+    return {task: [found[task, s] for s in seeds] for task in cell.tasks}
 
 
 def compose_study(project: Path, study: str, overrides: list[str]) -> DictConfig:
@@ -297,6 +315,12 @@ def run_cells(
     return failed
 
 
+def quoted(runs: list[str]) -> str:
+    """A task's teacher run ids in a `teachers={...}` override, as strings: one id, or a list of them."""
+    ids = [f"'{run}'" for run in runs]
+    return ids[0] if len(ids) == 1 else f"[{', '.join(ids)}]"
+
+
 def new_study_id(study: str) -> str:
     return f"{study}-{datetime.now():%Y%m%d-%H%M%S}"
 
@@ -359,8 +383,8 @@ def run_study(project: Path, study: str, overrides: list[str], options: dict) ->
     sweep_root = Path(cfg.paths.root_dir) / "outputs" / "studies"
     cores = len(os.sched_getaffinity(0))
 
-    def arguments_of(cell: Cell, teachers: dict[str, str] | None = None) -> list[str]:
-        pairs = ", ".join(f"{task}: '{run}'" for task, run in (teachers or {}).items())  # ids as strings
+    def arguments_of(cell: Cell, teachers: dict[str, list[str]] | None = None) -> list[str]:
+        pairs = ", ".join(f"{task}: {quoted(runs)}" for task, runs in (teachers or {}).items())
         spec = [f"teachers={{{pairs}}}"] if teachers else []
         own = cell_overrides(jobs, cores) if jobs > 1 else []
         return [*cell.arguments(study, study_id, sweep_root), *spec, *own, *overrides]
@@ -373,7 +397,8 @@ def run_study(project: Path, study: str, overrides: list[str], options: dict) ->
     print(f"study {study_id}: {sum(len(c.seeds) for c in cells)} runs in {len(cells)} multiruns", flush=True)
     if dry_run:
         for i, (cell, args) in enumerate(zip(cells, arguments), 1):
-            later = " teachers={<the " + f"{cell.teachers_from} runs>}}" if cell.teachers_from else ""
+            of = f" of seeds {', '.join(map(str, cell.teacher_seeds))}" if len(cell.teacher_seeds) > 1 else ""
+            later = " teachers={<the " + f"{cell.teachers_from} runs{of}>}}" if cell.teachers_from else ""
             print(f"[study {i}/{len(cells)}] {cell.name}: {shlex.join(['train.py', '-m', *args])}{later}")
         return 0
     started = time.time()
