@@ -97,6 +97,29 @@ def test_study_page_says_when_no_finished_run_recorded_the_command():
         "compute": 0,
         "kept": {},
     }
-    assert "- command: not recorded yet" in setup_block(facts | {"command": None}, [])
+    assert "- command: not recorded yet" in setup_block(facts | {"commands": []}, [])
     line = "- command: `python scripts/study.py run --id s`"
-    assert line in setup_block(facts | {"command": "python scripts/study.py run --id s"}, [])
+    assert line in setup_block(facts | {"commands": ["python scripts/study.py run --id s"]}, [])
+    resumed = ["python scripts/study.py run --id s", "python scripts/study.py run --id s --resume seed=4"]
+    lines = setup_block(facts | {"commands": resumed}, []).splitlines()
+    at = lines.index(
+        "- commands: the study ran as 2 `study.py run`s, oldest first (each `--resume` trained "
+        "what the ones before had not):"
+    )
+    assert lines[at + 1 : at + 3] == [f"  1. `{resumed[0]}`", f"  2. `{resumed[1]}`"]
+
+
+def test_study_page_lists_every_run_of_the_study_oldest_first_once(tmp_path):
+    """In a real MLflow store: the report runs' commands by start time, a repeated one once, none empty."""
+    from mlflow.tracking import MlflowClient
+
+    from polyhead.study.page import commands
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("reports", artifact_location=str(tmp_path / "artifacts"))
+    for start, command in ((3, "c"), (1, "a"), (2, "b"), (4, "a"), (5, "")):
+        run = client.create_run(
+            experiment, start_time=start, tags={"report_of": "s", "study_command": command}
+        )
+        client.set_terminated(run.info.run_id)
+    assert commands(client.search_runs([experiment], "tags.report_of = 's'")) == ["a", "b", "c"]

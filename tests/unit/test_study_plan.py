@@ -97,14 +97,17 @@ def test_study_plan_arms_keep_their_heads_and_drop_any_other(cells):
     assert drops["single-ner-n500"] == [f"~model.heads.{h}" for h in heads if h != "ner"]
     sizes = (100, 500, 2000, "all")
     taught = [(n, s) for n in sizes[:3] for s in (1, 2, 3)] + [("all", 1)]  # a taught arm: one cell per seed
-    assert {c.name: c.overrides[0] for c in cells if not c.overrides[0].startswith("~")} == {
-        **{f"flat-n{n}": "optim.layer_decay=1.0" for n in sizes},
-        **{f"balanced-n{n}": "model.heads.textcat.pooling=mean" for n in sizes},  # study.balance
-        **{f"born_again_balanced-n{n}-s{s}": "model.heads.textcat.pooling=mean" for n, s in taught},
-        **{f"born_again_mean-n{n}-s{s}": "model.heads.textcat.pooling=mean" for n, s in taught},
-        **{f"born_again_ensemble-n{n}-s{s}": "model.heads.textcat.pooling=mean" for n, s in taught[3:9]},
-        **{f"weighted-n{n}": "model.loss_weights.textcat=0.25" for n in sizes},  # study.weights
-    }
+    assert (
+        {c.name: c.overrides[0] for c in cells if not c.overrides[0].startswith("~")}
+        == {
+            **{f"flat-n{n}": "optim.layer_decay=1.0" for n in sizes},
+            **{f"balanced-n{n}": "model.heads.textcat.pooling=mean" for n in sizes},  # study.balance
+            **{f"born_again_balanced-n{n}-s{s}": "model.heads.textcat.pooling=mean" for n, s in taught},
+            **{f"born_again_mean-n{n}-s{s}": "model.heads.textcat.pooling=mean" for n, s in taught},
+            **{f"born_again_ensemble-n{n}-s{s}": "model.heads.textcat.pooling=mean" for n, s in taught[3:9]},
+            **{f"weighted-n{n}": "model.loss_weights.textcat=0.25" for n in sizes},  # study.weights
+        }
+    )
 
 
 def test_study_plan_cell_composes_to_its_heads_data_and_budget(cells, tmp_path):

@@ -155,7 +155,7 @@ def study_facts(client: MlflowClient, study_id: str, runs: list) -> dict:
     every = [*runs, *unfinished]
     start = min(r.info.start_time for r in every)
     end = max(r.info.end_time or r.info.start_time for r in every)
-    facts = {"study_id": study_id, "command": latest("study_command"), "finished": len(runs)}
+    facts = {"study_id": study_id, "commands": commands(reports), "finished": len(runs)}
     statuses = Counter(r.info.status for r in unfinished)
     facts["unfinished"] = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) or "no others"
     # a study resumed over sessions may have run on several CPUs and commits: each with its number of runs
@@ -243,13 +243,32 @@ def kept_validations(kept: dict[str, tuple[int, int] | None], runs: list) -> lis
     return arm_size_table(runs, "validation of the tested checkpoint (per seed)", cell)
 
 
+def commands(reports: list) -> list[str]:
+    """The command of every `study.py run` of the study (each logs a report run), oldest first, each once: a
+    study resumed with other overrides (more seeds, some arms only) ran as all of them together."""
+    ordered = sorted(reports, key=lambda r: r.info.start_time)
+    return list(
+        dict.fromkeys(r.data.tags["study_command"] for r in ordered if r.data.tags.get("study_command"))
+    )
+
+
+def command_lines(commands: list[str]) -> list[str]:
+    if not commands:
+        return ["- command: not recorded yet (a `study.py run` that ends records it on its report run)"]
+    if len(commands) == 1:
+        return [f"- command: `{commands[0]}`"]
+    return [
+        f"- commands: the study ran as {len(commands)} `study.py run`s, oldest first (each `--resume` "
+        "trained what the ones before had not):",
+        *(f"  {i}. `{command}`" for i, command in enumerate(commands, 1)),
+    ]
+
+
 def setup_block(facts: dict, runs: list) -> str:
     """How the study ran: id, command, commit, CPU, wall time, and the time of one run per arm and size."""
     lines = [
         f"- study id: `{facts['study_id']}`: {facts['finished']} FINISHED runs ({facts['unfinished']})",
-        f"- command: `{facts['command']}`"
-        if facts["command"] is not None
-        else "- command: not recorded yet (a `study.py run` that ends records it on its report run)",
+        *command_lines(facts["commands"]),
         f"- commit: {facts['commit']}",
         f"- CPU: {facts['cpu']}; torch threads per run: {facts['threads']}; trained in {facts['precision']}",
         f"- wall time with at least one run training: {_hours(facts['busy'])} (from the first run's start to "
