@@ -123,3 +123,53 @@ def test_study_page_lists_every_run_of_the_study_oldest_first_once(tmp_path):
         )
         client.set_terminated(run.info.run_id)
     assert commands(client.search_runs([experiment], "tags.report_of = 's'")) == ["a", "b", "c"]
+
+
+def test_study_page_difference_cell_names_its_method_and_seeds():
+    """Each difference says over how many seeds it was computed: the seeds both arms ran when paired, each
+    arm's when not (an arm with more seeds than the other still shows its own n in its mean cell)."""
+    import pandas as pd
+
+    from polyhead.study.page import metric_table
+
+    summary = pd.DataFrame(
+        [
+            {
+                "config": f"study/arm={arm}",
+                "train_limit": "500",
+                "train_examples": 500.0,
+                "mean": m,
+                "std": 0.01,
+                "n": n,
+            }
+            for arm, m, n in (("multitask", 0.93, 3), ("single", 0.94, 6), ("flat", 0.92, 1))
+        ]
+    )
+    common = {"train_limit": "500", "train_examples": 500.0, "b": "study/arm=single", "n_b": 3}
+    diffs = pd.DataFrame(
+        [
+            {
+                **common,
+                "a": "study/arm=multitask",
+                "diff": -0.01,
+                "ci_low": -0.02,
+                "ci_high": -0.005,
+                "method": "paired",
+                "n_a": 3,
+            },
+            {
+                **common,
+                "a": "study/arm=flat",
+                "diff": -0.02,
+                "ci_low": float("nan"),
+                "ci_high": float("nan"),
+                "method": "welch",
+                "n_a": 1,
+                "n_b": 6,
+            },
+        ]
+    )
+    row = metric_table(summary, diffs)[2].split(" | ")
+    assert row[1:4] == ["0.9300 ± 0.0100 (3)", "0.9400 ± 0.0100 (6)", "0.9200 ± 0.0100 (1)"]
+    assert row[4] == "-0.0100 [-0.0200, -0.0050] paired (3): single ahead"
+    assert row[5] == "-0.0200 [–, –] welch (1, 6): no interval (n < 2) |"

@@ -80,8 +80,11 @@ def _mean_cell(row) -> str:
 
 
 def _difference_cell(row) -> str:
+    """A − B [interval], how it was computed over how many seeds, and what it says: `paired (3)` over three
+    seeds both arms ran, `welch (6, 3)` over six of A's and three of B's."""
     interval = f"{_fmt(row.diff, True)} [{_fmt(row.ci_low, True)}, {_fmt(row.ci_high, True)}]"
-    return f"{interval} {row.method}: {verdict(row, arm_of(row.a), arm_of(row.b))}"
+    seeds = f"{row.n_a}" if row.method == "paired" else f"{row.n_a}, {row.n_b}"
+    return f"{interval} {row.method} ({seeds}): {verdict(row, arm_of(row.a), arm_of(row.b))}"
 
 
 def metric_table(summary: pd.DataFrame, diffs: pd.DataFrame) -> list[str]:
