@@ -173,3 +173,25 @@ def test_study_page_difference_cell_names_its_method_and_seeds():
     assert row[1:4] == ["0.9300 ± 0.0100 (3)", "0.9400 ± 0.0100 (6)", "0.9200 ± 0.0100 (1)"]
     assert row[4] == "-0.0100 [-0.0200, -0.0050] paired (3): single ahead"
     assert row[5] == "-0.0200 [–, –] welch (1, 6): no interval (n < 2) |"
+
+
+def test_study_page_kept_validation_is_the_monitors_first_best_or_the_last_without_one(tmp_path):
+    """In a real MLflow store: the first best of the monitor (a later equal value is not kept), the last
+    validation for a run that monitored nothing (`callbacks.checkpoint.monitor=null`), None without values."""
+    from mlflow.tracking import MlflowClient
+
+    from polyhead.study.page import kept_validation
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("runs", artifact_location=str(tmp_path / "artifacts"))
+
+    def run(monitor, values):
+        made = client.create_run(experiment)
+        client.log_param(made.info.run_id, "callbacks/checkpoint/monitor", monitor)
+        for step, value in enumerate(values):
+            client.log_metric(made.info.run_id, "val/objective", value, step=step)
+        return client.get_run(made.info.run_id)
+
+    assert kept_validation(client, run("val/objective", [0.5, 0.7, 0.6, 0.7])) == (2, 4)
+    assert kept_validation(client, run("None", [0.5, 0.7, 0.6])) == (3, 3)
+    assert kept_validation(client, run("val/objective", [])) is None

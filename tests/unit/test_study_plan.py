@@ -64,8 +64,8 @@ def test_study_plan_has_every_arm_size_and_seed(cells):
     ]
     # 10 models per size and seed (multitask, flat, 3 single, balanced, born_again, born_again_balanced,
     # born_again_mean, weighted); the control at 500 only; born_again_long and its 3 single_long, and
-    # born_again_ensemble, at 500 and 2,000
-    assert sum(len(c.seeds) for c in cells) == 10 * 3 * 3 + 10 * 1 + 3 * 3 + 5 * 3 * 2
+    # born_again_ensemble, at 500 and 2,000; born_again_ensemble_last at 100, 500 and 2,000
+    assert sum(len(c.seeds) for c in cells) == 10 * 3 * 3 + 10 * 1 + 3 * 3 + 5 * 3 * 2 + 3 * 3
     assert {c.size for c in cells if c.arm == "single_taught"} == {500}
     longer = [(c.arm, c.size, c.epochs, c.val_every) for c in cells if c.arm.endswith("_long")]
     assert set(longer) == {(arm, 500, 24, 3) for arm in ("born_again_long", "single_long")} | {
@@ -83,7 +83,7 @@ def test_study_plan_born_again_cells_take_one_seed_and_wait_for_their_teachers(c
     singles = [c for c in cells if c.arm == "single"]
     assert waits_for(taught[0], singles) and not waits_for(taught[0], [c for c in singles if c.size != 500])
     taught_arms = ("born_again", "born_again_balanced", "born_again_mean", "single_taught", "born_again_long")
-    taught_arms += ("born_again_ensemble",)
+    taught_arms += ("born_again_ensemble", "born_again_ensemble_last")
     assert not any(waits_for(c, cells) for c in cells if c.arm not in taught_arms)
 
 
@@ -105,6 +105,10 @@ def test_study_plan_arms_keep_their_heads_and_drop_any_other(cells):
             **{f"born_again_balanced-n{n}-s{s}": "model.heads.textcat.pooling=mean" for n, s in taught},
             **{f"born_again_mean-n{n}-s{s}": "model.heads.textcat.pooling=mean" for n, s in taught},
             **{f"born_again_ensemble-n{n}-s{s}": "model.heads.textcat.pooling=mean" for n, s in taught[3:9]},
+            **{
+                f"born_again_ensemble_last-n{n}-s{s}": "model.heads.textcat.pooling=mean"
+                for n, s in taught[:9]
+            },
             **{f"weighted-n{n}": "model.loss_weights.textcat=0.25" for n in sizes},  # study.weights
         }
     )

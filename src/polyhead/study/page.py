@@ -218,8 +218,12 @@ def run_minutes(runs: list) -> list[str]:
 
 def kept_validation(client: MlflowClient, run) -> tuple[int, int] | None:
     """(k, K): the checkpoint the run tested is that of its k-th of K validations, the first best value of its
-    checkpoint monitor (ModelCheckpoint keeps a new best only if strictly better); None without one."""
+    checkpoint monitor (ModelCheckpoint keeps a new best only if strictly better), or the last (K, K) where it
+    monitored nothing (`callbacks.checkpoint.monitor=null` keeps the latest); None without a history."""
     monitor = run.data.params.get("callbacks/checkpoint/monitor")
+    if monitor in ("None", "null", ""):
+        validations = client.get_metric_history(run.info.run_id, "val/objective")
+        return (len(validations), len(validations)) if validations else None
     history = (
         sorted(client.get_metric_history(run.info.run_id, monitor), key=lambda m: m.step) if monitor else []
     )
