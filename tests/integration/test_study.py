@@ -51,7 +51,7 @@ def test_study_runs_every_arm_reports_publishes_and_checks(tmp_path, tiny_bert):
     out = study(tmp_path, "run", "--id", "toy", "--jobs", "2", "--page", str(page), *overrides)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     # --jobs 2: each seed of a cell a process of its own, two at a time, each writing its own log
-    assert "study toy: 46 runs in 46 multiruns" in out.stdout and "matches MLflow" in out.stdout
+    assert "study toy: 48 runs in 48 multiruns" in out.stdout and "matches MLflow" in out.stdout
     assert re.search(r"single-ner-n40-s2: train.py -m .* seed=2 .* threads=\d+ ", out.stdout)
     cell_log = tmp_path / "outputs" / "studies" / "toy" / "toy-single-ner-n40-s2.log"
     assert "Joblib" not in out.stdout and "test/ner_f1" in cell_log.read_text()
@@ -59,7 +59,7 @@ def test_study_runs_every_arm_reports_publishes_and_checks(tmp_path, tiny_bert):
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.study_id = 'toy'")
     trained = [r for r in runs if "report_of" not in r.data.tags]
-    assert len(trained) == 46 and all(r.info.status == "FINISHED" for r in trained)
+    assert len(trained) == 48 and all(r.info.status == "FINISHED" for r in trained)
     single = [r for r in trained if r.data.params["study/arm"] == "single"]
     for run in single:  # one head, its own examples only, N of them
         heads = {k.split("/")[2] for k in run.data.params if k.startswith("model/heads/")}
@@ -70,6 +70,12 @@ def test_study_runs_every_arm_reports_publishes_and_checks(tmp_path, tiny_bert):
                        if k not in ("test/objective", "test/loss"))  # fmt: skip
     flat = {r.data.params["optim/layer_decay"] for r in trained if r.data.params["study/arm"] == "flat"}
     assert flat == {"1.0"}
+    ensemble = [r for r in trained if r.data.params["study/arm"] == "born_again_ensemble_last"]  # at 100 only
+    teachers = {r.data.params["seed"]: r.data.tags["distill/teacher/tagger"].split(",") for r in ensemble}
+    singles = {(r.data.params["seed"], r.data.params["data/train_limit"]): r.info.run_id for r in single}
+    tagger = {k: v for k, v in singles.items() if v in {t for ids in teachers.values() for t in ids}}
+    assert sorted(teachers) == ["1", "2"] and all(len(ids) == 2 for ids in teachers.values())
+    assert set(tagger) == {("1", "100"), ("2", "100")}  # each seed taught by the single runs of both seeds
 
     text = page.read_text()
     ner = [r for r in single if "model/heads/ner/_target_" in r.data.params]
