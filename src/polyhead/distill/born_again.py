@@ -18,12 +18,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, ListConfig
 
 from polyhead.data.datamodule import MultitaskDataModule
 from polyhead.distill.layers import DistillationModule
-from polyhead.distill.teacher import Targets, Teacher, load_teacher, targets_cache, teacher_targets
+from polyhead.distill.teacher import Teacher, load_teacher, mean_targets, targets_cache, teacher_targets
 from polyhead.errors import UserError
 from polyhead.models.build import build_model, objective_weights, optim_settings
 from polyhead.models.multitask import MultitaskModel
@@ -126,17 +125,6 @@ def gold_share(anneal) -> float | None:
     if isinstance(anneal, bool) or not isinstance(anneal, int | float) or not 0 <= anneal <= 1:
         raise UserError(f"teaching.anneal={anneal}: must be true (annealed) or a gold share in [0, 1]")
     return float(anneal)
-
-
-def mean_targets(targets: list[Targets], task: str) -> Targets:
-    """One task's targets from an ensemble of teachers on the same texts: the mean of their logits (one
-    teacher: its own targets)."""
-    if len(targets) == 1:
-        return targets[0]
-    first = targets[0]
-    logits = torch.stack([t.logits[task] for t in targets]).mean(0)
-    cached, paths = [c for t in targets for c in t.cached], [p for t in targets for p in t.paths]
-    return Targets({task: logits}, {task: first.offsets[task]}, {task: first.kinds[task]}, cached, paths)
 
 
 def born_again_module(cfg: DictConfig, datamodule: MultitaskDataModule, model: MultitaskModel):

@@ -143,6 +143,17 @@ def concat_targets(parts: list[Targets]) -> Targets:
     return Targets(logits, offsets, first.kinds, cached, paths)
 
 
+def mean_targets(targets: list[Targets], task: str) -> Targets:
+    """One task's targets from an ensemble of teachers on the same texts: the mean of their logits (one
+    teacher: its own targets)."""
+    if len(targets) == 1:
+        return targets[0]
+    first = targets[0]
+    logits = torch.stack([t.logits[task] for t in targets]).mean(0)
+    cached, paths = [c for t in targets for c in t.cached], [p for t in targets for p in t.paths]
+    return Targets({task: logits}, {task: first.offsets[task]}, {task: first.kinds[task]}, cached, paths)
+
+
 def targets_cache(configured: str | None) -> Path:
     """Where teacher targets are cached: the configured folder, else the user's polyhead cache's
     teacher_targets/ (polyhead.cache, as the ONNX runtime's)."""
