@@ -12,7 +12,8 @@ from conftest import compose_config
 from omegaconf import open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from polyhead.export.checkpoint import pick_checkpoint
+from polyhead.errors import UserError
+from polyhead.export.checkpoint import checkpoint_from_run, pick_checkpoint
 from polyhead.training.trainer import build_trainer
 
 
@@ -75,3 +76,42 @@ def test_checkpoint_files_pick_chooses_the_best_score_not_the_last_name(tmp_path
     (tmp_path / "best-epoch03-step16.ckpt").write_bytes(b"")
     torch.save({"state_dict": {}}, tmp_path / "last.ckpt")
     assert pick_checkpoint(tmp_path) == tmp_path / f"{list(scores)[best]}.ckpt"
+
+
+def _scored_checkpoint(path, score, run_id):
+    callback = ModelCheckpoint(dirpath=path.parent, monitor="val/objective", mode="max")
+    callback.current_score = torch.tensor(score)
+    state = {"state_dict": {}, "callbacks": {callback.state_key: callback.state_dict()}}
+    torch.save({**state, "mlflow_run_id": run_id}, path)
+
+
+def test_checkpoint_files_pick_for_a_run_passes_over_another_runs_files(tmp_path):
+    """A job rerun afresh in the folder a killed one left: the killed run's better-scored file stays there,
+    and a run's best checkpoint (`export run_id=`, `teacher=`) is its own, not the folder's best."""
+    _scored_checkpoint(tmp_path / "best-epoch03-step40.ckpt", 0.9, "killed")
+    _scored_checkpoint(tmp_path / "best-epoch02-step30-v1.ckpt", 0.7, "rerun")
+    _scored_checkpoint(tmp_path / "best-epoch01-step20-v1.ckpt", 0.6, "rerun")
+    torch.save({"state_dict": {}, "mlflow_run_id": "rerun"}, tmp_path / "last.ckpt")
+    assert pick_checkpoint(tmp_path, "rerun") == tmp_path / "best-epoch02-step30-v1.ckpt"
+    assert pick_checkpoint(tmp_path, "killed") == tmp_path / "best-epoch03-step40.ckpt"
+    assert pick_checkpoint(tmp_path) == tmp_path / "best-epoch03-step40.ckpt"  # a folder, no run named
+    with pytest.raises(UserError, match=r"best\*.ckpt or last.ckpt of run other"):
+        pick_checkpoint(tmp_path, "other")
+
+
+def test_checkpoint_files_resume_refuses_a_last_checkpoint_another_run_wrote(tmp_path):
+    """`resume=<run id>` of a run whose folder a later run reused: its last.ckpt is the later run's now."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("runs", artifact_location=str(tmp_path / "artifacts"))
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    first, later = (
+        client.create_run(experiment, tags={"checkpoint_dir": str(folder)}).info.run_id for _ in range(2)
+    )
+    torch.save({"state_dict": {}, "mlflow_run_id": later}, folder / "last.ckpt")
+    assert checkpoint_from_run(uri, later) == str(folder / "last.ckpt")
+    with pytest.raises(UserError, match=f"written by a later run \\({later}\\) .* not by run {first}"):
+        checkpoint_from_run(uri, first)

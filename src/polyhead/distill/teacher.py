@@ -84,7 +84,7 @@ def finished_run_checkpoint(run_id: str, tracking_uri: str | None) -> Path:
     status = MlflowClient(tracking_uri).get_run(run_id).info.status
     if status != "FINISHED":
         raise UserError(f"teacher={run_id}: the run is {status}, not FINISHED; distil a finished run")
-    return pick_checkpoint(ckpt_dir)
+    return pick_checkpoint(ckpt_dir, run_id)
 
 
 def raw_examples(texts: list[str], lang: str, source: str) -> list[Example]:

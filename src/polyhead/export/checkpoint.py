@@ -57,7 +57,7 @@ def run_spec(ckpt: dict, path: Path) -> tuple[DictConfig, dict[str, list[str]]]:
 
 def best_checkpoint(tracking_uri: str, run_id: str) -> Path:
     """The best checkpoint of an MLflow run of train.py."""
-    return pick_checkpoint(checkpoint_dir(tracking_uri, run_id))
+    return pick_checkpoint(checkpoint_dir(tracking_uri, run_id), run_id)
 
 
 def checkpoint_dir(tracking_uri: str, run_id: str) -> Path:
@@ -82,23 +82,28 @@ def checkpoint_from_run(tracking_uri: str, run_id: str) -> str:
     ckpt = checkpoint_dir(tracking_uri, run_id) / "last.ckpt"
     if not ckpt.is_file():
         raise UserError(f"run {run_id} has no last.ckpt (checkpoint_dir tag: {str(ckpt.parent)!r})")
+    if (other := saved_run_id(ckpt)) not in (None, run_id):
+        raise UserError(f"{ckpt}: written by a later run ({other}) in the same folder, not by run {run_id}")
     return str(ckpt)
 
 
-def pick_checkpoint(path: Path) -> Path:
+def pick_checkpoint(path: Path, run_id: str | None = None) -> Path:
     """A checkpoint file as it is; in a checkpoint folder, the best*.ckpt whose ModelCheckpoint saved it with
     the best score (mode max or min, as that callback had it; file names only break ties, or choose when no
-    file holds a score), else last.ckpt."""
+    file holds a score), else last.ckpt. Given `run_id`, the files another MLflow run saved are passed over:
+    a run started afresh in a folder an earlier run left (a study rerunning a killed job) saves beside it."""
     if path.is_file():
         return path
-    found = sorted(path.glob("best*.ckpt"))
+    found = [p for p in sorted(path.glob("best*.ckpt")) if not run_id or saved_run_id(p) in (None, run_id)]
     scored = [(score, p) for p in found if (score := monitored_score(p)) and score[0] == score[0]]  # not NaN
     if scored:
         sign = 1.0 if scored[0][0][1] == "max" else -1.0
         return max(scored, key=lambda item: sign * item[0][0])[1]  # the first of equals: Lightning keeps it
-    found = found or sorted(path.glob("last.ckpt"))
+    last = [p for p in path.glob("last.ckpt") if not run_id or saved_run_id(p) in (None, run_id)]
+    found = found or last
     if not found:
-        raise UserError(f"{path}: no such checkpoint, nor a folder with best*.ckpt or last.ckpt")
+        of_run = f" of run {run_id}" if run_id else ""
+        raise UserError(f"{path}: no such checkpoint, nor a folder with best*.ckpt or last.ckpt{of_run}")
     return found[-1]
 
 
@@ -114,14 +119,26 @@ def read_checkpoint(path) -> dict:
         raise UserError(f"{path}: cannot read the checkpoint ({why})") from err
 
 
+def peek_checkpoint(path: Path) -> dict:
+    """A checkpoint file memory-mapped, for what it says of itself (the weights are not read); {} for one
+    that cannot be read."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return {}
+    return ckpt if isinstance(ckpt, dict) else {}
+
+
+def saved_run_id(path: Path) -> str | None:
+    """The MLflow run that saved a checkpoint file (training.callbacks.state), None when it names none."""
+    run_id = peek_checkpoint(path).get("mlflow_run_id")
+    return run_id if isinstance(run_id, str) else None
+
+
 def monitored_score(path: Path) -> tuple[float, str] | None:
     """(score, mode) a ModelCheckpoint saved `path` with: its monitor's value then (`current_score`) and
     whether higher or lower is better; None for a file without one, or one that cannot be read."""
-    try:  # mmap: the scores are read, the weights are not
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        return None
-    callbacks = ckpt.get("callbacks") if isinstance(ckpt, dict) else None
+    callbacks = peek_checkpoint(path).get("callbacks")
     for key, state in (callbacks or {}).items():
         if not str(key).startswith("ModelCheckpoint") or not isinstance(state, dict):
             continue
