@@ -64,8 +64,9 @@ def test_study_plan_has_every_arm_size_and_seed(cells):
     ]
     # 10 models per size and seed (multitask, flat, 3 single, balanced, born_again, born_again_balanced,
     # born_again_mean, weighted); the control at 500 only; born_again_long and its 3 single_long, and
-    # born_again_ensemble, at 500 and 2,000; born_again_ensemble_last at 100, 500 and 2,000
-    assert sum(len(c.seeds) for c in cells) == 10 * 3 * 3 + 10 * 1 + 3 * 3 + 5 * 3 * 2 + 3 * 3
+    # born_again_ensemble, at 500 and 2,000; born_again_ensemble_last at 100, 500 and 2,000; its control
+    # single_ensemble_last, 3 models, at 500
+    assert sum(len(c.seeds) for c in cells) == 10 * 3 * 3 + 10 * 1 + 3 * 3 + 5 * 3 * 2 + 3 * 3 + 3 * 3
     assert {c.size for c in cells if c.arm == "single_taught"} == {500}
     longer = [(c.arm, c.size, c.epochs, c.val_every) for c in cells if c.arm.endswith("_long")]
     assert set(longer) == {(arm, 500, 24, 3) for arm in ("born_again_long", "single_long")} | {
@@ -83,7 +84,7 @@ def test_study_plan_born_again_cells_take_one_seed_and_wait_for_their_teachers(c
     singles = [c for c in cells if c.arm == "single"]
     assert waits_for(taught[0], singles) and not waits_for(taught[0], [c for c in singles if c.size != 500])
     taught_arms = ("born_again", "born_again_balanced", "born_again_mean", "single_taught", "born_again_long")
-    taught_arms += ("born_again_ensemble", "born_again_ensemble_last")
+    taught_arms += ("born_again_ensemble", "born_again_ensemble_last", "single_ensemble_last")
     assert not any(waits_for(c, cells) for c in cells if c.arm not in taught_arms)
 
 
@@ -109,6 +110,11 @@ def test_study_plan_arms_keep_their_heads_and_drop_any_other(cells):
                 f"born_again_ensemble_last-n{n}-s{s}": "model.heads.textcat.pooling=mean"
                 for n, s in taught[:9]
             },
+            **{
+                f"single_ensemble_last-{t}-n500-s{s}": "model.heads.textcat.pooling=mean"
+                for t in ("tagger", "ner", "textcat")
+                for s in (1, 2, 3)
+            },
             **{f"weighted-n{n}": "model.loss_weights.textcat=0.25" for n in sizes},  # study.weights
         }
     )
@@ -126,6 +132,11 @@ def test_study_plan_cell_composes_to_its_heads_data_and_budget(cells, tmp_path):
     assert cfg.logger.mlflow.tags.study_id == "s-1" and cfg.study.arm == "single"
     assert cfg.data.train[0].path.endswith("en_ewt-ud-train.conllu")  # experiment=ewt
     assert cfg.export.enabled is False and cfg.callbacks.checkpoint.save_last is False
+    control = next(c for c in cells if c.name == "single_ensemble_last-tagger-n500-s2")
+    assert control.teacher_seeds == (2, 3)
+    arguments = [a for a in control.arguments("sharing", "s-1", tmp_path) if not a.startswith("hydra.")]
+    taught = compose_config("train", tmp_path, [EXTRA_HEAD, *arguments], tmp_path / "out")
+    assert list(taught.model.heads) == ["tagger"] and taught.callbacks.checkpoint.monitor is None
     multitask = compose_config("train", tmp_path, ["study=sharing"], tmp_path / "out")
     assert cfg.model.heads.ner == multitask.model.heads.ner  # the same head as in the multitask model
 
