@@ -10,7 +10,7 @@ from scipy import stats
 
 from polyhead.report import main
 from polyhead.report.compare import parse_compare
-from polyhead.report.stats import difference, matched
+from polyhead.report.stats import difference, paired_by_seed
 
 SWEEP = "sweep-7"
 SIZES = (100, 500)
@@ -191,10 +191,10 @@ def test_report_difference_pairs_the_seeds_both_sides_ran():
     assert d.method == "paired" and (d.n_a, d.n_b) == (3, 3)
     assert d.diff == pytest.approx((0.02 + 0.01 + 0.05) / 3)
     assert (d.low, d.high) == pytest.approx(test.confidence_interval(0.95))
-    assert matched(more, fewer) == ([(1, 0.90), (2, 0.80), (3, 0.85)], fewer)
+    assert paired_by_seed(more, fewer) == [(0.90, 0.88), (0.80, 0.79), (0.85, 0.80)]
     # one seed in common, or a seed twice on a side: nothing to pair, Welch over everything
     assert difference(more, [(5, 0.6), (6, 0.7)]).method == "welch"
-    assert matched(more, [(1, 0.8), (1, 0.9), (2, 0.7)]) == (more, [(1, 0.8), (1, 0.9), (2, 0.7)])
+    assert paired_by_seed(more, [(1, 0.8), (1, 0.9), (2, 0.7)]) is None
 
 
 def test_report_difference_edge_cases():
