@@ -82,7 +82,7 @@ def checkpoint_from_run(tracking_uri: str, run_id: str) -> str:
     ckpt = checkpoint_dir(tracking_uri, run_id) / "last.ckpt"
     if not ckpt.is_file():
         raise UserError(f"run {run_id} has no last.ckpt (checkpoint_dir tag: {str(ckpt.parent)!r})")
-    if (other := saved_run_id(ckpt)) not in (None, run_id):
+    if (other := saved_run_id(peek_checkpoint(ckpt))) not in (None, run_id):
         raise UserError(f"{ckpt}: written by a later run ({other}) in the same folder, not by run {run_id}")
     return str(ckpt)
 
@@ -94,13 +94,18 @@ def pick_checkpoint(path: Path, run_id: str | None = None) -> Path:
     a run started afresh in a folder an earlier run left (a study rerunning a killed job) saves beside it."""
     if path.is_file():
         return path
-    found = [p for p in sorted(path.glob("best*.ckpt")) if not run_id or saved_run_id(p) in (None, run_id)]
-    scored = [(score, p) for p in found if (score := monitored_score(p)) and score[0] == score[0]]  # not NaN
+
+    def own(files) -> list[tuple[Path, dict]]:  # each file read once, for the run that saved it and its score
+        peeked = [(p, peek_checkpoint(p)) for p in files]
+        return [(p, ckpt) for p, ckpt in peeked if not run_id or saved_run_id(ckpt) in (None, run_id)]
+
+    best = own(sorted(path.glob("best*.ckpt")))
+    # scored, not NaN (score[0] == score[0])
+    scored = [(score, p) for p, ckpt in best if (score := monitored_score(ckpt)) and score[0] == score[0]]
     if scored:
         sign = 1.0 if scored[0][0][1] == "max" else -1.0
         return max(scored, key=lambda item: sign * item[0][0])[1]  # the first of equals: Lightning keeps it
-    last = [p for p in path.glob("last.ckpt") if not run_id or saved_run_id(p) in (None, run_id)]
-    found = found or last
+    found = [p for p, _ in best] or [p for p, _ in own(path.glob("last.ckpt"))]
     if not found:
         of_run = f" of run {run_id}" if run_id else ""
         raise UserError(f"{path}: no such checkpoint, nor a folder with best*.ckpt or last.ckpt{of_run}")
@@ -129,16 +134,18 @@ def peek_checkpoint(path: Path) -> dict:
     return ckpt if isinstance(ckpt, dict) else {}
 
 
-def saved_run_id(path: Path) -> str | None:
-    """The MLflow run that saved a checkpoint file (training.callbacks.state), None when it names none."""
-    run_id = peek_checkpoint(path).get("mlflow_run_id")
+def saved_run_id(ckpt: dict) -> str | None:
+    """The MLflow run that saved a checkpoint (peek_checkpoint; training.callbacks.state), None when it names
+    none."""
+    run_id = ckpt.get("mlflow_run_id")
     return run_id if isinstance(run_id, str) else None
 
 
-def monitored_score(path: Path) -> tuple[float, str] | None:
-    """(score, mode) a ModelCheckpoint saved `path` with: its monitor's value then (`current_score`) and
-    whether higher or lower is better; None for a file without one, or one that cannot be read."""
-    callbacks = peek_checkpoint(path).get("callbacks")
+def monitored_score(ckpt: dict) -> tuple[float, str] | None:
+    """(score, mode) a ModelCheckpoint saved a checkpoint (peek_checkpoint) with: its monitor's value then
+    (`current_score`) and whether higher or lower is better; None for a file without one, or one that cannot
+    be read."""
+    callbacks = ckpt.get("callbacks")
     for key, state in (callbacks or {}).items():
         if not str(key).startswith("ModelCheckpoint") or not isinstance(state, dict):
             continue
