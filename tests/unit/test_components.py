@@ -190,8 +190,10 @@ def test_components_heads_read_the_stored_vectors_padded(pipeline):
     empty = batch_vectors(docs[1:2], states[1:2], "tagger")
     assert empty.words.shape == (1, 1, enc.words.shape[-1]) and not empty.word_mask.any()
 
-    def everything(doc):
-        return [(t.pos_, t.head.i, t.dep_, t.ent_iob_, t.ent_type_) for t in doc], doc.cats
+    def tokens(doc):
+        return [(t.pos_, t.head.i, t.dep_, t.ent_iob_, t.ent_type_) for t in doc]
 
-    streamed = list(nlp.pipe(texts, batch_size=4))
-    assert [everything(d) for d in streamed] == [everything(nlp(t)) for t in texts]
+    streamed, alone = list(nlp.pipe(texts, batch_size=4)), [nlp(t) for t in texts]
+    assert [tokens(d) for d in streamed] == [tokens(d) for d in alone]
+    for one, other in zip(streamed, alone):  # a head's matmul over another batch may round differently
+        assert one.cats == pytest.approx(other.cats, rel=1e-6, abs=1e-7)  # (1 ulp on an AVX2-only EPYC)
