@@ -1,9 +1,10 @@
 """The encoder alone, every inference runtime side by side in one process: words/s and error against fp32.
 
 What `precision: auto` picks per CPU class rests on this A/B: torch fp32 with eager or sdpa attention,
-torch.compile, dynamic int8, bf16 weights, ONNX Runtime fp32 and int8. Runtimes alternate within each
-round (median of `--rounds`), so a shared machine's load falls on all of them alike. The pooled word
-vectors' largest relative error against fp32 eager tells which runtimes are exact.
+torch.compile, dynamic int8 (per tensor, and the int8-pc and int8-keep recipes), bf16 weights, ONNX Runtime
+fp32 and int8. Runtimes alternate within each round (median of `--rounds`), so a shared machine's load falls
+on all of them alike. The pooled word vectors' largest relative error against fp32 eager tells which
+runtimes are exact.
 
     python bench/encoder_runtimes.py --corpora ../shared/data
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-RUNTIMES = ("eager", "sdpa", "compile", "int8", "bf16", "onnx", "onnx-int8")
+RUNTIMES = ("eager", "sdpa", "compile", "int8", "int8-pc", "int8-keep", "bf16", "onnx", "onnx-int8")
 
 
 def ewt_sentences(corpora: str, limit: int) -> list[list[str]]:

@@ -20,6 +20,9 @@ import torch
 MATMUL_SIZE = 1024  # the issue's reference: a 1,024² matmul in torch, all of this process's threads
 ENCODER_PARTS = ["wordpieces", "windows", "transformer", "pooling"]
 HEAD_PARTS = {"forward": "forward", "decode": "decode", "set_annotations": "Doc writing"}  # attr: row
+# The matmul a runtime's encoder is held against: bf16 weights -> bf16, torch's int8 recipes -> its dynamic
+# int8 Linear; anything else (fp32, ONNX Runtime's) -> fp32
+PEAK_DTYPES = {"bf16": torch.bfloat16, "int8": torch.qint8, "int8-pc": torch.qint8, "int8-keep": torch.qint8}
 
 
 class Stages:
@@ -114,16 +117,32 @@ def transformer_flops(config, rows: int, length: int) -> float:
 
 
 def matmul_peak(dtype: torch.dtype, size: int = MATMUL_SIZE, repeats: int = 5, inner: int = 4) -> float:
-    """GFLOP/s of a size² x size² matmul in `dtype` on this process's threads: the best of `repeats`."""
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    """GFLOP/s of a size² x size² matmul in `dtype` on this process's threads: the best of `repeats`.
+    torch.qint8: torch's dynamic int8 Linear (int8 weights, the input quantized per call), as the torch int8
+    runtimes multiply."""
+    a = torch.randn(size, size)
+    if dtype == torch.qint8:
+        from torch.ao.quantization import quantize_dynamic
+
+        linear = torch.nn.Sequential(torch.nn.Linear(size, size, bias=False))
+        quantized = quantize_dynamic(linear, {torch.nn.Linear}, dtype=torch.qint8)
+
+        def product():
+            return quantized(a)
+    else:
+        a, b = a.to(dtype), torch.randn(size, size).to(dtype)
+
+        def product():
+            return a @ b
+
     with torch.inference_mode():
         for _ in range(2):
-            a @ b  # warm-up: oneDNN / BLAS kernel choice, allocator
+            product()  # warm-up: oneDNN / BLAS / fbgemm kernel choice, allocator
         best = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
             for _ in range(inner):
-                a @ b
+                product()
             best = min(best, (time.perf_counter() - start) / inner)
     return 2 * size**3 / best / 1e9
 
@@ -186,8 +205,8 @@ def profile_polyhead(nlp, texts: list[str], batch_size: int) -> dict:
         with stages("pass"):
             words = sum(len(doc) for doc in nlp.pipe(texts, batch_size=batch_size))
     config = component.encoder.model.config if onnx else runtime.model.config
-    dtype = torch.bfloat16 if component.resolved_precision == "bf16" else torch.float32
-    encoder = encoder_summary(probe, config, dtype, words)
+    peak_dtype = PEAK_DTYPES.get(component.resolved_precision, torch.float32)
+    encoder = encoder_summary(probe, config, peak_dtype, words)
     encoder["attention"] = "ONNX Runtime" if onnx else encoder["attention"]
     groups = [("spaCy tokenizer", []), ("encoder", ENCODER_PARTS)]
     groups += [(name, list(HEAD_PARTS.values())) for name in heads]

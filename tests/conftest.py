@@ -29,8 +29,9 @@ def child_env(**env: str) -> dict[str, str]:
     return env | ({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {})
 
 
-def write_tiny_bert(directory: Path, max_positions: int = 64) -> Path:
-    """A 2-layer, 32-wide random BERT saved like any pretrained encoder (safetensors + tokenizer files)."""
+def write_tiny_bert(directory: Path, max_positions: int = 64, layers: int = 2) -> Path:
+    """A 2-layer (`layers`), 32-wide random BERT saved like any pretrained encoder (safetensors + tokenizer
+    files)."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -40,7 +41,7 @@ def write_tiny_bert(directory: Path, max_positions: int = 64) -> Path:
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
         hidden_size=32,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=max_positions,

@@ -6,7 +6,8 @@ that `dvc plots` renders with its confusion template.
 By default the pipeline reads each text as a user's text reaches it, tokenised by spaCy's tokenizer, which
 splits some words differently from a treebank (scores are then aligned as `spacy evaluate` aligns them).
 `--gold-preproc` (as `spacy evaluate --gold-preproc`) gives it the gold tokens instead, which is what the
-run's test metrics measure: the two then agree."""
+run's test metrics measure: the two then agree, exactly where the encoder runs fp32 and within its rounding
+where `precision: auto` runs bf16 or int8 (docs/export.md)."""
 
 from __future__ import annotations
 

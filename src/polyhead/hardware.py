@@ -2,8 +2,9 @@
 
 bf16 pays only where the hardware multiplies bf16 natively: a CUDA GPU with bf16, or a CPU with AMX tiles or
 AVX512-BF16. Elsewhere torch emulates it (on a 2-core AMD EPYC with AVX2 only, bf16-mixed trained 9-28x
-slower than fp32 in bench/train_throughput.py), so `auto` picks fp32 there. The resolution functions are
-pure: they take a `Hardware` record, so every CPU class is testable on any machine.
+slower than fp32 in bench/train_throughput.py), so `auto` trains fp32 there, and the exported encoder runs
+int8-keep on such x86 CPUs (`inference_precision`). The resolution functions are pure: they take a
+`Hardware` record, so every CPU class is testable on any machine.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ INFERENCE_PRECISIONS = (
     *("auto", "fp32", "bf16", "int8", "onnx", "onnx-int8"),
     *("int8-pc", "int8-keep", "onnx-int8-pc", "onnx-int8-keep", "onnx-int8-static"),
 )
+
+# `auto`'s encoder on x86 CPUs without native bf16, and the torch capabilities that name those CPUs (fbgemm's
+# int8 kernels; int8-keep's 7-bit weights keep its u8 x s8 pair sums inside int16 where there is no VNNI).
+INT8_AUTO = "int8-keep"
+X86_INT8 = ("AVX2", "AVX512")
 
 
 @dataclass(frozen=True)
@@ -124,20 +130,25 @@ def train_precision(requested: str | int | None, hw: Hardware, accelerator: str 
 
 def inference_precision(requested: str, hw: Hardware) -> str:
     """How the exported encoder runs on this machine. `auto`: bf16 weights where the CPU computes bf16
-    natively, else torch fp32 — on an AVX2-only CPU neither ONNX Runtime (0.91-0.99x) nor torch.compile nor
-    any exact alternative measured >= 1.3x faster (bench/inference.py, bench/encoder_runtimes.py), so `auto`
-    stays on the exact torch path there. Explicit values are kept; bf16 on an emulating CPU warns."""
+    natively; on other x86 CPUs (torch capability AVX2 or AVX512) int8-keep, the one runtime that passed
+    issue 9's rule there (>= 1.3x torch fp32, UPOS, entity F1 and genre within 0.3 points; on a 2-core
+    AVX2-only AMD EPYC every head within 0.17, 1.26-1.65x in three bench/inference.py runs, 1.37x for the
+    encoder alone in bench/encoder_runtimes.py); elsewhere torch fp32.
+    `polyhead.export.runtimes.resolve_precision` falls back to fp32 for an encoder int8-keep cannot
+    quantize. Explicit values are kept; bf16 on an emulating CPU warns."""
     if requested not in INFERENCE_PRECISIONS:
         raise ValueError(f"encoder precision must be one of {INFERENCE_PRECISIONS}, got {requested!r}")
     if requested == "bf16" and not hw.cpu_bf16:
         log.warning(
             "encoder precision bf16 on a CPU without native bf16 (%s): torch emulates bf16 here, many times "
-            "slower than fp32; precision 'auto' picks the fastest exact path for this CPU.",
+            "slower than fp32; precision 'auto' picks the fastest path within 0.3 points for this CPU.",
             hw.describe(),
         )
     if requested != "auto":
         return requested
-    return "bf16" if hw.cpu_bf16 else "fp32"
+    if hw.cpu_bf16:
+        return "bf16"
+    return INT8_AUTO if hw.capability in X86_INT8 else "fp32"
 
 
 def resolve_trainer_precision(trainer_cfg) -> str | int:

@@ -3,7 +3,7 @@
 import pytest
 import spacy
 import torch
-from conftest import compose_train, only_run
+from conftest import compose_train, only_run, write_tiny_bert
 
 from polyhead.hardware import detect, inference_precision, train_precision
 from polyhead.training.run import run
@@ -287,3 +287,27 @@ def test_runtimes_int8_keep_refuses_a_linear_the_model_lacks(tiny_bert, keep):
     assert kept_linears(model, ((0, "output.dense"), (-2, "output.dense"))) == [
         "encoder.layer.0.output.dense"
     ]
+
+
+def test_runtimes_auto_runs_int8_keep_on_x86_without_bf16_where_it_can_keep_its_layers(tiny_bert, tmp_path):
+    """`auto` by CPU class and encoder: int8-keep on AVX2 and AVX512 CPUs without native bf16, bf16 where the
+    CPU has it, fp32 elsewhere; an encoder lacking a Linear int8-keep keeps (here a one-layer student of the
+    tiny BERT's kind: no layer 1) runs fp32 under `auto`, while an explicit int8-keep is left to refuse it."""
+    from polyhead.export.runtimes import resolve_precision
+    from polyhead.hardware import Hardware
+    from polyhead.models.encoder import Encoder
+
+    avx2, avx512 = Hardware("AMD EPYC", "AVX2"), Hardware("Intel Xeon Gold 6148", "AVX512")
+    amx = Hardware("Intel Xeon", "AVX512", amx=True, avx512_bf16=True)
+    arm = Hardware("Neoverse-N1", "DEFAULT")
+    two = Encoder(str(tiny_bert), window=30, stride=20)
+    assert [resolve_precision("auto", two, hw) for hw in (avx2, avx512, amx, arm)] == [
+        "int8-keep",
+        "int8-keep",
+        "bf16",
+        "fp32",
+    ]
+    one = Encoder(str(write_tiny_bert(tmp_path, layers=1)), window=30, stride=20)
+    assert resolve_precision("auto", one, avx2) == "fp32"
+    assert resolve_precision("int8-keep", one, avx2) == "int8-keep"
+    assert resolve_precision("auto", one, amx) == "bf16"

@@ -63,10 +63,11 @@ class PolyheadEncoder(BatchedComponent):
     """Runs the shared transformer once per batch of Docs, in length-sorted sub-batches to limit padding.
 
     `precision` is how the encoder runs on the machine that loads the pipeline (the saved weights stay fp32):
-    auto (the default: bf16 where the CPU computes bf16 natively, else torch fp32), fp32, bf16 (a bf16
-    copy of the weights), int8 (dynamic quantization of the Linear layers),
-    onnx / onnx-int8 (ONNX Runtime), and the int8 variants of polyhead.hardware.INFERENCE_PRECISIONS. See
-    `polyhead.export.runtimes`; `resolved_precision` says what ran."""
+    auto (the default: bf16 where the CPU computes bf16 natively, int8-keep on other x86 CPUs, else torch
+    fp32; `polyhead.export.runtimes.resolve_precision`), fp32, bf16 (a bf16 copy of the weights), int8
+    (dynamic quantization of the Linear layers), onnx / onnx-int8 (ONNX Runtime), and the int8 variants of
+    polyhead.hardware.INFERENCE_PRECISIONS. See `polyhead.export.runtimes`; `resolved_precision` says what
+    ran."""
 
     def __init__(self, nlp: Language, name: str, batch_size: int = 64, precision: str = "auto"):
         if precision not in INFERENCE_PRECISIONS:

@@ -14,7 +14,7 @@ from spacy.language import Language
 import polyhead.export.factories  # noqa: F401  (registers the polyhead_encoder and polyhead_head factories)
 from polyhead.data.collate import Collator
 from polyhead.errors import UserError
-from polyhead.hardware import detect, inference_precision
+from polyhead.export.runtimes import resolve_precision
 from polyhead.models.heads.registry import cats_clash, place_clash
 from polyhead.models.heads.tagger import TokenTaggingHead
 from polyhead.models.multitask import MultitaskModel
@@ -130,7 +130,7 @@ def export_run(cfg: DictConfig, model: MultitaskModel, collate: Collator, logger
         tag_attr=cfg.export.get("tag_attr"),
         precision=cfg.export.precision,
     )
-    resolved = inference_precision(cfg.export.precision, detect())
+    resolved = resolve_precision(cfg.export.precision, model.encoder)
     log_artifacts(loggers, path, "spacy_pipeline")
     set_tags(loggers, {"hw/inference_precision": resolved})
     return path

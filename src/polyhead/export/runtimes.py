@@ -2,9 +2,10 @@
 
 Every runtime maps an `Alignment` to the same `EncoderOutput` through the same pooling code as training
 (`word_outputs`); only the transformer's forward pass differs. `auto` is resolved on the machine that loads
-the pipeline (`polyhead.hardware.inference_precision`): bf16 weights on a CPU with native bf16, torch fp32
-elsewhere. ONNX Runtime (`onnx` and its int8 kinds; the optional `polyhead[onnx]` extra) is selectable, as
-are the int8 recipes of `polyhead.export.quantize` (per-tensor, per-channel, some layers kept fp32, static).
+the pipeline (`resolve_precision`): bf16 weights on a CPU with native bf16, int8-keep on other x86 CPUs
+(fp32 for an encoder whose layers it cannot name), torch fp32 elsewhere. ONNX Runtime (`onnx` and its int8
+kinds; the optional `polyhead[onnx]` extra) is selectable, as are the int8 recipes of
+`polyhead.export.quantize` (per-tensor, per-channel, some layers kept fp32, static).
 
 ONNX Runtime runs an ONNX export of the encoder's `hidden()` (transformer + scalar mix), written once per
 machine to a cache keyed by the weights' hash: `$POLYHEAD_CACHE`, else `$XDG_CACHE_HOME/polyhead`, else
@@ -27,8 +28,9 @@ import torch
 from torch import nn
 
 from polyhead.cache import cache_dir, cached_file, private_dir, write_private
-from polyhead.export.quantize import TORCH_INT8, onnx_quantizer, quantize_linears
-from polyhead.hardware import detect, inference_precision
+from polyhead.errors import UserError
+from polyhead.export.quantize import TORCH_INT8, kept_linears, onnx_quantizer, quantize_linears
+from polyhead.hardware import INT8_AUTO, Hardware, detect, inference_precision
 from polyhead.models.encoder import Encoder, EncoderOutput, word_outputs
 from polyhead.tokens.alignment import Alignment
 
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 def build_runtime(encoder: Encoder, precision: str):
     """A callable Alignment -> EncoderOutput for `precision` (one of INFERENCE_PRECISIONS), and the precision
     it resolved to on this machine."""
-    resolved = inference_precision(precision, detect())
+    resolved = resolve_precision(precision, encoder)
     if resolved.startswith("onnx"):
         return OnnxEncoder(encoder, resolved), resolved
     runtime = copy.deepcopy(encoder).eval()
@@ -48,6 +50,21 @@ def build_runtime(encoder: Encoder, precision: str):
     elif resolved in TORCH_INT8:
         runtime.model = quantize_linears(runtime.model, resolved)
     return runtime, resolved
+
+
+def resolve_precision(precision: str, encoder: Encoder, hw: Hardware | None = None) -> str:
+    """What `precision` runs as for `encoder` on `hw` (None: this machine): `inference_precision`, except
+    that `auto`'s int8-keep needs the Linear layers it keeps in fp32 (KEEP_FP32, BERT-family names); an
+    encoder without them (another family, a one-layer student) runs torch fp32 under `auto`."""
+    resolved = inference_precision(precision, hw or detect())
+    if precision != "auto" or resolved != INT8_AUTO:
+        return resolved
+    try:
+        kept_linears(encoder.model)
+    except (UserError, ValueError) as err:
+        log.info("encoder precision auto: torch fp32, not %s (%s)", INT8_AUTO, err)
+        return "fp32"
+    return resolved
 
 
 class _Hidden(nn.Module):
