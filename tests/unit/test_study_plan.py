@@ -322,3 +322,30 @@ def test_study_plan_compares_only_arms_the_study_runs():
     assert "study/arm=multitask vs study/arm=single" in kept
     full = compose_study(PROJECT_ROOT, "sharing", [])
     assert comparisons(full) == list(full.study.compare)
+
+
+def test_study_plan_confirmation_runs_only_the_three_arms_its_findings_rest_on():
+    """conf/study/sharing_confirm.yaml: sharing.yaml's arms and settings, run afresh for single, the
+    ensemble-taught multitask model and its control; six seeds at 500 and 2,000, three at 100 and "all"."""
+    from collections import Counter
+
+    from polyhead.study.run import comparisons
+
+    cfg = compose_study(PROJECT_ROOT, "sharing_confirm", [])
+    confirm = plan(cfg)
+    runs = Counter()
+    for cell in confirm:
+        runs[cell.arm, cell.size] += len(cell.seeds)
+    assert runs == {
+        ("single", 100): 9, ("single", 500): 18, ("single", 2000): 18, ("single", None): 9,
+        ("born_again_ensemble_last", 100): 3, ("born_again_ensemble_last", 500): 6,
+        ("born_again_ensemble_last", 2000): 6, ("born_again_ensemble_last", None): 3,
+        ("single_ensemble_last", 500): 18, ("single_ensemble_last", 2000): 18,
+    }  # fmt: skip
+    sharing = compose_study(PROJECT_ROOT, "sharing", [])
+    for arm in ("single", "born_again_ensemble_last", "single_ensemble_last"):
+        settings = {k: v for k, v in cfg.study.arms[arm].items() if k != "sizes"}
+        assert settings == {k: v for k, v in sharing.study.arms[arm].items() if k != "sizes"}
+    assert comparisons(cfg) == list(cfg.study.compare) and len(cfg.study.compare) == 3
+    taught = next(c for c in confirm if c.name == "born_again_ensemble_last-nall-s3")
+    assert taught.teacher_seeds == (3, 1)  # its seed's and the next seed's single runs
