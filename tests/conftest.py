@@ -30,8 +30,8 @@ def child_env(**env: str) -> dict[str, str]:
 
 
 def write_tiny_bert(directory: Path, max_positions: int = 64, layers: int = 2) -> Path:
-    """A 2-layer (`layers`), 32-wide random BERT saved like any pretrained encoder (safetensors + tokenizer
-    files)."""
+    """A random BERT, `layers` deep (2 by default) and 32 wide, saved like any pretrained encoder (safetensors
+    + tokenizer files)."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 

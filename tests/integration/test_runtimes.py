@@ -293,7 +293,8 @@ def test_runtimes_auto_runs_int8_keep_on_x86_without_bf16_where_it_can_keep_its_
     """`auto` by CPU class and encoder: int8-keep on AVX2 and AVX512 CPUs without native bf16, bf16 where the
     CPU has it, fp32 elsewhere; an encoder lacking a Linear int8-keep keeps (here a one-layer student of the
     tiny BERT's kind: no layer 1) runs fp32 under `auto`, while an explicit int8-keep is left to refuse it."""
-    from polyhead.export.runtimes import resolve_precision
+    from polyhead.errors import UserError
+    from polyhead.export.runtimes import build_runtime, resolve_precision
     from polyhead.hardware import Hardware
     from polyhead.models.encoder import Encoder
 
@@ -311,3 +312,5 @@ def test_runtimes_auto_runs_int8_keep_on_x86_without_bf16_where_it_can_keep_its_
     assert resolve_precision("auto", one, avx2) == "fp32"
     assert resolve_precision("int8-keep", one, avx2) == "int8-keep"
     assert resolve_precision("auto", one, amx) == "bf16"
+    with pytest.raises(UserError, match="int8 keeps layer 1's 'output.dense' in fp32"):
+        build_runtime(one, "int8-keep")
