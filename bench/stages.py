@@ -20,9 +20,6 @@ import torch
 MATMUL_SIZE = 1024  # the reference: a 1,024² matmul in torch, all of this process's threads
 ENCODER_PARTS = ["wordpieces", "windows", "transformer", "pooling"]
 HEAD_PARTS = {"forward": "forward", "decode": "decode", "set_annotations": "Doc writing"}  # attr: row
-# The matmul a runtime's encoder is held against: bf16 weights -> bf16, torch's int8 recipes -> its dynamic
-# int8 Linear; anything else (fp32, ONNX Runtime's) -> fp32
-PEAK_DTYPES = {"bf16": torch.bfloat16, "int8": torch.qint8, "int8-pc": torch.qint8, "int8-keep": torch.qint8}
 
 
 class Stages:
@@ -180,6 +177,7 @@ def profile_polyhead(nlp, texts: list[str], batch_size: int) -> dict:
     import polyhead.data.collate as collate
     import polyhead.export.runtimes as runtimes
     import polyhead.models.encoder as encoder_module
+    from polyhead.export.quantize import TORCH_INT8
 
     component = nlp.get_pipe("encoder")
     runtime = component.runtime()  # built by the timed passes before
@@ -205,7 +203,10 @@ def profile_polyhead(nlp, texts: list[str], batch_size: int) -> dict:
         with stages("pass"):
             words = sum(len(doc) for doc in nlp.pipe(texts, batch_size=batch_size))
     config = component.encoder.model.config if onnx else runtime.model.config
-    peak_dtype = PEAK_DTYPES.get(component.resolved_precision, torch.float32)
+    # the matmul the encoder is held against: bf16 weights -> bf16, torch's int8 recipes -> its dynamic int8
+    # Linear; anything else (fp32, ONNX Runtime's) -> fp32
+    peak_dtype = {"bf16": torch.bfloat16}.get(component.resolved_precision, torch.float32)
+    peak_dtype = torch.qint8 if component.resolved_precision in TORCH_INT8 else peak_dtype
     encoder = encoder_summary(probe, config, peak_dtype, words)
     encoder["attention"] = "ONNX Runtime" if onnx else encoder["attention"]
     groups = [("spaCy tokenizer", []), ("encoder", ENCODER_PARTS)]
