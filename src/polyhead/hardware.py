@@ -133,7 +133,7 @@ def inference_precision(requested: str, hw: Hardware) -> str:
     natively; on other x86 CPUs (torch capability AVX2 or AVX512) int8-keep, the one runtime that passed
     issue 9's rule there (>= 1.3x torch fp32, UPOS, entity F1 and genre within 0.3 points; on a 2-core
     AVX2-only AMD EPYC every head within 0.17, 1.26-1.65x in three bench/inference.py runs, 1.37x for the
-    encoder alone in bench/encoder_runtimes.py); elsewhere torch fp32.
+    encoder alone in bench/encoder_runtimes.py; AVX-512 without bf16 is unmeasured); elsewhere torch fp32.
     `polyhead.export.runtimes.resolve_precision` falls back to fp32 for an encoder int8-keep cannot
     quantize. Explicit values are kept; bf16 on an emulating CPU warns."""
     if requested not in INFERENCE_PRECISIONS:
