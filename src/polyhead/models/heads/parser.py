@@ -303,6 +303,17 @@ def set_tree(doc, index: list[int], heads: list[int], deps: list[str]) -> None:
     if not index:
         return
     n, m = len(doc), min(len(index), len(heads), len(deps))  # as zip(index, heads, deps) pairs them
+    strings = doc.vocab.strings
+    ids = {dep: strings.add(dep) for dep in dict.fromkeys(deps[:m])}
+    # relative heads are signed (spaCy reads them from uint64 two's complement); label hashes are uint64
+    # and may exceed int64's range, so the two columns are built apart
+    columns = np.empty((n, 2), dtype="uint64")
+    if m == n:  # every token a word (index rises, so it is 0..n-1): plain lists, a few numpy calls
+        relative = [h - 1 - i if h > 0 else 0 for i, h in enumerate(heads[:m])]
+        columns[:, 0] = np.array(relative, dtype="int64").view("uint64")
+        columns[:, 1] = [ids[dep] for dep in deps[:m]]
+        doc.from_array([HEAD, DEP], columns)
+        return
     positions, words = np.arange(n), np.asarray(index, dtype=np.int64)
     is_word = np.zeros(n, dtype=bool)
     is_word[words] = True
@@ -310,15 +321,10 @@ def set_tree(doc, index: list[int], heads: list[int], deps: list[str]) -> None:
     absolute[absolute < 0] = words[0]  # whitespace before any word: the first word
     given, head = words[:m], np.asarray(heads[:m], dtype=np.int64)
     absolute[given] = np.where(head > 0, words[head - 1], given)
-    # relative heads are signed (spaCy reads them from uint64 two's complement); label hashes are uint64
-    # and may exceed int64's range, so the two columns are built apart
-    relative = (absolute - positions).astype("int64").view("uint64")
-    strings = doc.vocab.strings
-    ids = {dep: strings.add(dep) for dep in dict.fromkeys(deps[:m])}
-    hashes = np.empty(n, dtype="uint64")
+    columns[:, 0] = (absolute - positions).astype("int64").view("uint64")
     spaces = np.ones(n, dtype=bool)
     spaces[given] = False
     if spaces.any():
-        hashes[spaces] = strings.add(SPACE_DEP)
-    hashes[given] = np.array([ids[dep] for dep in deps[:m]], dtype="uint64")
-    doc.from_array([HEAD, DEP], np.stack([relative, hashes], axis=1))
+        columns[spaces, 1] = strings.add(SPACE_DEP)
+    columns[given, 1] = [ids[dep] for dep in deps[:m]]
+    doc.from_array([HEAD, DEP], columns)
