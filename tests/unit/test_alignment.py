@@ -62,3 +62,43 @@ def test_alignment_empty_text_and_bad_settings():
         plan_alignment([[[1]]], window=4, stride=2, pooling="last", special=SPECIAL, pad_id=0)
     with pytest.raises(ValueError, match="stride"):
         plan_alignment([[[1]]], window=4, stride=5, pooling="first", special=SPECIAL, pad_id=0)
+
+
+def plan_reference(pieces, window, stride, pooling, row_len):
+    """Every piece walked one by one, window by window: (rows, piece_index against rows of row_len,
+    word_index, window_text)."""
+    width = max(1, max((len(words) for words in pieces), default=0))
+    rows, piece_index, word_index, window_text = [], [], [], []
+    for text_i, words in enumerate(pieces):
+        flat = [(p, w) for w, word_pieces in enumerate(words) for p in word_pieces]
+        for start in window_starts(len(flat), window, stride):
+            chunk, seen = flat[start : start + window], set()
+            for offset, (_, w) in enumerate(chunk):
+                if pooling == "mean" or w not in seen:
+                    piece_index.append(len(rows) * row_len + 1 + offset)
+                    word_index.append(text_i * width + w)
+                seen.add(w)
+            rows.append([101] + [p for p, _ in chunk] + [102])
+            window_text.append(text_i)
+    return rows, piece_index, word_index, window_text
+
+
+@pytest.mark.parametrize("pooling", ["first", "mean"])
+def test_alignment_plan_equals_piece_by_piece_walk_on_random_texts(pooling):
+    """Texts of one window take a shortcut past the per-piece walk: the same plan, words without pieces,
+    empty texts and texts of several windows included."""
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        pieces = []
+        for _ in range(int(torch.randint(1, 6, (1,), generator=gen))):
+            n_words = int(torch.randint(0, 12, (1,), generator=gen))
+            sizes = torch.randint(0, 4, (n_words,), generator=gen).tolist()
+            pieces.append([list(range(1000 * w, 1000 * w + size)) for w, size in enumerate(sizes)])
+        al = plan_alignment(pieces, window=8, stride=5, pooling=pooling, special=SPECIAL, pad_id=0)
+        rows, piece_index, word_index, window_text = plan_reference(pieces, 8, 5, pooling, 10)
+        longest = max(map(len, rows))
+        assert al.input_ids.tolist() == [r + [0] * (longest - len(r)) for r in rows]
+        assert al.attention_mask.tolist() == [[1] * len(r) + [0] * (longest - len(r)) for r in rows]
+        assert al.piece_index.tolist() == [i // 10 * longest + i % 10 for i in piece_index]
+        assert al.word_index.tolist() == word_index
+        assert al.window_text.tolist() == window_text

@@ -20,6 +20,7 @@ and export align words identically.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate, chain
 
 import torch
 
@@ -78,6 +79,19 @@ def plan_alignment(
     rows, window_text, piece_index, word_index = [], [], [], []
     row_len = len(prefix) + window + len(suffix)
     for text_i, words in enumerate(pieces):
+        if sum(map(len, words)) <= window:  # one window (most texts): no per-piece bookkeeping
+            row, base = len(rows), len(rows) * row_len + len(prefix)
+            sizes = [len(word_pieces) for word_pieces in words]
+            starts = list(accumulate(sizes, initial=0))
+            if pooling == "first":
+                piece_index += [base + start for start, size in zip(starts, sizes) if size]
+                word_index += [text_i * width + w for w, size in enumerate(sizes) if size]
+            else:
+                piece_index += range(base, base + starts[-1])
+                word_index += [text_i * width + w for w, size in enumerate(sizes) for _ in range(size)]
+            rows.append(prefix + list(chain.from_iterable(words)) + suffix)
+            window_text.append(text_i)
+            continue
         flat = [(p, w) for w, word_pieces in enumerate(words) for p in word_pieces]
         for start in window_starts(len(flat), window, stride):
             chunk = flat[start : start + window]
@@ -92,11 +106,8 @@ def plan_alignment(
             rows.append(prefix + [p for p, _ in chunk] + suffix)
             window_text.append(text_i)
     longest = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)
-    for i, r in enumerate(rows):
-        input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        attention_mask[i, : len(r)] = 1
+    input_ids = torch.tensor([r + [pad_id] * (longest - len(r)) for r in rows], dtype=torch.long)
+    attention_mask = (torch.arange(longest) < torch.tensor([len(r) for r in rows]).unsqueeze(1)).long()
     # piece_index was computed against rows of width row_len; re-base it onto the padded width.
     piece = torch.tensor(piece_index, dtype=torch.long)
     piece = (piece // row_len) * longest + piece % row_len
