@@ -8,7 +8,9 @@ classification; `hf_heads`), all of them or the first; the table names them. Acc
 genre macro-F1) is spaCy's scorer on the whole of EWT test ⋈ UNER test, so the cost of each runtime shows
 next to its speed. `--rounds R` runs every configuration R times, alternating, and keeps each one's median:
 on a shared machine, compare ratios from one run. `--profile` adds one more pass per configuration with every
-stage timed, and the encoder's GFLOP/s against this process's matmul peak (bench/stages.py).
+stage timed, and the encoder's GFLOP/s against this process's matmul peak (bench/stages.py). The "every head"
+configurations also time the pipeline without the heads HF has no model for (the parser), the two
+alternating in one process: the parser's cost as a ratio that the machine's load moves less.
 
     python bench/inference.py outputs/runs/<run>/spacy_pipeline --corpora ../shared/data
 """
@@ -107,11 +109,26 @@ def timed(fn, repeats: int) -> list[float]:
     return times
 
 
+def alternated(first, second, repeats: int) -> tuple[list[float], list[float]]:
+    """Seconds of `first` and `second`, one after the other `repeats` times, the order swapped every time
+    (a machine that slows down mid-run slows both alike), after one warm-up pass of each."""
+    first(), second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for i in range(repeats):
+        for which, fn in ((0, first), (1, second))[:: 1 if i % 2 == 0 else -1]:
+            start = time.perf_counter()
+            fn()
+            times[which].append(time.perf_counter() - start)
+    return times
+
+
 def measure_polyhead(
-    pipeline: str, examples, docbin, precision: str, disables: list[list[str]], args
+    pipeline: str, examples, docbin, precision: str, disables: list[list[str]], args, without=()
 ) -> dict:
     """One pipeline per entry of `disables` (one: the multitask pipeline; one per head: single-task
-    pipelines, each with its own encoder pass), all run over the texts in turn and timed together."""
+    pipelines, each with its own encoder pass), all run over the texts in turn and timed together.
+    `without`: heads whose cost is measured apart, the pipeline with and without them alternating in this
+    process (a ratio of two configurations run in their own processes moves with the machine's load)."""
     import spacy
     from spacy.tokens import Doc
     from spacy.training import Example
@@ -128,6 +145,17 @@ def measure_polyhead(
         found = each.evaluate([Example(b.copy(), g) for b, g in zip(bare, gold)], batch_size=args.pipe_batch)
         scores |= {k: v for k, v in found.items() if v is not None and scores.get(k) is None}
     profile = profile_polyhead(nlp, texts, args.pipe_batch) if args.profile and len(nlps) == 1 else None
+    apart = {}
+    if without:
+
+        def bare() -> None:
+            with nlp.select_pipes(disable=list(without)):
+                list(nlp.pipe(texts, batch_size=args.pipe_batch))
+
+        full, less = alternated(lambda: list(nlp.pipe(texts, batch_size=args.pipe_batch)), bare, args.repeats)
+        ratio = statistics.median(less) / statistics.median(full)
+        apart = {"heads": list(without), "seconds": less, "seconds_with": full, "x_without": ratio}
+        apart = {"without": apart}
     return {
         "words": sum(len(nlp.make_doc(t)) for t in texts),
         "seconds": times,
@@ -137,6 +165,7 @@ def measure_polyhead(
         "genre_macro_f": scores.get("cats_macro_f"),
         "las": scores.get("dep_las"),  # where the pipeline's parser ran (spaCy's scorer: every word)
         **({"profile": profile} if profile else {}),
+        **apart,
     }
 
 
@@ -173,7 +202,8 @@ def measure(name: str, args) -> dict:
         every = [*heads, *disable]
         disables = [[n for n in every if n != h] for h in heads] if which == "each" else [disable]
         disables = [[]] if which == "every" else disables
-        result = measure_polyhead(args.pipeline, examples, docbin, precision, disables, args)
+        without = disable if which == "every" else ()  # the heads HF has no model for: the parser
+        result = measure_polyhead(args.pipeline, examples, docbin, precision, disables, args, without)
         heads = every if which == "every" else heads
     else:
         result = measure_hf(args.pipeline, examples, precision, heads, args)
@@ -201,6 +231,13 @@ def table(results: dict, hardware: str) -> str:
             f"{ratio} {r['peak_rss_gb']:>7.2f} {pct(r.get('upos'))} {pct(r.get('ents_f'))} "
             f"{pct(r.get('genre_macro_f'))} {pct(r.get('las'))}  {','.join(r['heads'])}"
         )
+    for name, r in results.items():
+        if "without" in r:
+            apart = r["without"]
+            lines.append(
+                f"{name}: {apart['x_without']:.3f}x the words/s without {', '.join(apart['heads'])} "
+                f"(the two alternating in one process, medians of {len(apart['seconds'])})"
+            )
     return "\n".join(lines)
 
 
