@@ -80,7 +80,7 @@ def plan_alignment(
     row_len = len(prefix) + window + len(suffix)
     for text_i, words in enumerate(pieces):
         if sum(map(len, words)) <= window:  # one window (most texts): no per-piece bookkeeping
-            row, base = len(rows), len(rows) * row_len + len(prefix)
+            base = len(rows) * row_len + len(prefix)
             sizes = [len(word_pieces) for word_pieces in words]
             starts = list(accumulate(sizes, initial=0))
             if pooling == "first":
