@@ -148,14 +148,13 @@ def measure_polyhead(
     apart = {}
     if without:
 
-        def bare() -> None:
-            with nlp.select_pipes(disable=list(without)):
+        def annotate(disable=()) -> None:
+            with nlp.select_pipes(disable=list(disable)):
                 list(nlp.pipe(texts, batch_size=args.pipe_batch))
 
-        full, less = alternated(lambda: list(nlp.pipe(texts, batch_size=args.pipe_batch)), bare, args.repeats)
+        full, less = alternated(annotate, lambda: annotate(without), args.repeats)
         ratio = statistics.median(less) / statistics.median(full)
-        apart = {"heads": list(without), "seconds": less, "seconds_with": full, "x_without": ratio}
-        apart = {"without": apart}
+        apart["without"] = {"heads": list(without), "seconds": less, "seconds_with": full, "x_without": ratio}
     return {
         "words": sum(len(nlp.make_doc(t)) for t in texts),
         "seconds": times,

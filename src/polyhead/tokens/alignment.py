@@ -79,9 +79,9 @@ def plan_alignment(
     rows, window_text, piece_index, word_index = [], [], [], []
     row_len = len(prefix) + window + len(suffix)
     for text_i, words in enumerate(pieces):
-        if sum(map(len, words)) <= window:  # one window (most texts): no per-piece bookkeeping
+        sizes = [len(word_pieces) for word_pieces in words]
+        if sum(sizes) <= window:  # one window (most texts): no per-piece bookkeeping
             base = len(rows) * row_len + len(prefix)
-            sizes = [len(word_pieces) for word_pieces in words]
             starts = list(accumulate(sizes, initial=0))
             if pooling == "first":
                 piece_index += [base + start for start, size in zip(starts, sizes) if size]

@@ -305,13 +305,14 @@ def set_tree(doc, index: list[int], heads: list[int], deps: list[str]) -> None:
     n, m = len(doc), min(len(index), len(heads), len(deps))  # as zip(index, heads, deps) pairs them
     strings = doc.vocab.strings
     ids = {dep: strings.add(dep) for dep in dict.fromkeys(deps[:m])}
+    labels = [ids[dep] for dep in deps[:m]]
     # relative heads are signed (spaCy reads them from uint64 two's complement); label hashes are uint64
     # and may exceed int64's range, so the two columns are built apart
     columns = np.empty((n, 2), dtype="uint64")
     if m == n:  # every token a word (index rises, so it is 0..n-1): plain lists, a few numpy calls
         relative = [h - 1 - i if h > 0 else 0 for i, h in enumerate(heads[:m])]
         columns[:, 0] = np.array(relative, dtype="int64").view("uint64")
-        columns[:, 1] = [ids[dep] for dep in deps[:m]]
+        columns[:, 1] = labels
         doc.from_array([HEAD, DEP], columns)
         return
     positions, words = np.arange(n), np.asarray(index, dtype=np.int64)
@@ -326,5 +327,5 @@ def set_tree(doc, index: list[int], heads: list[int], deps: list[str]) -> None:
     spaces[given] = False
     if spaces.any():
         columns[spaces, 1] = strings.add(SPACE_DEP)
-    columns[given, 1] = [ids[dep] for dep in deps[:m]]
+    columns[given, 1] = labels
     doc.from_array([HEAD, DEP], columns)
