@@ -29,8 +29,8 @@ from pathlib import Path
 
 from isolated import run_rounds
 
-METRICS = ("tagger_acc", "ner_f1", "ner_precision", "ner_recall", "textcat_macro_f1")
-HEADERS = dict(zip(METRICS, ("UPOS", "ent F1", "ent P", "ent R", "genre F")))
+METRICS = ("tagger_acc", "ner_f1", "ner_precision", "ner_recall", "textcat_macro_f1", "parser_las")
+HEADERS = dict(zip(METRICS, ("UPOS", "ent F1", "ent P", "ent R", "genre F", "LAS")))
 WATCHED = {"polyhead", "torch", "transformers"}  # imports that a plain spaCy pipeline should not need
 
 
@@ -171,8 +171,10 @@ def with_metrics(results: dict[str, dict]) -> dict[str, dict]:
     from polyhead.distill.spacy_cnn import polyhead_names
     from polyhead.models.heads.registry import HEADS
 
-    # the bench's pipelines learn EWT's tasks, named after their head kinds (token.pos_, doc.ents, doc.cats)
-    writers = {task: (HEADS[task], dict(HEADS[task].spacy_options)) for task in ("tagger", "ner", "textcat")}
+    # the bench's pipelines learn EWT's tasks, named after their head kinds (token.pos_, doc.ents, doc.cats,
+    # token.head: LAS where a pipeline parses)
+    tasks = ("tagger", "ner", "textcat", "parser")
+    writers = {task: (HEADS[task], dict(HEADS[task].spacy_options)) for task in tasks}
     for r in results.values():
         r["metrics"] = polyhead_names(r["spacy_scores"], writers)
     return results
