@@ -50,9 +50,8 @@ def measure(path: str, args) -> dict:
     """One pipeline in this process, importing nothing of polyhead's itself (so it runs in a plain spaCy
     venv too): speed, peak RSS after loading and timing, then spaCy's scores on the gold Docs' tokens."""
     import spacy
-    from inference import timed
-    from spacy.tokens import Doc, DocBin
-    from spacy.training import Example
+    from inference import gold_scores, timed
+    from spacy.tokens import DocBin
 
     names = spacy.util.load_config(Path(path) / "config.cfg")["nlp"]["pipeline"]
     config = {"components": {"encoder": {"precision": args.precision}}} if "encoder" in names else {}
@@ -71,8 +70,7 @@ def measure(path: str, args) -> dict:
         "imported": sorted({m.split(".")[0] for m in sys.modules} & WATCHED),
         "runs_as": nlp.get_pipe("encoder").resolved_precision if "encoder" in names else "fp32",
     }
-    bare = [Doc(nlp.vocab, words=[t.text for t in g], spaces=[bool(t.whitespace_) for t in g]) for g in gold]
-    scores = nlp.evaluate([Example(b, g) for b, g in zip(bare, gold)], batch_size=args.pipe_batch)
+    scores = gold_scores(nlp, gold, args.pipe_batch)
     result["spacy_scores"] = {k: v for k, v in scores.items() if isinstance(v, float) or k == "ents_per_type"}
     return result
 

@@ -18,7 +18,7 @@ import json
 import statistics
 from pathlib import Path
 
-from inference import alternated, gold_examples
+from inference import alternated, gold_examples, gold_scores
 
 SCORES = {"parser": "dep_las", "tagger": "pos_acc", "ner": "ents_f", "textcat": "cats_macro_f"}
 
@@ -38,12 +38,8 @@ def encoded(path: str, head: str, texts: list[str], args):
 
 
 def score(nlp, gold, head: str, args) -> float | None:
-    from spacy.tokens import Doc
-    from spacy.training import Example
-
-    bare = [Doc(nlp.vocab, words=[t.text for t in g], spaces=[bool(t.whitespace_) for t in g]) for g in gold]
     with nlp.select_pipes(enable=["encoder", head]):
-        scores = nlp.evaluate([Example(b, g) for b, g in zip(bare, gold)], batch_size=args.pipe_batch)
+        scores = gold_scores(nlp, gold, args.pipe_batch)
     key = SCORES.get(head)
     return scores.get(key) if key else None
 
@@ -79,7 +75,7 @@ def main() -> None:
         results[name] = {
             "path": path,
             "runs_as": nlp.get_pipe("encoder").resolved_precision,
-            "head_config": getattr(component.head, "config", None),
+            "head_config": {k: v for k, v in component.head.config.items() if k != "labels"},
             "seconds": seconds,
             "median_seconds": statistics.median(seconds),
             "score": score(nlp, gold, args.head, args),

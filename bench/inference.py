@@ -109,6 +109,16 @@ def timed(fn, repeats: int) -> list[float]:
     return times
 
 
+def gold_scores(nlp, gold: list, batch_size: int) -> dict:
+    """spaCy's scores of `nlp` on the gold tokenisation: evaluate() runs the pipeline on unannotated copies
+    of the gold Docs (their words and spaces only)."""
+    from spacy.tokens import Doc
+    from spacy.training import Example
+
+    bare = [Doc(nlp.vocab, words=[t.text for t in g], spaces=[bool(t.whitespace_) for t in g]) for g in gold]
+    return nlp.evaluate([Example(b, g) for b, g in zip(bare, gold)], batch_size=batch_size)
+
+
 def alternated(first, second, repeats: int) -> tuple[list[float], list[float]]:
     """Seconds of `first` and `second`, one after the other `repeats` times, the order swapped every time
     (a machine that slows down mid-run slows both alike), after one warm-up pass of each."""
@@ -130,19 +140,15 @@ def measure_polyhead(
     `without`: heads whose cost is measured apart, the pipeline with and without them alternating in this
     process (a ratio of two configurations run in their own processes moves with the machine's load)."""
     import spacy
-    from spacy.tokens import Doc
-    from spacy.training import Example
 
     config = {"components": {"encoder": {"precision": precision, "batch_size": args.batch_size}}}
     nlps = [spacy.load(pipeline, disable=disable, config=config) for disable in disables]
     texts = [ex.text for ex in examples[: args.texts]]
     times = timed(lambda: [list(nlp.pipe(texts, batch_size=args.pipe_batch)) for nlp in nlps], args.repeats)
-    # Accuracy on the gold tokenisation: evaluate() runs the pipeline on unannotated copies of the gold docs.
     scores, nlp = {}, nlps[0]
     gold = list(docbin.get_docs(nlp.vocab))
-    bare = [Doc(nlp.vocab, words=[t.text for t in g], spaces=[bool(t.whitespace_) for t in g]) for g in gold]
     for each in nlps:
-        found = each.evaluate([Example(b.copy(), g) for b, g in zip(bare, gold)], batch_size=args.pipe_batch)
+        found = gold_scores(each, gold, args.pipe_batch)
         scores |= {k: v for k, v in found.items() if v is not None and scores.get(k) is None}
     profile = profile_polyhead(nlp, texts, args.pipe_batch) if args.profile and len(nlps) == 1 else None
     apart = {}
