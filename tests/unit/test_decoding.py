@@ -58,9 +58,12 @@ def label_logits_reference(parser, scores, heads):
     size = scores.label_heads.shape[-1]
     index = heads.clamp(min=0).unsqueeze(-1).expand(-1, -1, size)
     head, dep = scores.label_heads.gather(1, index), scores.label_deps
-    return bilinear_reference(dep, head, parser.label_bilinear) + parser.label_linear(
-        torch.cat([dep, head], -1)
-    )
+    if parser.relation == "diagonal":
+        pair = torch.einsum("...r,...r,lr->...l", dep, head, parser.label_diagonal.weight)
+        pair = pair + parser.label_diagonal.bias
+    else:
+        pair = bilinear_reference(dep, head, parser.label_bilinear)
+    return pair + parser.label_linear(torch.cat([dep, head], -1))
 
 
 def predict_reference(parser, scores, word_mask):
@@ -183,12 +186,15 @@ def random_parser_batch(rng: np.random.Generator, parser: DependencyParsingHead)
     return EncoderOutput(words=words, word_mask=mask, cls=cls)
 
 
+@pytest.mark.parametrize("relation", ["biaffine", "diagonal"])
 @pytest.mark.parametrize("max_words", [256, 3])
-def test_decoding_parser_predict_equals_per_chunk_reference(max_words):
+def test_decoding_parser_predict_equals_per_chunk_reference(max_words, relation):
     """Heads and relations of every word equal the per-chunk loop's, over-long texts in pieces included;
-    the relation scores of the words are the same numbers."""
+    the relation scores of the words are the same numbers, for either relation scorer."""
     torch.manual_seed(0)
-    parser = DependencyParsingHead(16, RELATIONS, arc_size=8, label_size=6, max_words=max_words).eval()
+    parser = DependencyParsingHead(
+        16, RELATIONS, arc_size=8, label_size=6, max_words=max_words, relation=relation
+    ).eval()
     with torch.no_grad():
         parser.arc_weight.normal_()  # a trained scorer, not the zero start
     rng = np.random.default_rng(max_words)

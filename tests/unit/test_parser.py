@@ -243,10 +243,12 @@ def test_parser_relation_scores_by_head_equal_per_word_scores():
     assert bilinear_by_head(dep[:0], nodes, which[:0], layer).shape == (0, 4)
 
 
-def test_parser_decoded_relations_equal_the_training_scorer():
+@pytest.mark.parametrize("relation", ["biaffine", "diagonal"])
+def test_parser_decoded_relations_equal_the_training_scorer(relation):
     """Decoding scores relations per head node; training per word: the same relations for every word."""
     torch.manual_seed(0)
-    head = DependencyParsingHead(32, ["nsubj", "root", "obj", "det", "amod"], 16, 8, 0.0, max_words=5).eval()
+    labels = ["nsubj", "root", "obj", "det", "amod"]
+    head = DependencyParsingHead(32, labels, 16, 8, 0.0, max_words=5, relation=relation).eval()
     mask = torch.tensor([[True] * 7, [True] * 3 + [False] * 4, [False] * 7])
     with torch.no_grad():
         scores = head(EncoderOutput(torch.randn(3, 7, 32), mask, torch.randn(3, 32)))
@@ -292,3 +294,74 @@ def test_parser_loss_ignores_the_padding_of_a_long_texts_last_piece():
     scores.arcs[1, 2:, 0] += 100.0  # the padding of the second piece, scored as if its head were the root
     scores.label_deps[1, 2:] += 5.0
     assert float(head.loss(scores, targets)) == pytest.approx(before)
+
+
+def test_parser_diagonal_relation_scores_weigh_the_product_of_word_and_head():
+    """score_l = sum_k w_lk dep_k head_k + b_l + the linear term, no label_size^2 matrix per relation."""
+    torch.manual_seed(0)
+    head = DependencyParsingHead(8, LABELS, arc_size=6, label_size=5, relation="diagonal").double()
+    assert not hasattr(head, "label_bilinear") and head.label_diagonal.weight.shape == (len(LABELS), 5)
+    dep, node = torch.randn(3, 7, 5, dtype=torch.float64), torch.randn(3, 7, 5, dtype=torch.float64)
+    weight, bias = head.label_diagonal.weight, head.label_diagonal.bias
+    want = torch.stack([(dep * node * weight[lab]).sum(-1) for lab in range(len(LABELS))], -1) + bias
+    want = want + torch.cat([dep, node], -1) @ head.label_linear.weight.T
+    torch.testing.assert_close(head.relation_scores(dep, node), want)
+
+
+@pytest.mark.parametrize("relation", ["biaffine", "diagonal"])
+def test_parser_learns_a_batch_with_either_relation_scorer(relation):
+    """Gradients reach every part: two texts' heads and relations are learned exactly."""
+    torch.manual_seed(0)
+    head = DependencyParsingHead(8, LABELS, arc_size=6, label_size=5, dropout=0.0, relation=relation)
+    head.task = "parser"
+    trees = [
+        ([2, 0, 2, 2], ["nsubj", "root", "obj", "punct"]),
+        ([0, 1, 1, 3], ["root", "obj", "punct", "obj"]),
+    ]
+    examples = [Example(list("abcd"), gold=legacy_gold(heads=h, deps=d)) for h, d in trees]
+    enc, targets = encoded(), head.targets(examples, 4)
+    enc.word_mask[:] = True
+    optim = torch.optim.Adam(head.parameters(), lr=0.05)
+    for _ in range(150):
+        optim.zero_grad()
+        head.loss(head(enc), targets).backward()
+        optim.step()
+    heads, labels = head.eval().predict(head(enc), enc.word_mask)
+    assert heads.tolist() == [h for h, _ in trees]
+    assert [[LABELS[r] for r in row] for row in labels.tolist()] == [d for _, d in trees]
+
+
+def test_parser_relation_setting_is_checked_and_old_pipelines_build_biaffine(tmp_path):
+    """A relation scorer it does not know is one line naming the task; a head.json written before the
+    setting existed rebuilds the biaffine scorer its weights belong to."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from polyhead.errors import UserError
+    from polyhead.export.components import read_head_spec
+    from polyhead.models.build import build_model
+    from polyhead.models.heads.registry import head_key
+
+    old = DependencyParsingHead(8, LABELS, arc_size=6, label_size=5)
+    config = {k: v for k, v in old.config.items() if k != "relation"}
+    (tmp_path / "head.json").write_text(json.dumps({"head": head_key(old), "config": config}))
+    loaded = read_head_spec(tmp_path / "head.json")
+    loaded.load_state_dict(old.state_dict())  # strict: the same parameters
+    assert loaded.relation == "biaffine"
+    cfg = OmegaConf.create(
+        {
+            "encoder": {"_target_": "types.SimpleNamespace", "hidden_size": 8},  # the heads read its size
+            "model": {
+                "heads": {
+                    "deps": {
+                        "_target_": "polyhead.models.heads.parser.DependencyParsingHead",
+                        "_partial_": True,
+                        "relation": "bilinear",
+                    }
+                }
+            },
+        }
+    )
+    with pytest.raises(UserError, match=r"^model\.heads\.deps: parser relation must be one of biaffine, "):
+        build_model(cfg, {"deps": LABELS})

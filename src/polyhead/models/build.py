@@ -33,10 +33,12 @@ def build_model(
         )
     per_task = cfg.encoder.get("scalar_mix") == "per_task"  # one layer mix per task: the encoder needs them
     encoder = make(cfg.encoder, **({"tasks": list(cfg.model.heads)} if per_task else {}))
-    heads = {
-        task: make(head_spec(spec))(hidden_size=encoder.hidden_size, labels=labels[task])
-        for task, spec in cfg.model.heads.items()
-    }
+    heads = {}
+    for task, spec in cfg.model.heads.items():
+        try:
+            heads[task] = make(head_spec(spec))(hidden_size=encoder.hidden_size, labels=labels[task])
+        except ValueError as err:  # a head's own check of its settings (the parser's relation scorer)
+            raise UserError(f"model.heads.{task}: {err}") from None
     for task, head in heads.items():
         if kinds and kinds.get(task, head.annotation) != head.annotation:
             raise UserError(

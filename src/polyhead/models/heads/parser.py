@@ -27,6 +27,7 @@ from polyhead.models.heads.soft import kl_divergence, word_rows
 from polyhead.models.heads.tagger import IGNORE
 from polyhead.models.heads.trees import best_tree, best_trees  # noqa: F401  (best_tree: one text)
 
+RELATION_SCORERS = ("biaffine", "diagonal")
 NEG = -1e4  # score of an impossible head (padding, the word itself): finite so that sums stay finite
 SPACE_DEP = "dep"  # relation of a whitespace token (it has no vector), attached to the word before it
 
@@ -53,6 +54,7 @@ class DependencyParsingHead(HeadModule):
 
     annotation = "tree"  # the kind of annotation it learns from (polyhead.data.schema.KINDS)
     task = ""  # the task whose annotation it learns: MultitaskModel names it
+    added_settings = {"relation": "biaffine"}  # every parser saved before the option had the biaffine one
 
     def __init__(
         self,
@@ -62,8 +64,18 @@ class DependencyParsingHead(HeadModule):
         label_size: int = 128,
         dropout: float = 0.1,
         max_words: int = 256,
+        relation: str = "biaffine",
     ):
+        """`relation` is the relation scorer over the label projections of a word and its head: "biaffine"
+        (Dozat & Manning: a label_size x label_size matrix per relation, plus a linear term) or "diagonal"
+        (one weight per relation and dimension on their elementwise product, plus the same linear term):
+        per word R x R x L multiply-adds (per distinct head node when decoding) against 3 x R x L."""
         super().__init__()
+        if relation not in RELATION_SCORERS:
+            raise ValueError(
+                f"parser relation must be one of {', '.join(RELATION_SCORERS)}, got {relation!r}"
+            )
+        self.relation = relation
         self.labels, self.max_words = list(labels), max_words
         self.index = {label: i for i, label in enumerate(self.labels)}
         self.dropout = nn.Dropout(dropout)
@@ -72,7 +84,10 @@ class DependencyParsingHead(HeadModule):
         self.arc_prior = nn.Linear(arc_size, 1, bias=False)  # how likely a node is to head anything
         self.label_dep = mlp(hidden_size, label_size, dropout)
         self.label_head = mlp(hidden_size, label_size, dropout)
-        self.label_bilinear = nn.Bilinear(label_size, label_size, len(self.labels))
+        if relation == "biaffine":
+            self.label_bilinear = nn.Bilinear(label_size, label_size, len(self.labels))
+        else:
+            self.label_diagonal = nn.Linear(label_size, len(self.labels))  # w_l . (dep * head) + b_l
         self.label_linear = nn.Linear(2 * label_size, len(self.labels), bias=False)
 
     def forward(self, enc: EncoderOutput) -> ParserScores:  # (B, W, H) -> (B*K, C, C+1), ...
@@ -91,15 +106,18 @@ class DependencyParsingHead(HeadModule):
         self, scores: ParserScores, heads: torch.Tensor, words_only: bool = False
     ) -> torch.Tensor:  # -> (B*K, C, L)
         """Relation scores of each word given its head node in its chunk, (B*K, C): gold in training,
-        predicted when decoding. words_only scores the chunks' words alone (0 at padding), once per head
-        node rather than per word (`bilinear_by_head`): the scorer costs L x R x S per position."""
+        predicted when decoding. words_only scores the chunks' words alone (0 at padding), the biaffine
+        scorer once per head node rather than per word (`bilinear_by_head`): it costs L x R x S a position."""
         if words_only:
             mask, nodes = scores.word_mask, scores.label_heads  # nodes: (B*K, C+1, R)
             rows = torch.arange(len(heads), device=heads.device).unsqueeze(1) * nodes.shape[1]
             which = (heads.clamp(min=0) + rows)[mask]  # each word's head among the flattened nodes
             dep, nodes = scores.label_deps[mask], nodes.flatten(0, 1)
-            logits = bilinear_by_head(dep, nodes, which, self.label_bilinear)  # (N words, L)
-            logits = logits + self.label_linear(torch.cat([dep, nodes[which]], -1))
+            if self.relation == "biaffine":
+                logits = bilinear_by_head(dep, nodes, which, self.label_bilinear)  # (N words, L)
+                logits = logits + self.label_linear(torch.cat([dep, nodes[which]], -1))
+            else:
+                logits = self.relation_scores(dep, nodes[which])
             return logits.new_zeros(*mask.shape, logits.shape[-1]).index_put((mask,), logits)
         size = scores.label_heads.shape[-1]
         index = heads.clamp(min=0).unsqueeze(-1).expand(-1, -1, size)
@@ -108,7 +126,11 @@ class DependencyParsingHead(HeadModule):
 
     def relation_scores(self, dep: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
         """Scores of every relation for dependents and their heads.  # (..., R), (..., R) -> (..., L)"""
-        return bilinear(dep, head, self.label_bilinear) + self.label_linear(torch.cat([dep, head], -1))
+        if self.relation == "biaffine":
+            pair = bilinear(dep, head, self.label_bilinear)
+        else:
+            pair = self.label_diagonal(dep * head)
+        return pair + self.label_linear(torch.cat([dep, head], -1))
 
     def targets(self, examples: list[Example], width: int) -> torch.Tensor:
         """(head node, relation id) of each word; IGNORE for texts without a tree, padding.  # -> (B, W, 2)"""
