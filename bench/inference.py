@@ -10,7 +10,8 @@ next to its speed. `--rounds R` runs every configuration R times, alternating, a
 on a shared machine, compare ratios from one run. `--profile` adds one more pass per configuration with every
 stage timed, and the encoder's GFLOP/s against this process's matmul peak (bench/stages.py). The "every head"
 configurations also time the pipeline without the heads HF has no model for (the parser), the two
-alternating in one process: the parser's cost as a ratio that the machine's load moves less.
+alternating in one process: the parser's cost as a ratio that the machine's load moves less; and, steadier
+still, as its own share of each pass it runs in (its components' `annotate` timed within the pass).
 
     python bench/inference.py outputs/runs/<run>/spacy_pipeline --corpora ../shared/data
 """
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 from isolated import run_rounds
-from stages import format_profile, profile_hf, profile_polyhead
+from stages import Stages, format_profile, profile_hf, profile_polyhead
 
 CONFIGS = {  # name -> (runner, precision, heads: "all" HF has a model for, "one" (the first), "each" (a
     # pipeline per head) or "every" (the parser too))
@@ -153,14 +154,28 @@ def measure_polyhead(
     profile = profile_polyhead(nlp, texts, args.pipe_batch) if args.profile and len(nlps) == 1 else None
     apart = {}
     if without:
+        own: list[float] = []  # per pass with them: the seconds the heads themselves took (their annotate)
 
         def annotate(disable=()) -> None:
+            before = sum(stages.seconds[name] for name in without)
             with nlp.select_pipes(disable=list(disable)):
                 list(nlp.pipe(texts, batch_size=args.pipe_batch))
+            if not disable:
+                own.append(sum(stages.seconds[name] for name in without) - before)
 
-        full, less = alternated(annotate, lambda: annotate(without), args.repeats)
-        ratio = statistics.median(less) / statistics.median(full)
-        apart["without"] = {"heads": list(without), "seconds": less, "seconds_with": full, "x_without": ratio}
+        with Stages() as stages:
+            for name in without:
+                stages.wrap(nlp.get_pipe(name), "annotate", name)
+            full, less = alternated(annotate, lambda: annotate(without), args.repeats)
+        own = own[1:]  # after the warm-up pass, one per entry of `full`
+        apart["without"] = {
+            "heads": list(without),
+            "seconds": less,
+            "seconds_with": full,
+            "x_without": statistics.median(less) / statistics.median(full),
+            "seconds_own": own,  # the heads' own seconds in each pass with them
+            "x_without_own": statistics.median([1 - o / t for o, t in zip(own, full)]),  # the pass less them
+        }
     return {
         "words": sum(len(nlp.make_doc(t)) for t in texts),
         "seconds": times,
@@ -241,7 +256,8 @@ def table(results: dict, hardware: str) -> str:
             apart = r["without"]
             lines.append(
                 f"{name}: {apart['x_without']:.3f}x the words/s without {', '.join(apart['heads'])} "
-                f"(the two alternating in one process, medians of {len(apart['seconds'])})"
+                f"(the two alternating in one process, medians of {len(apart['seconds'])}); "
+                f"{apart['x_without_own']:.3f}x by their own share of each pass with them"
             )
     return "\n".join(lines)
 
