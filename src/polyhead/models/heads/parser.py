@@ -1,5 +1,7 @@
-"""Dependency trees: a biaffine arc scorer and relation classifier (Dozat & Manning 2017) over the word
-vectors, decoded into one single-rooted tree per text by Chu-Liu-Edmonds (maximum spanning arborescence).
+"""Dependency trees: a biaffine arc scorer and relation classifier (Dozat & Manning 2017; the relations
+optionally scored by a diagonal bilinear form, `relation="diagonal"`, cheaper by label_size / 3) over the
+word vectors, decoded into one single-rooted tree per text by Chu-Liu-Edmonds (maximum spanning
+arborescence).
 
 Nodes are numbered as CoNLL-U numbers them: node 0 is the root (the text's [CLS] vector stands for it), node
 k the k-th word. `arcs[b, i, j]` scores node j of text (or piece of a long text) b as the head of its word
