@@ -1,7 +1,7 @@
 """Dependency trees: a biaffine arc scorer and relation classifier (Dozat & Manning 2017; the relations
-optionally scored by a diagonal bilinear form, `relation="diagonal"`, cheaper by label_size / 3) over the
-word vectors, decoded into one single-rooted tree per text by Chu-Liu-Edmonds (maximum spanning
-arborescence).
+optionally scored by a diagonal bilinear form, `relation="diagonal"`: 3 x label_size multiply-adds per
+relation and word instead of label_size^2) over the word vectors, decoded into one single-rooted tree per
+text by Chu-Liu-Edmonds (maximum spanning arborescence).
 
 Nodes are numbered as CoNLL-U numbers them: node 0 is the root (the text's [CLS] vector stands for it), node
 k the k-th word. `arcs[b, i, j]` scores node j of text (or piece of a long text) b as the head of its word
@@ -115,23 +115,23 @@ class DependencyParsingHead(HeadModule):
             rows = torch.arange(len(heads), device=heads.device).unsqueeze(1) * nodes.shape[1]
             which = (heads.clamp(min=0) + rows)[mask]  # each word's head among the flattened nodes
             dep, nodes = scores.label_deps[mask], nodes.flatten(0, 1)
-            if self.relation == "biaffine":
-                logits = bilinear_by_head(dep, nodes, which, self.label_bilinear)  # (N words, L)
-                logits = logits + self.label_linear(torch.cat([dep, nodes[which]], -1))
-            else:
-                logits = self.relation_scores(dep, nodes[which])
+            by_head = self.relation == "biaffine"  # (N words, L); the diagonal form is cheap per word
+            pair = bilinear_by_head(dep, nodes, which, self.label_bilinear) if by_head else None
+            logits = self.relation_scores(dep, nodes[which], pair)
             return logits.new_zeros(*mask.shape, logits.shape[-1]).index_put((mask,), logits)
         size = scores.label_heads.shape[-1]
         index = heads.clamp(min=0).unsqueeze(-1).expand(-1, -1, size)
         head, dep = scores.label_heads.gather(1, index), scores.label_deps  # (B*K, C, R) each
         return self.relation_scores(dep, head)
 
-    def relation_scores(self, dep: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
-        """Scores of every relation for dependents and their heads.  # (..., R), (..., R) -> (..., L)"""
-        if self.relation == "biaffine":
-            pair = bilinear(dep, head, self.label_bilinear)
-        else:
-            pair = self.label_diagonal(dep * head)
+    def relation_scores(
+        self, dep: torch.Tensor, head: torch.Tensor, pair: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Scores of every relation for dependents and their heads: the pair term (given, or computed here)
+        plus the linear one.  # (..., R), (..., R) -> (..., L)"""
+        if pair is None:
+            biaffine = self.relation == "biaffine"
+            pair = bilinear(dep, head, self.label_bilinear) if biaffine else self.label_diagonal(dep * head)
         return pair + self.label_linear(torch.cat([dep, head], -1))
 
     def targets(self, examples: list[Example], width: int) -> torch.Tensor:
