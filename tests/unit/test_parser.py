@@ -291,8 +291,10 @@ def test_parser_loss_ignores_the_padding_of_a_long_texts_last_piece():
     targets = head.targets([Example("a b c d e f".split(), gold=gold)], 6)
     scores = head(enc)
     before = float(head.loss(scores, targets))
-    scores.arcs[1, 2:, 0] += 100.0  # the padding of the second piece, scored as if its head were the root
-    scores.label_deps[1, 2:] += 5.0
+    arcs, deps = torch.zeros_like(scores.arcs), torch.zeros_like(scores.label_deps)
+    arcs[1, 2:, 0] = 100.0  # the padding of the second piece, scored as if its head were the root
+    deps[1, 2:] = 5.0
+    scores = replace(scores, arcs=scores.arcs + arcs, label_deps=scores.label_deps + deps)
     assert float(head.loss(scores, targets)) == pytest.approx(before)
 
 
@@ -365,3 +367,55 @@ def test_parser_relation_setting_is_checked_and_old_pipelines_build_biaffine(tmp
     )
     with pytest.raises(UserError, match=r"^model\.heads\.deps: parser relation must be one of biaffine, "):
         build_model(cfg, {"deps": LABELS})
+
+
+@pytest.mark.parametrize("relation", ["biaffine", "diagonal"])
+def test_parser_as_linears_scores_as_before(relation):
+    """`as_linears` gives the four projections and the biaffine scorer's head side the form of Linear layers
+    (for int8 copies): arcs and decoded relations score as with the weights they copy, and nothing is
+    added to what is saved."""
+    torch.manual_seed(0)
+    labels = ["nsubj", "root", "obj", "det", "amod"]
+    head = DependencyParsingHead(32, labels, 16, 8, 0.0, max_words=5, relation=relation).eval()
+    saved = set(head.state_dict())
+    mask = torch.tensor([[True] * 7, [True] * 3 + [False] * 4, [False] * 7])
+    enc = EncoderOutput(torch.randn(3, 7, 32), mask, torch.randn(3, 32))
+    with torch.no_grad():
+        before = head(enc)
+        relations = head.label_logits(before, before.arcs.argmax(-1), words_only=True)
+        head.as_linears()
+        after = head(enc)
+        again = head.label_logits(after, before.arcs.argmax(-1), words_only=True)
+    assert (head.head_side is None) == (relation == "diagonal") and head.projections is not None
+    for got, want in ((after.arcs, before.arcs), (after.label_heads, before.label_heads), (again, relations)):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    added = {"projections.weight", "projections.bias"}
+    added |= {"head_side.weight"} if relation == "biaffine" else set()
+    assert set(head.state_dict()) - saved == added  # the copy's; the component saves the head itself
+
+
+def test_parser_int8_copy_quantizes_its_wide_products_and_leaves_the_head_alone():
+    """quantize_head: the copy's four projections (as one) and the relation scorer's head side int8 per
+    channel, its narrow layers fp32; the head itself keeps its fp32 layers and weights, and the copy still
+    decodes one tree per text. A head kind that names no layers to quantize (the tagger) runs as it is."""
+    from polyhead.export.quantize import FullRangeLinear, quantize_head
+    from polyhead.models.heads.tagger import TokenTaggingHead
+
+    tagger = TokenTaggingHead(32, LABELS)
+    assert quantize_head(tagger) is tagger
+
+    torch.manual_seed(0)
+    head = DependencyParsingHead(32, LABELS, 16, 8, 0.0).eval()
+    before = {k: v.clone() for k, v in head.state_dict().items()}
+    int8 = quantize_head(head)
+    assert {name for name, m in int8.named_modules() if isinstance(m, FullRangeLinear)} == {
+        "projections",
+        "head_side",
+    }
+    assert not any(isinstance(m, FullRangeLinear) for m in head.modules()) and head.head_side is None
+    assert all(torch.equal(before[k], v) for k, v in head.state_dict().items())
+    mask = torch.tensor([[True] * 6, [True] * 2 + [False] * 4])
+    with torch.inference_mode():
+        trees = int8.decode(int8(EncoderOutput(torch.randn(2, 6, 32), mask, torch.randn(2, 32))), mask)
+    for tree, n in zip(trees, (6, 2)):
+        assert_single_rooted_tree([h for h, _ in tree], n)

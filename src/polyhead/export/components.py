@@ -20,6 +20,7 @@ from spacy.util import minibatch
 
 from polyhead.data.collate import Collator
 from polyhead.errors import UserError
+from polyhead.export.quantize import quantize_head
 from polyhead.export.runtimes import build_runtime
 from polyhead.hardware import INFERENCE_PRECISIONS
 from polyhead.models.encoder import ATTN_IMPLEMENTATIONS, Encoder, EncoderOutput
@@ -30,8 +31,9 @@ from polyhead.tokens.wordpieces import load_tokenizer
 ENCODER_SETTINGS = ("pooling", "window", "stride", "scalar_mix", "tasks", "attn_implementation")
 
 if not Doc.has_extension("polyhead"):
-    # {"words": (n_words, H), "index": token ids, "cls": (H,)}; with per-task layer mixes, instead of words
-    # and cls, "tasks": {task: {"words", "cls"}}: each head's own view of the one encoder pass
+    # {"words": (n_words, H), "index": token ids, "cls": (H,), "precision": what the encoder ran as}; with
+    # per-task layer mixes, instead of words and cls, "tasks": {task: {"words", "cls"}}: each head's own
+    # view of the one encoder pass
     Doc.set_extension("polyhead", default=None)
 
 
@@ -94,17 +96,19 @@ class PolyheadEncoder(BatchedComponent):
         pieces = self.collate.pieces([[doc[j].text for j in idx] for doc, idx in zip(docs, index)])
         for chunk in sub_batches([self.collate.row_length(p) for p in pieces], self.batch_size):
             out = self.runtime()(self.collate.plan([pieces[i] for i in chunk]))
+            precision = self.resolved_precision
             views = self.encoder.task_views(out, self.encoder.task_mixes.keys())
             for row, i in enumerate(chunk):
                 n = len(index[i])
                 if views:  # per-task layer mixes: each head's own vectors, not the stacked layers
                     vectors = {t: {"words": v.words[row, :n], "cls": v.cls[row]} for t, v in views.items()}
-                    docs[i]._.polyhead = {"index": index[i], "tasks": vectors}
+                    docs[i]._.polyhead = {"index": index[i], "tasks": vectors, "precision": precision}
                 else:
                     docs[i]._.polyhead = {
                         "index": index[i],
                         "words": out.words[row, :n],
                         "cls": out.cls[row],
+                        "precision": precision,
                     }
 
     def to_disk(self, path, exclude=()) -> None:
@@ -217,7 +221,16 @@ class PolyheadHead(BatchedComponent):
         self.head: torch.nn.Module | None = None
 
     def set_model(self, head: torch.nn.Module) -> None:
-        self.head = head.eval()
+        self.head, self._int8 = head.eval(), None
+
+    def runtime(self, precision: str | None) -> torch.nn.Module:
+        """The head that runs beside an encoder that ran as `precision`: an int8 copy beside an int8 encoder
+        (`quantize_head`, built on first use), else the head itself (in bf16 autocast beside bf16)."""
+        if precision is None or "int8" not in precision:
+            return self.head
+        if self._int8 is None:
+            self._int8 = quantize_head(self.head)
+        return self._int8
 
     @property
     def settings(self) -> dict:
@@ -234,9 +247,10 @@ class PolyheadHead(BatchedComponent):
         for chunk in minibatch(order, size=self.sub_batch):
             part = [docs[i] for i in chunk]
             enc = batch_vectors(part, [states[i] for i in chunk], self.name, self.head.reads_forms)
-            # the head's products in the encoder's precision (bf16 where `auto` chose it), fp32 weights kept
+            # the head's products in the encoder's precision (bf16 where `auto` chose it, int8 beside int8)
+            head = self.runtime(states[chunk[0]].get("precision"))
             with torch.autocast("cpu", torch.bfloat16, enabled=enc.words.dtype == torch.bfloat16):
-                predictions = self.head.decode(self.head(enc), enc.word_mask)
+                predictions = head.decode(head(enc), enc.word_mask)
             for i, pred in zip(chunk, predictions):
                 self.head.set_annotations(docs[i], pred, states[i]["index"], settings)
 

@@ -23,6 +23,7 @@ nothing extra; the calibrated file is cached under the weights' key plus a hash 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 import torch.ao.nn.quantized.dynamic as nnqd
 from torch import nn
+from torch.ao.quantization import QConfig, default_dynamic_qconfig, quantize_dynamic
 from torch.ao.quantization.observer import PerChannelMinMaxObserver
 
 from polyhead.data.collate import Collator
@@ -91,8 +93,6 @@ WEIGHTS_7BIT = PerChannelMinMaxObserver.with_args(
 def quantize_linears(model: nn.Module, precision: str, keep=KEEP_FP32) -> nn.Module:
     """`model` with its Linear layers dynamically quantized for `precision` (one of TORCH_INT8): weights int8
     once, activations per call; int8-pc and int8-keep as FullRangeLinear, `keep` left fp32 by int8-keep."""
-    from torch.ao.quantization import QConfig, default_dynamic_qconfig, quantize_dynamic
-
     if precision == "int8":
         return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
     spec: dict = {nn.Linear: QConfig(activation=default_dynamic_qconfig.activation, weight=WEIGHTS_7BIT)}
@@ -222,3 +222,18 @@ def calibration_feed(encoder: Encoder) -> list[dict]:
             {"input_ids": alignment.input_ids.numpy(), "attention_mask": alignment.attention_mask.numpy()}
         )
     return feed
+
+
+def quantize_head(head: nn.Module) -> nn.Module:
+    """The head to run beside an int8 encoder (as heads compute in bf16 beside a bf16 one): a copy with the
+    layers its `as_linears` names int8 per output channel with full-range inputs (as int8-pc), or the head
+    itself where it names none. A head kind opts in once measured: on a 2-core AVX2 EPYC (4-head EWT
+    pipeline, 600 test texts) the parser's wide products ran 1.16x faster int8, its scores within 0.14 LAS,
+    while int8 tagger, NER and textcat layers (17-50 outputs) ran 0.93-0.98x: quantizing each input costs
+    more than a narrow product saves."""
+    int8 = copy.deepcopy(head)
+    names = int8.as_linears() if hasattr(int8, "as_linears") else []
+    if not names:
+        return head
+    spec = dict.fromkeys(names, QConfig(activation=default_dynamic_qconfig.activation, weight=WEIGHTS_7BIT))
+    return quantize_dynamic(int8, spec, dtype=torch.qint8, mapping={nn.Linear: FullRangeLinear}).eval()

@@ -45,8 +45,10 @@ class ParserScores:
     chunks: int  # K: pieces each text was cut into
 
 
-def mlp(hidden_size: int, size: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(hidden_size, size), nn.LeakyReLU(0.1), nn.Dropout(dropout))
+def projection(hidden_size: int, size: int) -> nn.Sequential:
+    """The Linear layer of one of the parser's four MLPs (`DependencyParsingHead.project` adds the rest), in
+    a Sequential so that its weights keep the names they are saved under (arc_dep.0.weight)."""
+    return nn.Sequential(nn.Linear(hidden_size, size))
 
 
 class DependencyParsingHead(HeadModule):
@@ -81,16 +83,39 @@ class DependencyParsingHead(HeadModule):
         self.labels, self.max_words = list(labels), max_words
         self.index = {label: i for i, label in enumerate(self.labels)}
         self.dropout = nn.Dropout(dropout)
-        self.arc_dep, self.arc_head = mlp(hidden_size, arc_size, dropout), mlp(hidden_size, arc_size, dropout)
+        self.arc_dep, self.arc_head = projection(hidden_size, arc_size), projection(hidden_size, arc_size)
         self.arc_weight = nn.Parameter(torch.zeros(arc_size, arc_size))  # zero start, as Dozat & Manning
         self.arc_prior = nn.Linear(arc_size, 1, bias=False)  # how likely a node is to head anything
-        self.label_dep = mlp(hidden_size, label_size, dropout)
-        self.label_head = mlp(hidden_size, label_size, dropout)
+        self.label_dep = projection(hidden_size, label_size)
+        self.label_head = projection(hidden_size, label_size)
         if relation == "biaffine":
             self.label_bilinear = nn.Bilinear(label_size, label_size, len(self.labels))
         else:
             self.label_diagonal = nn.Linear(label_size, len(self.labels))  # w_l . (dep * head) + b_l
         self.label_linear = nn.Linear(2 * label_size, len(self.labels), bias=False)
+        # the four projections and label_bilinear as Linear layers, for an int8 copy: `as_linears`
+        self.projections: nn.Linear | None = None
+        self.head_side: nn.Linear | None = None
+
+    def as_linears(self) -> list[str]:
+        """Give the head's large products the form of Linear layers and name them, for an int8 copy of it
+        (polyhead.export.quantize.quantize_head): `projections`, the four MLPs' Linear layers as one (its
+        input quantized once, not four times), and `head_side`, which maps a head node's label vector to its
+        (L, R) matrix of label_bilinear (the diagonal scorer has no such product). The narrow layers
+        (arc_prior, label_linear, label_diagonal) are left out. Not saved: a copy's own, built from the
+        weights; the head scores the same with or without them."""
+        layers = [m[0] for m in self.mlps()]
+        self.projections = nn.Linear(layers[0].in_features, sum(m.out_features for m in layers))
+        with torch.no_grad():
+            self.projections.weight.copy_(torch.cat([m.weight for m in layers]))
+            self.projections.bias.copy_(torch.cat([m.bias for m in layers]))
+        if self.relation != "biaffine":
+            return ["projections"]
+        out, r, s = self.label_bilinear.weight.shape
+        self.head_side = nn.Linear(s, out * r, bias=False)
+        with torch.no_grad():
+            self.head_side.weight.copy_(self.label_bilinear.weight.reshape(out * r, s))
+        return ["projections", "head_side"]
 
     def forward(self, enc: EncoderOutput) -> ParserScores:  # (B, W, H) -> (B*K, C, C+1), ...
         size = min(enc.words.shape[1], self.max_words)
@@ -98,11 +123,27 @@ class DependencyParsingHead(HeadModule):
         chunks = words.shape[0] // enc.words.shape[0]
         root = self.dropout(enc.cls).repeat_interleave(chunks, 0).unsqueeze(1)
         nodes = torch.cat([root, words], 1)  # (B*K, C+1, H): each chunk's root first
-        dep, head = self.arc_dep(words), self.arc_head(nodes)
+        dep, head, label_dep, label_head = self.project(nodes)
+        dep, label_dep = dep[:, 1:], label_dep[:, 1:]  # words only as dependents
         arcs = torch.einsum("bia,ac,bjc->bij", dep, self.arc_weight, head)
         arcs = arcs + self.arc_prior(head).transpose(1, 2)  # (B*K, C, C+1)
         arcs = arcs.masked_fill(impossible(mask), NEG)
-        return ParserScores(arcs, self.label_dep(words), self.label_head(nodes), mask, chunks)
+        return ParserScores(arcs, label_dep, label_head, mask, chunks)
+
+    def mlps(self) -> tuple[nn.Sequential, ...]:
+        return self.arc_dep, self.arc_head, self.label_dep, self.label_head
+
+    def project(self, nodes: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The four MLPs (arc dependent, arc head, label dependent, label head) over every node as one
+        matrix product, then LeakyReLU and dropout.  # (..., H) -> 4 x (..., size)"""
+        if self.projections is not None:
+            out = self.projections(nodes)
+        else:
+            layers = [m[0] for m in self.mlps()]
+            weight, bias = torch.cat([m.weight for m in layers]), torch.cat([m.bias for m in layers])
+            out = nn.functional.linear(nodes, weight, bias)
+        out = self.dropout(nn.functional.leaky_relu(out, 0.1))
+        return out.split([m[0].out_features for m in self.mlps()], -1)
 
     def label_logits(
         self, scores: ParserScores, heads: torch.Tensor, words_only: bool = False
@@ -115,8 +156,9 @@ class DependencyParsingHead(HeadModule):
             rows = torch.arange(len(heads), device=heads.device).unsqueeze(1) * nodes.shape[1]
             which = (heads.clamp(min=0) + rows)[mask]  # each word's head among the flattened nodes
             dep, nodes = scores.label_deps[mask], nodes.flatten(0, 1)
-            by_head = self.relation == "biaffine"  # (N words, L); the diagonal form is cheap per word
-            pair = bilinear_by_head(dep, nodes, which, self.label_bilinear) if by_head else None
+            pair = None  # the diagonal form is cheap per word
+            if self.relation == "biaffine":  # (N words, L)
+                pair = bilinear_by_head(dep, nodes, which, self.label_bilinear, self.head_side)
             logits = self.relation_scores(dep, nodes[which], pair)
             return logits.new_zeros(*mask.shape, logits.shape[-1]).index_put((mask,), logits)
         size = scores.label_heads.shape[-1]
@@ -270,18 +312,25 @@ def bilinear(left: torch.Tensor, right: torch.Tensor, layer: nn.Bilinear) -> tor
     return scores + layer.bias if layer.bias is not None else scores
 
 
-def bilinear_by_head(dep: torch.Tensor, nodes: torch.Tensor, which: torch.Tensor, layer: nn.Bilinear):
+def bilinear_by_head(
+    dep: torch.Tensor, nodes: torch.Tensor, which: torch.Tensor, layer: nn.Bilinear, head_side=None
+) -> torch.Tensor:
     """`bilinear(dep, nodes[which], layer)` with each head node's side taken once: a node heads several
     words (on EWT test, 38 distinct heads per 100 words), and contracting the weights with a head's vector
     first leaves one (L, R) matrix per head for its dependents, side by side in one padded batch. Equal to
-    the per-word product up to float rounding.
+    the per-word product up to float rounding. `head_side`, where given, computes the heads' side (layer's
+    weights as a Linear S -> L*R, `DependencyParsingHead.as_linears`; int8 in an int8 copy).
     # (N, R) words, (M, S) nodes, (N,) node of each word -> (N, L)"""
     out, r, s = layer.weight.shape  # (L, R, S)
     bias = layer.bias if layer.bias is not None else 0
     if not len(which):
         return dep.new_zeros(0, out) + bias
     used, which = torch.unique(which, return_inverse=True)
-    mixed = (nodes[used] @ layer.weight.permute(2, 0, 1).reshape(s, out * r)).unflatten(-1, (out, r))
+    if head_side is None:
+        mixed = nodes[used] @ layer.weight.permute(2, 0, 1).reshape(s, out * r)
+    else:
+        mixed = head_side(nodes[used])
+    mixed = mixed.unflatten(-1, (out, r))  # (U, L, R)
     counts = torch.bincount(which, minlength=len(used))  # dependents per head
     order = torch.argsort(which, stable=True)
     slot = torch.empty_like(which)  # each word's place among its head's dependents
