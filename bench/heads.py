@@ -8,6 +8,9 @@ than the head costs:
     python bench/heads.py outputs/runs/<a>/spacy_pipeline outputs/runs/<b>/spacy_pipeline --head parser \\
         --corpora ../shared/data --precision auto
 
+`--second-fp32-head` runs the second pipeline's head without its int8 copy (the component's `int8 = false`):
+given one pipeline twice with `--precision auto` on a CPU where that is int8, what the int8 head gains.
+
 Prints a table naming the CPU and writes bench/results/heads.json.
 """
 
@@ -23,12 +26,13 @@ from inference import alternated, gold_examples, gold_scores
 SCORES = {"parser": "dep_las", "tagger": "pos_acc", "ner": "ents_f", "textcat": "cats_macro_f"}
 
 
-def encoded(path: str, head: str, texts: list[str], args):
-    """The pipeline, its `head` component and the texts' Docs with the encoder's vectors on them."""
+def encoded(path: str, head: str, texts: list[str], args, int8: bool = True):
+    """The pipeline, its `head` component (`int8`: with its int8 copy beside an int8 encoder) and the texts'
+    Docs with the encoder's vectors on them."""
     import spacy
     from spacy.util import minibatch
 
-    config = {"components": {"encoder": {"precision": args.precision}}}
+    config = {"components": {"encoder": {"precision": args.precision}, head: {"int8": int8}}}
     nlp = spacy.load(path, config=config)
     if head not in nlp.pipe_names:
         raise SystemExit(f"error: {path}: no component {head!r} (it has {', '.join(nlp.pipe_names)})")
@@ -54,6 +58,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--pipe-batch", type=int, default=256, help="Docs per annotate call")
     parser.add_argument("--precision", default="auto", help="how each pipeline's encoder runs")
+    parser.add_argument("--second-fp32-head", action="store_true", help="the second's head without int8")
     parser.add_argument("--out", default="bench/results/heads.json")
     args = parser.parse_args()
 
@@ -61,7 +66,8 @@ def main() -> None:
 
     examples, docbin = gold_examples(args.corpora)
     texts = [ex.text for ex in examples[: args.texts]]
-    runs = [encoded(path, args.head, texts, args) for path in (args.first, args.second)]
+    runs = [encoded(args.first, args.head, texts, args)]
+    runs.append(encoded(args.second, args.head, texts, args, int8=not args.second_fp32_head))
 
     def annotate(component, batches):
         return lambda: [component.annotate(batch) for batch in batches]
@@ -75,6 +81,7 @@ def main() -> None:
         results[name] = {
             "path": path,
             "runs_as": nlp.get_pipe("encoder").resolved_precision,
+            "head_int8": component.runtime(nlp.get_pipe("encoder").resolved_precision) is not component.head,
             "head_config": {k: v for k, v in component.head.config.items() if k != "labels"},
             "seconds": seconds,
             "median_seconds": statistics.median(seconds),
@@ -84,10 +91,11 @@ def main() -> None:
     cpu = detect().describe()
     key = SCORES.get(args.head, "score")
     print(f"CPU: {cpu}    head: {args.head}    {len(texts)} texts, median of {args.repeats}, alternating")
-    print(f"{'pipeline':<8} {'runs as':>10} {'seconds':>8} {key:>10}  path")
+    print(f"{'pipeline':<8} {'runs as':>10} {'int8 head':>9} {'seconds':>8} {key:>10}  path")
     for name, r in results.items():
         value = f"{100 * r['score']:.2f}" if r["score"] is not None else "-"
-        print(f"{name:<8} {r['runs_as']:>10} {r['median_seconds']:>8.4f} {value:>10}  {r['path']}")
+        int8 = "yes" if r["head_int8"] else "no"
+        print(f"{name:<8} {r['runs_as']:>10} {int8:>9} {r['median_seconds']:>8.4f} {value:>10}  {r['path']}")
     print(f"first is {ratio:.2f}x as fast as second")
     payload = {"cpu": cpu, "hardware": detect().tags(), "head": args.head, "texts": len(texts)}
     payload |= {"repeats": args.repeats, "pipe_batch": args.pipe_batch, "precision": args.precision}

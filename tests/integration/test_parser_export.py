@@ -161,6 +161,34 @@ def test_parser_export_pipeline_matches_the_lightning_model(trained):
             assert sum(t.head == t for t in doc) == 1 and len(list(doc.sents)) == 1  # one tree per text
 
 
+def test_parser_export_int8_encoder_runs_the_parsers_int8_copy(trained):
+    """Beside an int8 encoder the parser runs its int8 copy (quantize_head), built once, and still gives one
+    tree per text, unless its component says `int8 = false`; the tagger, NER and textcat heads run as they
+    are; beside fp32 every head does."""
+    from polyhead.export.quantize import FullRangeLinear
+
+    tmp, *_ = trained
+    for precision in ("int8-keep", "fp32"):
+        config = {"components": {"encoder": {"precision": precision}}}
+        nlp = spacy.load(tmp / "out" / "spacy_pipeline", config=config)
+        docs = list(nlp.pipe(TEXTS, batch_size=2))
+        assert {doc._.polyhead["precision"] for doc in docs} == {precision}
+        parser = nlp.get_pipe("parser")
+        runs = parser.runtime(precision)
+        assert (runs is parser.head) == (precision == "fp32") and runs is parser.runtime(precision)
+        int8 = {name for name, module in runs.named_modules() if isinstance(module, FullRangeLinear)}
+        assert int8 == (set() if precision == "fp32" else {"projections", "head_side"})
+        assert not any(isinstance(module, FullRangeLinear) for module in parser.head.modules())
+        for name in ("tagger", "ner", "textcat"):
+            assert nlp.get_pipe(name).runtime(precision) is nlp.get_pipe(name).head
+        for doc in docs:
+            kept = [t for t in doc if not t.is_space]
+            assert not kept or sum(t.head == t for t in doc) == 1
+    config = {"components": {"encoder": {"precision": "int8-keep"}, "parser": {"int8": False}}}
+    parser = spacy.load(tmp / "out" / "spacy_pipeline", config=config).get_pipe("parser")
+    assert parser.runtime("int8-keep") is parser.head  # the component's opt-out
+
+
 def write_test_docbin(files: dict, tmp_path) -> Path:
     """The test split as a DocBin with its trees, tags and genres (`python -m polyhead.export.convert`)."""
     from polyhead.export.convert import main as convert

@@ -210,14 +210,15 @@ class PipelineError(UserError, OSError):
 
 class PolyheadHead(BatchedComponent):
     """One trained head of any registered kind, which sets its annotations and scores them (its spaCy side:
-    polyhead.models.heads.registry.Head); `options` override the head's spacy_options (the tagger's attr)."""
+    polyhead.models.heads.registry.Head); `options` override the head's spacy_options (the tagger's attr);
+    `int8`: beside an int8 encoder, run the head's int8 copy where its kind has one (`runtime`)."""
 
     # Docs per head pass, of similar lengths: on a 2-core AVX2 EPYC (600 EWT test texts, int8-keep encoder)
     # the parser took 0.31 / 0.26 / 0.23 / 0.25 s at 16 / 32 / 64 / 128, the tagger and NER alike or less
     sub_batch = 64
 
-    def __init__(self, nlp: Language, name: str, options: dict | None = None):
-        self.name, self.options = name, dict(options or {})
+    def __init__(self, nlp: Language, name: str, options: dict | None = None, int8: bool = True):
+        self.name, self.options, self.int8 = name, dict(options or {}), int8
         self.head: torch.nn.Module | None = None
 
     def set_model(self, head: torch.nn.Module) -> None:
@@ -225,8 +226,9 @@ class PolyheadHead(BatchedComponent):
 
     def runtime(self, precision: str | None) -> torch.nn.Module:
         """The head that runs beside an encoder that ran as `precision`: an int8 copy beside an int8 encoder
-        (`quantize_head`, built on first use), else the head itself (in bf16 autocast beside bf16)."""
-        if precision is None or "int8" not in precision:
+        (`quantize_head`, built on first use) unless `int8` is off, else the head itself (in bf16 autocast
+        beside bf16)."""
+        if not self.int8 or precision is None or "int8" not in precision:
             return self.head
         if self._int8 is None:
             self._int8 = quantize_head(self.head)

@@ -17,11 +17,11 @@ def make_encoder(nlp: Language, name: str, batch_size: int, precision: str):
     return PolyheadEncoder(nlp, name, batch_size, precision)
 
 
-@Language.factory("polyhead_head", default_config={"options": {}})
-def make_head(nlp: Language, name: str, options: dict[str, Any]):
+@Language.factory("polyhead_head", default_config={"options": {}, "int8": True})
+def make_head(nlp: Language, name: str, options: dict[str, Any], int8: bool):
     from polyhead.export.components import PolyheadHead
 
-    return PolyheadHead(nlp, name, options)
+    return PolyheadHead(nlp, name, options, int8)
 
 
 # The factories of pipelines exported before `polyhead_head`: the same component (head.json names the kind).

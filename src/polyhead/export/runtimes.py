@@ -5,7 +5,9 @@ Every runtime maps an `Alignment` to the same `EncoderOutput` through the same p
 the pipeline (`resolve_precision`): bf16 weights on a CPU with native bf16, int8-keep on other x86 CPUs
 (fp32 for an encoder whose layers it cannot name), torch fp32 elsewhere. ONNX Runtime (`onnx` and its int8
 kinds; the optional `polyhead[onnx]` extra) is selectable, as are the int8 recipes of
-`polyhead.export.quantize` (per-tensor, per-channel, some layers kept fp32, static).
+`polyhead.export.quantize` (per-tensor, per-channel, some layers kept fp32, static). The heads follow the
+encoder's precision in `PolyheadHead`: bf16 autocast beside bf16, an int8 copy beside int8 where the head
+kind names wide products (`quantize.quantize_head`: the parser).
 
 ONNX Runtime runs an ONNX export of the encoder's `hidden()` (transformer + scalar mix), written once per
 machine to a cache keyed by the weights' hash: `$POLYHEAD_CACHE`, else `$XDG_CACHE_HOME/polyhead`, else
