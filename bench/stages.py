@@ -198,8 +198,11 @@ def profile_polyhead(nlp, texts: list[str], batch_size: int) -> dict:
         for name in heads:
             pipe = nlp.get_pipe(name)
             stages.wrap(pipe, "annotate", name)
-            for attr, part in HEAD_PARTS.items():
-                stages.wrap(pipe.head, attr, f"{name}/{part}")
+            # the head that runs (an int8 copy beside an int8 encoder) and the one that writes the Docs
+            runs = {id(h): h for h in (pipe.head, pipe.runtime(component.resolved_precision))}
+            for head in runs.values():
+                for attr, part in HEAD_PARTS.items():
+                    stages.wrap(head, attr, f"{name}/{part}")
         with stages("pass"):
             words = sum(len(doc) for doc in nlp.pipe(texts, batch_size=batch_size))
     config = component.encoder.model.config if onnx else runtime.model.config
