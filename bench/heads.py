@@ -32,7 +32,9 @@ def encoded(path: str, head: str, texts: list[str], args, int8: bool = True):
     import spacy
     from spacy.util import minibatch
 
-    config = {"components": {"encoder": {"precision": args.precision}, head: {"int8": int8}}}
+    config = {"components": {"encoder": {"precision": args.precision}}}
+    if not int8:  # only then: pipelines exported before the setting name their heads' factories otherwise
+        config["components"][head] = {"int8": False}
     nlp = spacy.load(path, config=config)
     if head not in nlp.pipe_names:
         raise SystemExit(f"error: {path}: no component {head!r} (it has {', '.join(nlp.pipe_names)})")
