@@ -20,7 +20,7 @@ from spacy.util import minibatch
 
 from polyhead.data.collate import Collator
 from polyhead.errors import UserError
-from polyhead.export.quantize import quantize_head
+from polyhead.export.quantize import ONNX_INT8, TORCH_INT8, quantize_head
 from polyhead.export.runtimes import build_runtime
 from polyhead.hardware import INFERENCE_PRECISIONS
 from polyhead.models.encoder import ATTN_IMPLEMENTATIONS, Encoder, EncoderOutput
@@ -228,7 +228,7 @@ class PolyheadHead(BatchedComponent):
         """The head that runs beside an encoder that ran as `precision`: an int8 copy beside an int8 encoder
         (`quantize_head`, built on first use) unless `int8` is off, else the head itself (in bf16 autocast
         beside bf16)."""
-        if not self.int8 or precision is None or "int8" not in precision:
+        if not self.int8 or precision not in TORCH_INT8 + ONNX_INT8:
             return self.head
         if self._int8 is None:
             self._int8 = quantize_head(self.head)

@@ -89,13 +89,16 @@ WEIGHTS_7BIT = PerChannelMinMaxObserver.with_args(
     dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=-64, quant_max=63
 )
 
+# int8-pc's recipe: torch's dynamic input quantization, weights per output channel in 7 bits
+PER_CHANNEL = QConfig(activation=default_dynamic_qconfig.activation, weight=WEIGHTS_7BIT)
+
 
 def quantize_linears(model: nn.Module, precision: str, keep=KEEP_FP32) -> nn.Module:
     """`model` with its Linear layers dynamically quantized for `precision` (one of TORCH_INT8): weights int8
     once, activations per call; int8-pc and int8-keep as FullRangeLinear, `keep` left fp32 by int8-keep."""
     if precision == "int8":
         return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-    spec: dict = {nn.Linear: QConfig(activation=default_dynamic_qconfig.activation, weight=WEIGHTS_7BIT)}
+    spec: dict = {nn.Linear: PER_CHANNEL}
     if precision == "int8-keep":
         spec.update(dict.fromkeys(kept_linears(model, keep)))  # a module name mapped to None stays fp32
     return quantize_dynamic(model, spec, dtype=torch.qint8, mapping={nn.Linear: FullRangeLinear})
@@ -230,11 +233,10 @@ def quantize_head(head: nn.Module) -> nn.Module:
     itself where it names none. A head kind opts in once measured: on a 2-core AVX2 EPYC (4-head EWT
     pipeline, 600 test texts, `bench/heads.py --second-fp32-head`) the parser's int8 copy annotated 1.15x
     as fast as the parser beside the same int8-keep encoder, LAS 79.26 against 79.27 on EWT test, while
-    int8 tagger, NER and textcat layers (17-50 outputs) ran 0.93-0.98x as fast: quantizing each input costs
-    more than a narrow product saves."""
-    int8 = copy.deepcopy(head)
-    names = int8.as_linears() if hasattr(int8, "as_linears") else []
-    if not names:
+    in a development trial int8 tagger, NER and textcat layers (17-50 outputs) ran 0.93-0.98x as fast:
+    quantizing each input costs more than a narrow product saves."""
+    if not hasattr(head, "as_linears"):
         return head
-    spec = dict.fromkeys(names, QConfig(activation=default_dynamic_qconfig.activation, weight=WEIGHTS_7BIT))
+    int8 = copy.deepcopy(head)
+    spec = dict.fromkeys(int8.as_linears(), PER_CHANNEL)
     return quantize_dynamic(int8, spec, dtype=torch.qint8, mapping={nn.Linear: FullRangeLinear}).eval()

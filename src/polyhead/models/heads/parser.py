@@ -104,11 +104,11 @@ class DependencyParsingHead(HeadModule):
         (L, R) matrix of label_bilinear (the diagonal scorer has no such product). The narrow layers
         (arc_prior, label_linear, label_diagonal) are left out. Not saved: a copy's own, built from the
         weights; the head scores the same with or without them."""
-        layers = [m[0] for m in self.mlps()]
-        self.projections = nn.Linear(layers[0].in_features, sum(m.out_features for m in layers))
+        weight, bias = self.joined_projections()
+        self.projections = nn.Linear(weight.shape[1], weight.shape[0])
         with torch.no_grad():
-            self.projections.weight.copy_(torch.cat([m.weight for m in layers]))
-            self.projections.bias.copy_(torch.cat([m.bias for m in layers]))
+            self.projections.weight.copy_(weight)
+            self.projections.bias.copy_(bias)
         if self.relation != "biaffine":
             return ["projections"]
         out, r, s = self.label_bilinear.weight.shape
@@ -133,15 +133,18 @@ class DependencyParsingHead(HeadModule):
     def mlps(self) -> tuple[nn.Sequential, ...]:
         return self.arc_dep, self.arc_head, self.label_dep, self.label_head
 
+    def joined_projections(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The four MLPs' Linear weights and biases stacked, in `mlps` order.  # (2A + 2R, H), (2A + 2R,)"""
+        layers = [m[0] for m in self.mlps()]
+        return torch.cat([m.weight for m in layers]), torch.cat([m.bias for m in layers])
+
     def project(self, nodes: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The four MLPs (arc dependent, arc head, label dependent, label head) over every node as one
         matrix product, then LeakyReLU and dropout.  # (..., H) -> 4 x (..., size)"""
         if self.projections is not None:
             out = self.projections(nodes)
         else:
-            layers = [m[0] for m in self.mlps()]
-            weight, bias = torch.cat([m.weight for m in layers]), torch.cat([m.bias for m in layers])
-            out = nn.functional.linear(nodes, weight, bias)
+            out = nn.functional.linear(nodes, *self.joined_projections())
         out = self.dropout(nn.functional.leaky_relu(out, 0.1))
         return out.split([m[0].out_features for m in self.mlps()], -1)
 
